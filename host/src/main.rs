@@ -1,0 +1,224 @@
+//! The `cardrules` command: parse, dispatch, map the result to a documented exit code.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use cardrules::suite::{self, SuiteReport};
+use cardrules::{Host, MemoryLedger, Request, Sandbox, SqliteLedger};
+use clap::{Parser, Subcommand};
+
+/// The exit codes of CONTRACT.md.
+mod exit {
+    /// Everything passed, or a decision was made.
+    pub const OK: u8 = 0;
+    /// A suite step failed.
+    pub const STEP_FAILED: u8 = 1;
+    /// Bad input: a suite, policy, request or flag could not be used.
+    pub const BAD_INPUT: u8 = 2;
+}
+
+/// The ledger file used when `--ledger` is not given.
+const DEFAULT_LEDGER: &str = "cardrules.sqlite";
+
+#[derive(Parser)]
+#[command(
+    name = "cardrules",
+    version,
+    about = "WebAssembly rules engine for municipal benefit-card programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run policy suites; with no PATH, every `suites/` under the policies directory.
+    Test {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Also write a JUnit XML report to FILE, for CI systems.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Suite files, or directories searched for `*.toml`.
+        paths: Vec<PathBuf>,
+    },
+    /// Decide one request, commit it to the ledger and print the decision as JSON.
+    Decide {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// The SQLite ledger file; created with the programs' demo holders on first use.
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: PathBuf,
+        /// Evaluate, but commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The request as JSON; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test {
+            policies,
+            junit,
+            paths,
+        } => test(&policies, junit.as_deref(), &paths),
+        Command::Decide {
+            policies,
+            ledger,
+            dry_run,
+            request,
+        } => decide(&policies, &ledger, dry_run, &request),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::BAD_INPUT)
+        }
+    }
+}
+
+fn test(policies: &Path, junit: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<u8> {
+    let files = suite::discover(policies, paths)?;
+    if files.is_empty() {
+        return Err(anyhow!("no suites found under `{}`", policies.display()));
+    }
+    let mut suites = Vec::new();
+    let mut load_errors = Vec::new();
+    for file in &files {
+        match suite::load(file) {
+            Ok(loaded) => suites.push(loaded),
+            Err(e) => load_errors.push(e.to_string()),
+        }
+    }
+    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(MemoryLedger::new()));
+    let program_errors = host.load_dir(policies)?;
+    for error in &program_errors {
+        // Only the programs a suite needs are fatal; the rest are reported as warnings.
+        let needed = suites.iter().any(|s| matches!(error, cardrules::Error::Load { program, .. } if *program == s.suite.program));
+        if !needed {
+            eprintln!("warning: {error}");
+        }
+    }
+    let mut reports = Vec::new();
+    for loaded in &suites {
+        match suite::run(&host, loaded) {
+            Ok(report) => reports.push(report),
+            Err(e) => load_errors.push(e.to_string()),
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for report in &reports {
+        let ok = report.steps.iter().filter(|s| s.passed()).count();
+        let status = if ok == report.steps.len() {
+            "ok  "
+        } else {
+            "FAIL"
+        };
+        writeln!(
+            out,
+            "{status} {} ({}: {ok}/{} steps)",
+            report.path.display(),
+            report.program,
+            report.steps.len()
+        )?;
+        for step in report.steps.iter().filter(|s| !s.passed()) {
+            write!(out, "{step}")?;
+        }
+        passed += ok;
+        failed += report.steps.len() - ok;
+    }
+    for error in &load_errors {
+        writeln!(out, "error: {error}")?;
+    }
+    if let Some(path) = junit {
+        write_junit(path, &reports)
+            .with_context(|| format!("cannot write junit report `{}`", path.display()))?;
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    Ok(if !load_errors.is_empty() {
+        exit::BAD_INPUT
+    } else if failed > 0 {
+        exit::STEP_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+fn write_junit(path: &Path, reports: &[SuiteReport]) -> anyhow::Result<()> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("cardrules");
+    for suite_report in reports {
+        let mut test_suite = TestSuite::new(suite_report.path.display().to_string());
+        for step in &suite_report.steps {
+            let name = if step.name.is_empty() {
+                format!("step {}: {}", step.number, step.summary)
+            } else {
+                format!("step {}: {}", step.number, step.name)
+            };
+            let status = if step.passed() {
+                TestCaseStatus::success()
+            } else {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_description(step.to_string());
+                status
+            };
+            let mut case = TestCase::new(name, status);
+            case.set_classname(suite_report.program.clone());
+            test_suite.add_test_case(case);
+        }
+        report.add_test_suite(test_suite);
+    }
+    let file = std::fs::File::create(path)?;
+    report.serialize(file)?;
+    Ok(())
+}
+
+fn decide(
+    policies: &Path,
+    ledger: &Path,
+    dry_run: bool,
+    request_path: &Path,
+) -> anyhow::Result<u8> {
+    let text = if request_path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the request from standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(request_path)
+            .with_context(|| format!("cannot read request `{}`", request_path.display()))?
+    };
+    let mut request: Request = serde_json::from_str(&text)
+        .with_context(|| format!("cannot parse request `{}`", request_path.display()))?;
+    request.dry_run |= dry_run;
+
+    let ledger = SqliteLedger::open(ledger)?;
+    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger));
+    for error in host.load_dir(policies)? {
+        eprintln!("warning: {error}");
+    }
+    host.register_demo_holders(&request.program)?;
+    let decision = host.decide(&request)?;
+    println!("{}", serde_json::to_string_pretty(&decision)?);
+    Ok(exit::OK)
+}

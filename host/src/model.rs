@@ -1,0 +1,238 @@
+//! The external data model of CONTRACT.md: holders, offers, requests and decisions, as
+//! they appear in JSON and TOML.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The value of a holder's or an offer's attribute: a string, an integer or a boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl<'de> Deserialize<'de> for AttributeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl Visitor<'_> for ValueVisitor {
+            type Value = AttributeValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, an integer or a boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AttributeValue::Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(AttributeValue::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(AttributeValue::Integer)
+                    .map_err(|_| E::custom(format!("integer {v} is too large")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(AttributeValue::Boolean(v))
+            }
+        }
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+/// The lifecycle of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CardState {
+    #[default]
+    Active,
+    Blocked,
+    Stopped,
+}
+
+impl CardState {
+    /// The name used in JSON, TOML and the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardState::Active => "active",
+            CardState::Blocked => "blocked",
+            CardState::Stopped => "stopped",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<CardState> {
+        match name {
+            "active" => Some(CardState::Active),
+            "blocked" => Some(CardState::Blocked),
+            "stopped" => Some(CardState::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// The person a card belongs to: a suite's `[[holders]]` entry, a `holders.toml` entry or
+/// the body of `PUT /v1/programs/{program}/holders/{card}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Holder {
+    pub card: String,
+    pub birth_date: Date,
+    pub municipality: String,
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    #[serde(default)]
+    pub state: CardState,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeValue>,
+    /// Starting balances (asset → units), granted without expiry when registered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub balances: BTreeMap<String, i64>,
+}
+
+/// An entry of a program's catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offer {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub category: String,
+    pub location: String,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+/// A catalogue entry as written: the named keys plus any other key as an attribute.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawOffer {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    provider: String,
+    category: String,
+    location: String,
+    starts_at: Option<Moment>,
+    ends_at: Option<Moment>,
+    #[serde(flatten)]
+    attributes: BTreeMap<String, AttributeValue>,
+}
+
+impl<'de> Deserialize<'de> for Offer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawOffer::deserialize(deserializer)?;
+        Ok(Offer {
+            name: raw.name.unwrap_or_else(|| raw.id.clone()),
+            id: raw.id,
+            provider: raw.provider,
+            category: raw.category,
+            location: raw.location,
+            starts_at: raw.starts_at.map(|m| m.0),
+            ends_at: raw.ends_at.map(|m| m.0),
+            attributes: raw.attributes,
+        })
+    }
+}
+
+/// A moment written either as an RFC 3339 string or as a TOML offset date-time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Moment(pub(crate) Timestamp);
+
+impl<'de> Deserialize<'de> for Moment {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Toml(toml::value::Datetime),
+        }
+        let text = match Written::deserialize(deserializer)
+            .map_err(|_| de::Error::custom("expected an RFC 3339 time with an offset"))?
+        {
+            Written::Text(text) => text,
+            Written::Toml(datetime) => datetime.to_string(),
+        };
+        parse_instant(&text).map(Moment).map_err(de::Error::custom)
+    }
+}
+
+/// Parses an RFC 3339 time with an offset, e.g. `2024-03-01T18:00:00+01:00`.
+pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
+    text.parse::<Timestamp>()
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time with an offset: {e}"))
+}
+
+/// What a point of sale asks: one request of CONTRACT.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Request {
+    pub program: String,
+    pub card: String,
+    pub action: String,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_card: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_card: Option<String>,
+    /// Idempotency key: the same id again returns the first decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Evaluate, but commit nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The language of `message` (default: the program's first language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// Which policy made a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub program: String,
+    pub version: String,
+    pub digest: String,
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decision {
+    pub allow: bool,
+    pub reason: String,
+    pub message: String,
+    pub admitted: u32,
+    pub price: Option<i64>,
+    pub notes: Vec<String>,
+    /// The acting card's balances after the decision (asset → unexpired units).
+    pub balances: BTreeMap<String, i64>,
+    /// The acting card's state after the decision (absent for unknown cards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<CardState>,
+    pub policy: PolicyRef,
+    /// Echo of the request's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// True when nothing was committed because the request was a dry run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// True when this is the recorded answer to an earlier request with the same id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+    /// Why the policy failed, for `policy-error` decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

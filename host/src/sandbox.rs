@@ -1,0 +1,407 @@
+//! The sandbox policies run in: one wasmtime engine, components compiled once, and a
+//! fresh, bounded store and instance for every evaluation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, types::ComponentItem};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::calendar::Calendar;
+use crate::error::{Error, Result};
+use crate::ledger::{self, Txn};
+use crate::manifest::Limits;
+use crate::world::{self, Policy, PolicyPre, cardrules, wit};
+
+/// How often the engine's epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Room for a panic message from the guest, shown in the `policy-error` that follows.
+const STDERR_CAPACITY: usize = 4096;
+/// The only imports a policy may have: its own world, and the WASI streams that Rust's
+/// standard library links for panic messages. Clocks, randomness, files and sockets are
+/// not among them: policies are deterministic.
+const ALLOWED_IMPORTS: &[&str] = &["cardrules:policy/", "wasi:io/", "wasi:cli/"];
+
+/// The engine and linker shared by every program.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<GuestState>,
+}
+
+/// A policy component compiled and checked, ready to be instantiated.
+pub struct CompiledPolicy {
+    pre: PolicyPre<GuestState>,
+    /// What the policy said about itself when loaded.
+    pub info: PolicyInfo,
+    /// `sha256:` and the hex digest of the component's bytes.
+    pub digest: String,
+    /// The component's size in bytes.
+    pub size: usize,
+}
+
+/// What a policy says about itself (`describe`).
+#[derive(Debug, Clone)]
+pub struct PolicyInfo {
+    pub program: String,
+    pub version: String,
+    pub actions: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// What an evaluation needs besides the request.
+pub(crate) struct Context {
+    pub calendar: Calendar,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub limits: Limits,
+}
+
+/// The result of one evaluation; the transaction comes back whatever happened.
+pub(crate) struct Evaluated {
+    pub decision: std::result::Result<wit::Decision, String>,
+    pub fuel: u64,
+    pub txn: Box<dyn Txn>,
+}
+
+impl Sandbox {
+    /// An engine with fuel metering and epoch deadlines, and a linker for the world.
+    pub fn new() -> Result<Sandbox> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        // Deep recursion traps instead of exhausting the host's stack.
+        config.max_wasm_stack(512 * 1024);
+        let engine = Engine::new(&config)
+            .map_err(|e| Error::Invalid(format!("cannot start wasmtime: {e}")))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("cardrules-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the epoch ticker: {e}")))?;
+
+        let mut linker = Linker::new(&engine);
+        let link =
+            |e: wasmtime::Error| Error::Invalid(format!("cannot link the policy world: {e}"));
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
+            .map_err(link)?;
+        Ok(Sandbox { engine, linker })
+    }
+
+    /// Compiles a component, checks its imports and asks it to describe itself.
+    pub(crate) fn compile(
+        &self,
+        bytes: &[u8],
+        context: Context,
+    ) -> std::result::Result<CompiledPolicy, String> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("not a valid component: {e}"))?;
+        for (name, _) in component.component_type().imports(&self.engine) {
+            if !ALLOWED_IMPORTS
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+            {
+                return Err(format!(
+                    "component imports `{name}`, which policies may not use (no clock, randomness, files or network)"
+                ));
+            }
+        }
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        for needed in ["evaluate", "describe"] {
+            if !exports.iter().any(|name| name == needed) {
+                return Err(format!("component does not export `{needed}`"));
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| format!("component does not implement the policy world: {e:#}"))?;
+
+        let mut store = self.store(None, context);
+        let info = pre
+            .instantiate(&mut store)
+            .and_then(|policy| policy.call_describe(&mut store))
+            .map_err(|e| format!("`describe` failed: {}", failure(&e, store.data())))?;
+        Ok(CompiledPolicy {
+            pre,
+            info: PolicyInfo {
+                program: info.program,
+                version: info.version,
+                actions: info.actions,
+                reasons: info.reasons,
+            },
+            digest: format!("sha256:{:x}", Sha256::digest(bytes)),
+            size: bytes.len(),
+        })
+    }
+
+    fn store(&self, txn: Option<Box<dyn Txn>>, context: Context) -> Store<GuestState> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let limits = context.limits;
+        let mut store = Store::new(
+            &self.engine,
+            GuestState {
+                txn,
+                context,
+                fault: None,
+                budget: Budget {
+                    memory_bytes: limits.memory_bytes,
+                    table_elements: limits.table_elements,
+                    peak_memory: 0,
+                    exceeded: None,
+                },
+                wasi,
+                table: ResourceTable::new(),
+                stderr,
+            },
+        );
+        store.limiter(|state| &mut state.budget);
+        // Neither can fail with fuel and epochs enabled in the engine's config.
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Evaluates `request` on a fresh instance of `policy`, reading through `txn`.
+    pub(crate) fn evaluate(
+        &self,
+        policy: &CompiledPolicy,
+        context: Context,
+        txn: Box<dyn Txn>,
+        request: &wit::Request,
+    ) -> Result<Evaluated> {
+        let fuel_budget = context.limits.fuel;
+        let limits = context.limits;
+        let mut store = self.store(Some(txn), context);
+        let result = policy
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_evaluate(&mut store, request));
+        let fuel = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
+        let decision = match result {
+            Ok(decision) => check_output(decision, &limits),
+            Err(e) => Err(failure(&e, store.data())),
+        };
+        let state = store.into_data();
+        if let Some(fault) = state.fault {
+            return Err(fault);
+        }
+        let txn = state
+            .txn
+            .ok_or_else(|| Error::Ledger("the transaction was lost during evaluation".into()))?;
+        Ok(Evaluated {
+            decision,
+            fuel,
+            txn,
+        })
+    }
+}
+
+fn check_output(
+    decision: wit::Decision,
+    limits: &Limits,
+) -> std::result::Result<wit::Decision, String> {
+    if decision.effects.len() > limits.max_effects {
+        return Err(format!(
+            "decision has {} effects, more than the limit of {}",
+            decision.effects.len(),
+            limits.max_effects
+        ));
+    }
+    let size = world::decision_size(&decision);
+    if size > limits.max_output_bytes {
+        return Err(format!(
+            "decision is {size} bytes, more than the limit of {} bytes",
+            limits.max_output_bytes
+        ));
+    }
+    Ok(decision)
+}
+
+/// Explains why a call into the guest failed, naming the limit it hit.
+fn failure(error: &wasmtime::Error, state: &GuestState) -> String {
+    let limits = &state.context.limits;
+    let mut why = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => format!("fuel limit of {} instructions exhausted", limits.fuel),
+        Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
+        Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_string(),
+        Some(trap) => format!("trap: {trap}"),
+        None => match &state.budget.exceeded {
+            Some(limit) => limit.clone(),
+            None => format!("{error}"),
+        },
+    };
+    let stderr = state.stderr.contents();
+    let stderr = String::from_utf8_lossy(&stderr);
+    if let Some(line) = stderr.lines().find(|l| !l.trim().is_empty()) {
+        why.push_str(&format!(" (guest said: {})", line.trim()));
+    }
+    why
+}
+
+/// Caps a store's memory and tables, and remembers which cap was hit.
+struct Budget {
+    memory_bytes: usize,
+    table_elements: usize,
+    peak_memory: usize,
+    exceeded: Option<String>,
+}
+
+impl ResourceLimiter for Budget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let why = format!(
+                "memory limit of {} bytes exceeded: the policy asked to grow from {current} to {desired} bytes",
+                self.memory_bytes
+            );
+            self.exceeded = Some(why.clone());
+            return Err(wasmtime::format_err!(why));
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            let why = format!(
+                "table limit of {} elements exceeded: the policy asked to grow from {current} to {desired}",
+                self.table_elements
+            );
+            self.exceeded = Some(why.clone());
+            return Err(wasmtime::format_err!(why));
+        }
+        Ok(true)
+    }
+}
+
+/// What a store holds while a policy runs.
+pub(crate) struct GuestState {
+    txn: Option<Box<dyn Txn>>,
+    context: Context,
+    /// A ledger failure met while serving the guest: a host fault, not the policy's.
+    fault: Option<Error>,
+    budget: Budget,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl GuestState {
+    /// Runs a ledger read; a ledger failure is kept as a host fault and traps the guest.
+    fn read<T>(&mut self, read: impl FnOnce(&mut dyn Txn) -> Result<T>) -> wasmtime::Result<T> {
+        let Some(txn) = self.txn.as_deref_mut() else {
+            return Err(wasmtime::format_err!(
+                "the ledger cannot be read during `describe`"
+            ));
+        };
+        read(txn).map_err(|e| {
+            let message = e.to_string();
+            self.fault = Some(e);
+            wasmtime::format_err!(message)
+        })
+    }
+
+    fn calendar<T>(&self, compute: impl FnOnce(&Calendar) -> Result<T>) -> wasmtime::Result<T> {
+        compute(&self.context.calendar).map_err(|e| wasmtime::format_err!(e.to_string()))
+    }
+}
+
+impl cardrules::policy::types::Host for GuestState {}
+
+impl cardrules::policy::ledger::Host for GuestState {
+    fn count_in(
+        &mut self,
+        card: Option<String>,
+        counter: String,
+        period: wit::Period,
+        at: wit::Instant,
+    ) -> wasmtime::Result<u64> {
+        let (from, to) = self.calendar(|c| c.period_of(world::period(period), at))?;
+        self.read(|txn| txn.tally_sum(card.as_deref(), &counter, from, to))
+    }
+
+    fn count_within(
+        &mut self,
+        card: Option<String>,
+        counter: String,
+        span: wit::Window,
+    ) -> wasmtime::Result<u64> {
+        self.read(|txn| txn.tally_sum(card.as_deref(), &counter, span.start, span.end))
+    }
+
+    fn last_use(
+        &mut self,
+        card: String,
+        counter: String,
+    ) -> wasmtime::Result<Option<wit::Instant>> {
+        self.read(|txn| txn.last_tally(&card, &counter))
+    }
+
+    fn balance(&mut self, card: String, asset: String, at: wit::Instant) -> wasmtime::Result<i64> {
+        self.read(|txn| ledger::balance(txn, &card, &asset, at))
+    }
+
+    fn find_holder(&mut self, card: String) -> wasmtime::Result<Option<wit::Holder>> {
+        self.read(|txn| Ok(txn.holder(&card)?.as_ref().map(world::holder)))
+    }
+
+    fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.context.config.get(&key).cloned())
+    }
+}
+
+impl cardrules::policy::calendar::Host for GuestState {
+    fn local(&mut self, at: wit::Instant) -> wasmtime::Result<wit::LocalTime> {
+        self.calendar(|c| c.local(at)).map(world::local_time)
+    }
+
+    fn period_of(
+        &mut self,
+        period: wit::Period,
+        at: wit::Instant,
+    ) -> wasmtime::Result<wit::Window> {
+        let (start, end) = self.calendar(|c| c.period_of(world::period(period), at))?;
+        Ok(wit::Window { start, end })
+    }
+
+    fn add_months(&mut self, at: wit::Instant, months: i32) -> wasmtime::Result<wit::Instant> {
+        self.calendar(|c| c.add_months(at, months))
+    }
+}

@@ -1,0 +1,328 @@
+//! Policy suites (CONTRACT.md): TOML files of holders, extra offers and steps with their
+//! expected decisions, each run against a fresh in-memory ledger.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::host::{Host, Program};
+use crate::ledger::MemoryLedger;
+use crate::manifest::{index_offers, read_toml};
+use crate::model::{CardState, Decision, Holder, Moment, Offer, Request};
+
+/// A suite file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Suite {
+    pub program: String,
+    #[serde(default)]
+    pub holders: Vec<Holder>,
+    #[serde(default)]
+    pub offers: Vec<Offer>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// One request of a suite and the decision expected for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Step {
+    pub name: Option<String>,
+    at: Moment,
+    pub card: String,
+    pub action: String,
+    pub offer: Option<String>,
+    pub party: Option<u32>,
+    pub amount: Option<i64>,
+    pub asset: Option<String>,
+    pub to_card: Option<String>,
+    pub new_card: Option<String>,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    pub language: Option<String>,
+    pub expect: Expect,
+}
+
+/// What a step expects; keys left out are not compared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Expect {
+    pub allow: bool,
+    pub reason: Option<String>,
+    pub admitted: Option<u32>,
+    pub price: Option<i64>,
+    /// Only the assets named are compared; an asset the card does not hold counts as 0.
+    pub balances: Option<BTreeMap<String, i64>>,
+    /// Each note listed must be present.
+    pub notes: Option<Vec<String>>,
+    pub state: Option<CardState>,
+}
+
+/// A suite read from a file, ready to run.
+#[derive(Debug, Clone)]
+pub struct LoadedSuite {
+    pub path: PathBuf,
+    pub suite: Suite,
+}
+
+/// One expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub key: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// How a step went.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    /// 1-based position in the suite.
+    pub number: usize,
+    pub name: String,
+    /// The request, in one line, for the report.
+    pub summary: String,
+    pub mismatches: Vec<Mismatch>,
+    /// The decision that came back, or the error the request met.
+    pub actual: std::result::Result<Decision, String>,
+}
+
+impl StepReport {
+    pub fn passed(&self) -> bool {
+        self.actual.is_ok() && self.mismatches.is_empty()
+    }
+}
+
+/// How a suite went.
+#[derive(Debug, Clone)]
+pub struct SuiteReport {
+    pub path: PathBuf,
+    pub program: String,
+    pub steps: Vec<StepReport>,
+}
+
+/// Finds the suite files named by `paths` (files, or directories searched for `*.toml`);
+/// with no paths, every `suites/` directory of every program under `policies`.
+pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if paths.is_empty() {
+        for dir in crate::manifest::program_dirs(policies)? {
+            let suites = dir.join("suites");
+            if suites.is_dir() {
+                collect_toml(&suites, &mut found)?;
+            }
+        }
+        return Ok(found);
+    }
+    for path in paths {
+        if path.is_dir() {
+            collect_toml(path, &mut found)?;
+        } else if path.is_file() {
+            found.push(path.clone());
+        } else {
+            return Err(Error::invalid(format!(
+                "cannot read suite `{}`: no such file or directory",
+                path.display()
+            )));
+        }
+    }
+    Ok(found)
+}
+
+fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_toml(&path, found)?;
+        } else if path.extension().is_some_and(|ext| ext == "toml") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks a suite file.
+pub fn load(path: &Path) -> Result<LoadedSuite> {
+    let suite: Suite =
+        read_toml(path).map_err(|e| Error::invalid(format!("cannot load suite: {e}")))?;
+    index_offers(suite.offers.clone(), path)?;
+    if suite.steps.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot load suite `{}`: it has no steps",
+            path.display()
+        )));
+    }
+    Ok(LoadedSuite {
+        path: path.to_path_buf(),
+        suite,
+    })
+}
+
+/// Runs a suite against `program` on a fresh in-memory ledger.
+pub fn run(host: &Host, loaded: &LoadedSuite) -> Result<SuiteReport> {
+    let suite = &loaded.suite;
+    let fail =
+        |e: Error| Error::invalid(format!("cannot run suite `{}`: {e}", loaded.path.display()));
+    let program: Arc<Program> = host.program(&suite.program).map_err(fail)?;
+    let isolated = Host::new(host.sandbox().clone(), Arc::new(MemoryLedger::new()));
+    isolated.insert(Arc::new(program.with_offers(&suite.offers)));
+    for holder in &suite.holders {
+        isolated.register(&suite.program, holder).map_err(fail)?;
+    }
+    let steps = suite
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| run_step(&isolated, &suite.program, index + 1, step))
+        .collect();
+    Ok(SuiteReport {
+        path: loaded.path.clone(),
+        program: suite.program.clone(),
+        steps,
+    })
+}
+
+fn run_step(host: &Host, program: &str, number: usize, step: &Step) -> StepReport {
+    let request = Request {
+        program: program.to_string(),
+        card: step.card.clone(),
+        action: step.action.clone(),
+        at: step.at.0,
+        offer: step.offer.clone(),
+        party: step.party,
+        amount: step.amount,
+        asset: step.asset.clone(),
+        to_card: step.to_card.clone(),
+        new_card: step.new_card.clone(),
+        id: step.id.clone(),
+        dry_run: step.dry_run,
+        language: step.language.clone(),
+    };
+    let mut summary = format!("{} `{}` at {}", step.action, step.card, step.at.0);
+    if let Some(offer) = &step.offer {
+        summary.push_str(&format!(", offer `{offer}`"));
+    }
+    let actual = host.decide(&request).map_err(|e| e.to_string());
+    let mismatches = match &actual {
+        Ok(decision) => compare(&step.expect, decision),
+        Err(_) => Vec::new(),
+    };
+    StepReport {
+        number,
+        name: step.name.clone().unwrap_or_default(),
+        summary,
+        mismatches,
+        actual,
+    }
+}
+
+/// The expectations of `expect` that `decision` does not meet.
+pub fn compare(expect: &Expect, decision: &Decision) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    let mut check = |key: &str, expected: String, actual: String| {
+        if expected != actual {
+            out.push(Mismatch {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
+        }
+    };
+    check(
+        "allow",
+        expect.allow.to_string(),
+        decision.allow.to_string(),
+    );
+    if let Some(reason) = &expect.reason {
+        check("reason", quoted(reason), quoted(&decision.reason));
+    }
+    if let Some(admitted) = expect.admitted {
+        check(
+            "admitted",
+            admitted.to_string(),
+            decision.admitted.to_string(),
+        );
+    }
+    if let Some(price) = expect.price {
+        check(
+            "price",
+            price.to_string(),
+            decision.price.map_or("none".to_string(), |p| p.to_string()),
+        );
+    }
+    if let Some(balances) = &expect.balances {
+        for (asset, units) in balances {
+            let held = decision.balances.get(asset).copied().unwrap_or(0);
+            check(
+                &format!("balances.{asset}"),
+                units.to_string(),
+                held.to_string(),
+            );
+        }
+    }
+    if let Some(notes) = &expect.notes {
+        for note in notes {
+            if !decision.notes.contains(note) {
+                check(
+                    "notes",
+                    format!("to include {}", quoted(note)),
+                    format!("{:?}", decision.notes),
+                );
+            }
+        }
+    }
+    if let Some(state) = expect.state {
+        let actual = decision.state.map_or("none", CardState::as_str);
+        check("state", quoted(state.as_str()), quoted(actual));
+    }
+    out
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+impl fmt::Display for StepReport {
+    /// The failure report of a step: which expectations failed, beside what came back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = if self.name.is_empty() {
+            String::new()
+        } else {
+            format!(" `{}`", self.name)
+        };
+        writeln!(f, "  FAIL step {}{name}: {}", self.number, self.summary)?;
+        match &self.actual {
+            Err(e) => writeln!(f, "       error: {e}")?,
+            Ok(decision) => {
+                let width = self
+                    .mismatches
+                    .iter()
+                    .map(|m| m.key.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(8);
+                writeln!(f, "       {:width$}  {:<24}  actual", "", "expected")?;
+                for m in &self.mismatches {
+                    writeln!(
+                        f,
+                        "     ✗ {:width$}  {:<24}  {}",
+                        m.key, m.expected, m.actual
+                    )?;
+                }
+                let mut line = format!("reason \"{}\"", decision.reason);
+                if let Some(error) = &decision.error {
+                    line.push_str(&format!(" ({error})"));
+                }
+                writeln!(f, "       decision: {line}: {}", decision.message)?;
+            }
+        }
+        Ok(())
+    }
+}
