@@ -1,1 +1,341 @@
+//! End-to-end tests of the `cardrules` command: the shipped suites, the exit codes of
+//! CONTRACT.md, readable failures, and bad input that never panics.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use std::io::Write;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn cardrules(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run cardrules")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A copy of the shipped policies directory that a test may break.
+fn policies_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&root().join("policies"), &dir.path().join("policies"));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+const FAILING_SUITE: &str = r#"
+program = "bergen"
+
+[[holders]]
+card = "X-1"
+birth-date = "2012-05-01"
+municipality = "bergen"
+
+[[steps]]
+name = "cinema with two friends"
+at = "2024-03-01T18:00:00+01:00"
+card = "X-1"
+action = "redeem"
+offer = "bergen-kino"
+party = 3
+expect = { allow = true, admitted = 3 }
+"#;
+
+/// The programs whose suites ship in `policies/`.
+const SHIPPED_PROGRAMS: &[&str] = &["bergen"];
+
+#[test]
+fn every_shipped_suite_passes() {
+    let out = cardrules(&["test", "--policies", "policies"], &root());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" passed, 0 failed"), "last line: {last}");
+    for program in SHIPPED_PROGRAMS {
+        assert!(
+            text.contains(&format!("policies/{program}/suites/")),
+            "{program} suites did not run:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_step_exits_1_and_shows_expected_beside_actual() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("fail.toml");
+    write(&suite, FAILING_SUITE);
+    let policies = root().join("policies");
+    let junit = dir.path().join("junit.xml");
+    let out = cardrules(
+        &[
+            "test",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            suite.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL step 1 `cinema with two friends`"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("✗ allow") && l.contains("true") && l.contains("false")),
+        "{text}"
+    );
+    assert!(text.contains("party-too-large"), "{text}");
+    assert_eq!(text.lines().last(), Some("0 passed, 1 failed"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("failures=\"1\"") && xml.contains("cinema with two friends"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn malformed_suites_exit_2_with_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = root().join("policies");
+    let cases = [
+        (
+            "not-toml.toml",
+            "program = \"bergen\"\n[[steps]\n",
+            "cannot parse",
+        ),
+        (
+            "bad-time.toml",
+            "program = \"bergen\"\n[[steps]]\nat = \"yesterday\"\ncard = \"x\"\naction = \"redeem\"\nexpect = { allow = true }\n",
+            "`yesterday` is not an RFC 3339 time",
+        ),
+        (
+            "unknown-key.toml",
+            "program = \"bergen\"\n[[steps]]\nat = \"2024-01-01T00:00:00Z\"\ncard = \"x\"\naction = \"redeem\"\nexpect = { allow = true, reasn = \"ok\" }\n",
+            "unknown field `reasn`",
+        ),
+        (
+            "no-program.toml",
+            "program = \"oslo\"\n[[steps]]\nat = \"2024-01-01T00:00:00Z\"\ncard = \"x\"\naction = \"redeem\"\nexpect = { allow = true }\n",
+            "unknown program `oslo`",
+        ),
+        ("no-steps.toml", "program = \"bergen\"\n", "has no steps"),
+    ];
+    for (name, text, message) in cases {
+        let path = dir.path().join(name);
+        write(&path, text);
+        let out = cardrules(
+            &[
+                "test",
+                "--policies",
+                policies.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {text}");
+        let error = text
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{name}: no error line in {text}"));
+        assert!(error.contains(message), "{name}: {error}");
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_broken_manifest_or_component_is_refused_with_the_programs_name() {
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "policy.toml",
+            "program = \"bergen\"\nname = 1\n",
+            "cannot load policy `bergen`: cannot parse",
+        ),
+        (
+            "bergen.wasm",
+            "this is not wasm",
+            "cannot load policy `bergen`: not a valid component",
+        ),
+        (
+            "catalogue.toml",
+            "[[offers]]\nid = \"a\"\ncategory = \"x\"\nlocation = \"y\"\nsize = 1.5\n",
+            "cannot load policy `bergen`",
+        ),
+    ];
+    for (file, text, message) in cases {
+        let dir = policies_copy();
+        write(&dir.path().join("policies/bergen").join(file), text);
+        let suite = root().join("policies/bergen/suites/eligibility.toml");
+        let out = cardrules(
+            &["test", "--policies", "policies", suite.to_str().unwrap()],
+            dir.path(),
+        );
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(2), "{file}: {text}");
+        assert!(text.contains(message), "{file}: {text}");
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{file}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+fn decide(dir: &Path, request: &str, extra: &[&str]) -> Output {
+    let policies = root().join("policies");
+    let mut args = vec![
+        "decide",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--request",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(out), stderr(out)))
+}
+
+#[test]
+fn decide_commits_to_the_default_ledger_and_a_retried_id_commits_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = |id: &str| {
+        format!(
+            r#"{{"program":"bergen","card":"AK-1001","action":"redeem","offer":"akvariet","at":"2024-05-01T12:00:00+02:00","id":"{id}"}}"#
+        )
+    };
+    let first = decide(dir.path(), &request("t1"), &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let first = json(&first);
+    assert_eq!(first["allow"], true);
+    assert_eq!(first["policy"]["program"], "bergen");
+    assert!(
+        first["policy"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        dir.path().join("cardrules.sqlite").is_file(),
+        "the default ledger is a file in the working directory"
+    );
+
+    let retry = json(&decide(dir.path(), &request("t1"), &[]));
+    assert_eq!(retry["replayed"], true);
+    // The yearly limit is 2: had the retry counted, this would be refused.
+    let second = json(&decide(dir.path(), &request("t2"), &[]));
+    assert_eq!(second["allow"], true, "{second}");
+    let dry = json(&decide(dir.path(), &request("t3"), &["--dry-run"]));
+    assert_eq!(
+        (dry["allow"].clone(), dry["reason"].clone()),
+        (false.into(), "quota-exhausted".into())
+    );
+
+    let reused = decide(
+        dir.path(),
+        &request("t1").replace("akvariet", "kode-museum"),
+        &[],
+    );
+    assert_eq!(reused.status.code(), Some(2));
+    assert!(
+        stderr(&reused).contains("request id `t1` was already used for a different request"),
+        "{}",
+        stderr(&reused)
+    );
+}
+
+#[test]
+fn malformed_requests_exit_2_and_unknown_cards_get_a_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        ("{\"program\":", "cannot parse request"),
+        (
+            r#"{"program":"bergen","card":"AK-1001","action":"redeem","at":"2024-05-01 12:00"}"#,
+            "cannot parse request",
+        ),
+        (
+            r#"{"program":"oslo","card":"AK-1001","action":"redeem","at":"2024-05-01T12:00:00Z"}"#,
+            "unknown program `oslo`",
+        ),
+        (
+            r#"{"program":"bergen","card":"AK-1001","action":"redeem","at":"2024-05-01T12:00:00Z","party":0}"#,
+            "`party` must be at least 1",
+        ),
+        (
+            r#"{"program":"bergen","card":"AK-1001","action":"redeem","at":"2024-05-01T12:00:00Z","colour":"red"}"#,
+            "unknown field `colour`",
+        ),
+    ];
+    for (request, message) in bad {
+        let out = decide(dir.path(), request, &[]);
+        assert_eq!(out.status.code(), Some(2), "{request}");
+        assert!(
+            stderr(&out).contains(message),
+            "{request}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"));
+    }
+    let out = decide(
+        dir.path(),
+        r#"{"program":"bergen","card":"NOBODY","action":"redeem","offer":"akvariet","at":"2024-05-01T12:00:00Z"}"#,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["reason"], "unknown-card");
+}

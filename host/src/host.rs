@@ -360,13 +360,13 @@ impl Host {
         let (verdict, fuel, returned) = self.evaluate(&program, request, party, at, txn)?;
         txn = returned;
         let mut verdict = verdict;
-        if verdict.allow {
-            if let Err(refused) = ledger::apply(&mut *txn, &request.card, at, &verdict.effects)? {
-                drop(txn); // rolls back whatever part of the effects was applied
-                verdict =
-                    Verdict::policy_error(format!("the policy's effects were refused: {refused}"));
-                txn = self.ledger.begin(program.id())?;
-            }
+        if verdict.allow
+            && let Err(refused) = ledger::apply(&mut *txn, &request.card, at, &verdict.effects)?
+        {
+            drop(txn); // rolls back whatever part of the effects was applied
+            verdict =
+                Verdict::policy_error(format!("the policy's effects were refused: {refused}"));
+            txn = self.ledger.begin(program.id())?;
         }
         if let Some(why) = &verdict.error {
             tracing::warn!(

@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use cardrules::policy::types as wit;
+pub(crate) use self::cardrules::policy::types as wit;
 
 pub(crate) fn date(d: Date) -> wit::Date {
     wit::Date {

@@ -264,6 +264,9 @@ fn apply_one(
     Ok(Ok(()))
 }
 
+/// Units taken from one lot, with that lot's expiry.
+type Taken = (i64, Option<i64>);
+
 /// Removes `amount` unexpired units of `asset` from `card`, earliest expiry first (units
 /// without expiry last), and returns what was taken as (units, expiry) pairs.
 fn take(
@@ -272,7 +275,7 @@ fn take(
     asset: &str,
     amount: i64,
     at: i64,
-) -> Result<Result<Vec<(i64, Option<i64>)>, Refused>> {
+) -> Result<Result<Vec<Taken>, Refused>> {
     if amount <= 0 {
         return Ok(Err(Refused(format!(
             "amount {amount} of `{asset}` is not positive"
