@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The policy crates and the program directory each component goes to.
-const GUESTS: &[&str] = &["bergen"];
+const GUESTS: &[&str] = &["bergen", "antwerpen", "albertslund"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -35,14 +35,7 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(root.join("guest-rules"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--target", TARGET, "--target-dir"])
         .arg(&target_dir);
     // Flags meant for the host build must not leak into the guests'.
     for var in [

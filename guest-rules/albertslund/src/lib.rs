@@ -1,0 +1,173 @@
+//! Det Digitale Betalingskort, Albertslund Kommune: a prepaid card children use to buy
+//! food and materials at the youth clubs (PROGRAMS.md §3). Money is the asset `DKK`, in
+//! øre; parents top it up and may restrict purchases; the cashier checks the photo.
+
+use cardrules_sdk::prelude::*;
+
+const PROGRAM: &str = "albertslund";
+const VERSION: &str = "2024.1.0";
+
+/// The money asset, in øre.
+const DKK: &str = "DKK";
+/// Counts øre spent, for the daily limit of rule 6.
+const SPENT: &str = "spent";
+
+const CARD_BLOCKED: &str = "card-blocked";
+const INSUFFICIENT_FUNDS: &str = "insufficient-funds";
+/// A replacement card number that already belongs to a holder.
+const CARD_IN_USE: &str = "card-in-use";
+
+struct Albertslund;
+
+impl Policy for Albertslund {
+    fn describe() -> PolicyInfo {
+        policy_info(
+            PROGRAM,
+            VERSION,
+            &[
+                "purchase",
+                "top-up",
+                "enable-auto-top-up",
+                "replace-card",
+                "block-card",
+                "close-account",
+            ],
+            &[
+                OK,
+                CARD_BLOCKED,
+                "not-a-member",
+                "offer-not-participating",
+                "category-blocked",
+                "purchase-limit",
+                "daily-limit",
+                INSUFFICIENT_FUNDS,
+                "minimum-balance",
+                CARD_IN_USE,
+                UNKNOWN_ACTION,
+                BAD_REQUEST,
+            ],
+        )
+    }
+
+    fn evaluate(req: Request) -> Decision {
+        decide(match req.action.as_str() {
+            "purchase" => purchase(&req),
+            "top-up" => top_up(&req),
+            "enable-auto-top-up" => enable_auto_top_up(&req),
+            "replace-card" => replace_card(&req),
+            "block-card" => Ok(allow().effect(Effect::SetState(CardState::Blocked))),
+            "close-account" => close_account(&req),
+            _ => Err(deny(UNKNOWN_ACTION)),
+        })
+    }
+}
+
+/// The participating clubs (*config* `clubs`, comma-separated).
+fn clubs() -> Vec<String> {
+    config_text("clubs", "bakkens-hjerte,storagergard")
+        .split(',')
+        .map(|club| club.trim().to_string())
+        .filter(|club| !club.is_empty())
+        .collect()
+}
+
+fn balance(req: &Request) -> i64 {
+    ledger::balance(&req.holder.card, DKK, req.at)
+}
+
+/// A positive `amount`, or a `bad-request` denial.
+fn positive_amount(req: &Request) -> Result<i64, Decision> {
+    let amount = required(&req.amount)?;
+    ensure(amount > 0, BAD_REQUEST)?;
+    Ok(amount)
+}
+
+/// Buys `offer` for `amount` øre at a club.
+fn purchase(req: &Request) -> Rule {
+    let holder = &req.holder;
+    let offer = required(&req.offer)?;
+    let amount = positive_amount(req)?;
+    let clubs = clubs();
+
+    // 1. The card is not blocked.
+    ensure(holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    // 2. The holder is a member of a participating club.
+    let member = clubs
+        .iter()
+        .any(|club| holder.has_status(&format!("member:{club}")));
+    ensure(member, "not-a-member")?;
+    // 3. The offer is sold at a participating club.
+    ensure(clubs.contains(&offer.location), "offer-not-participating")?;
+    // 4. The parent has not blocked the offer's category.
+    let blocked = holder.attr_text("blocked-categories").unwrap_or("");
+    let is_blocked = blocked.split(',').any(|c| c.trim() == offer.category);
+    ensure(!is_blocked, "category-blocked")?;
+    // 5. At most the parent's limit per purchase.
+    if let Some(limit) = holder.attr_int("purchase-limit") {
+        ensure(amount <= limit, "purchase-limit")?;
+    }
+    // 6. At most the parent's limit per local day, this purchase included.
+    if let Some(limit) = holder.attr_int("daily-limit") {
+        let today = ledger::count_in(Some(&holder.card), SPENT, Period::Day, req.at) as i64;
+        ensure(today + amount <= limit, "daily-limit")?;
+    }
+    // 7. Enough money on the card.
+    let balance = balance(req);
+    ensure(amount <= balance, INSUFFICIENT_FUNDS)?;
+
+    let mut decision = allow()
+        .price(amount)
+        .consume(DKK, amount)
+        .count(SPENT, amount as u64)
+        .note("verify-photo");
+    let below = holder.attr_int("auto-top-up-below");
+    let top_up = holder.attr_int("auto-top-up-amount");
+    if let (Some(below), Some(top_up)) = (below, top_up)
+        && balance - amount < below
+        && top_up > 0
+    {
+        decision = decision.grant(DKK, top_up, None).note("auto-top-up");
+    }
+    Ok(decision)
+}
+
+/// Credits `amount` øre, paid by the parent.
+fn top_up(req: &Request) -> Rule {
+    let amount = positive_amount(req)?;
+    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    Ok(allow().grant(DKK, amount, None))
+}
+
+/// Whether the parent may switch automatic top-up on: only from a minimum balance.
+fn enable_auto_top_up(req: &Request) -> Rule {
+    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    let minimum = config_int("auto-top-up-minimum-balance", 5000);
+    ensure(balance(req) >= minimum, "minimum-balance")?;
+    Ok(allow())
+}
+
+/// Replaces a lost, stolen or damaged card for a fee paid from the old card.
+fn replace_card(req: &Request) -> Rule {
+    let new_card = required(&req.new_card)?;
+    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    let fee = config_int("replacement-fee", 2500);
+    ensure(balance(req) >= fee, INSUFFICIENT_FUNDS)?;
+    ensure(ledger::find_holder(&new_card).is_none(), CARD_IN_USE)?;
+    let mut decision = allow().price(fee);
+    if fee > 0 {
+        decision = decision.consume(DKK, fee);
+    }
+    Ok(decision.effect(Effect::MoveCard(new_card)))
+}
+
+/// Pays the whole balance out to the registered parent.
+fn close_account(req: &Request) -> Rule {
+    let balance = balance(req);
+    let mut decision = allow().note("payout-to-parent");
+    if balance > 0 {
+        decision = decision.consume(DKK, balance);
+    }
+    Ok(decision)
+}
+
+export_policy!(Albertslund);

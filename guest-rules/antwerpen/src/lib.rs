@@ -1,0 +1,247 @@
+//! A-kaart, stad Antwerpen: a city card that is also a savings card (PROGRAMS.md §2).
+//! Each participation is a `saving`; every 10 savings become a `benefit` that must be used
+//! within six months. Prices depend on the holder's statuses.
+
+use cardrules_sdk::prelude::*;
+
+const PROGRAM: &str = "antwerpen";
+const VERSION: &str = "2024.1.0";
+
+const SAVING: &str = "saving";
+const BENEFIT: &str = "benefit";
+/// Counts every saving of a card, for the 60-minute rule 7.
+const SAVINGS: &str = "savings";
+/// Counts savings at one location: rules 5 and 6.
+fn savings_at(location: &str) -> String {
+    format!("savings@{location}")
+}
+
+const CARD_INACTIVE: &str = "card-inactive";
+const NOT_PARTICIPATING: &str = "not-participating";
+const UNKNOWN_CARD: &str = "unknown-card";
+/// A replacement card number that already belongs to a holder.
+const CARD_IN_USE: &str = "card-in-use";
+/// `rejoin` by a card that never stopped.
+const ALREADY_PARTICIPATING: &str = "already-participating";
+
+/// The statuses that ground the reduced rate (kansentarief).
+const KANSENTARIEF_GROUNDS: &[&str] = &[
+    "increased-allowance",
+    "debt-counselling",
+    "social-centre-guidance",
+    "poverty-referral",
+];
+
+struct Antwerpen;
+
+impl Policy for Antwerpen {
+    fn describe() -> PolicyInfo {
+        policy_info(
+            PROGRAM,
+            VERSION,
+            &[
+                "check-in",
+                "redeem-benefit",
+                "transfer",
+                "stop-participation",
+                "rejoin",
+                "replace-card",
+                "price",
+                "assess-kansentarief",
+            ],
+            &[
+                OK,
+                CARD_INACTIVE,
+                NOT_PARTICIPATING,
+                "consent-required",
+                "outside-checkin-window",
+                "already-saved-today",
+                "library-weekly-limit",
+                "too-soon",
+                "no-benefit",
+                UNKNOWN_CARD,
+                "insufficient-balance",
+                "no-qualifying-ground",
+                CARD_IN_USE,
+                ALREADY_PARTICIPATING,
+                UNKNOWN_ACTION,
+                BAD_REQUEST,
+            ],
+        )
+    }
+
+    fn evaluate(req: Request) -> Decision {
+        decide(match req.action.as_str() {
+            "check-in" => check_in(&req),
+            "redeem-benefit" => redeem_benefit(&req),
+            "transfer" => transfer(&req),
+            "stop-participation" => stop_participation(&req),
+            "rejoin" => rejoin(&req),
+            "replace-card" => replace_card(&req),
+            "price" => price(&req),
+            "assess-kansentarief" => assess_kansentarief(&req),
+            _ => Err(deny(UNKNOWN_ACTION)),
+        })
+    }
+}
+
+/// A blocked card can do nothing; a stopped one does not save.
+fn participating(holder: &cardrules_sdk::Holder) -> Result<(), Decision> {
+    ensure(holder.state != CardState::Blocked, CARD_INACTIVE)?;
+    ensure(holder.state != CardState::Stopped, NOT_PARTICIPATING)
+}
+
+/// Saves at an activity or location.
+fn check_in(req: &Request) -> Rule {
+    let holder = &req.holder;
+    let offer = required(&req.offer)?;
+    let card = Some(holder.card.as_str());
+
+    // 1–2. Not blocked, and still saving.
+    participating(holder)?;
+    // 3. Under 13 needs parental consent.
+    let consent_age = config_int("consent-age", 13);
+    let age = i64::from(holder.age_on(&req.local.date));
+    ensure(
+        age >= consent_age || holder.has_status("parental-consent"),
+        "consent-required",
+    )?;
+    // 4. Cultural centres: from 60 minutes before the show until 60 minutes after it.
+    if offer.category == "cultural-centre" {
+        let window = config_int("checkin-window-minutes", 60) * 60;
+        let starts = required(&offer.starts_at)?;
+        let ends = offer.ends_at.unwrap_or(starts);
+        ensure(
+            (starts - window..=ends + window).contains(&req.at),
+            "outside-checkin-window",
+        )?;
+    }
+    // 5. One saving per location per local day.
+    let here = savings_at(&offer.location);
+    let today = ledger::count_in(card, &here, Period::Day, req.at);
+    ensure(today == 0, "already-saved-today")?;
+    // 6. Libraries: one saving per library per ISO week.
+    if offer.category == "library" {
+        let this_week = ledger::count_in(card, &here, Period::IsoWeek, req.at);
+        ensure(this_week == 0, "library-weekly-limit")?;
+    }
+    // 7. Savings on the same day at different locations at least 60 minutes apart.
+    let gap = config_int("saving-gap-minutes", 60) * 60;
+    let day = calendar::period_of(Period::Day, req.at);
+    let recent = Window {
+        start: day.start.max(req.at - gap + 1),
+        end: req.at + 1,
+    };
+    ensure(ledger::count_within(card, SAVINGS, recent) == 0, "too-soon")?;
+
+    let bonus = offer.attr_int("bonus-savings").unwrap_or(0).max(0);
+    let granted = 1 + bonus;
+    let mut decision = allow()
+        .count(SAVINGS, 1)
+        .count(&here, 1)
+        .grant(SAVING, granted, None);
+
+    // Every 10 savings become a benefit that expires six calendar months later.
+    let per_benefit = config_int("savings-per-benefit", 10);
+    let savings = ledger::balance(&holder.card, SAVING, req.at) + granted;
+    let benefits = savings / per_benefit;
+    if benefits > 0 {
+        let months = config_int("benefit-valid-months", 6) as i32;
+        let expires = calendar::add_months(req.at, months);
+        decision = decision.consume(SAVING, benefits * per_benefit).grant(
+            BENEFIT,
+            benefits,
+            Some(expires),
+        );
+    }
+    Ok(decision)
+}
+
+/// Uses the benefit that expires first.
+fn redeem_benefit(req: &Request) -> Rule {
+    participating(&req.holder)?;
+    let benefits = ledger::balance(&req.holder.card, BENEFIT, req.at);
+    ensure(benefits >= 1, "no-benefit")?;
+    Ok(allow().admitted(1).consume(BENEFIT, 1))
+}
+
+/// Gives savings or benefits to another card of the program; benefits keep their expiry.
+fn transfer(req: &Request) -> Rule {
+    let to_card = required(&req.to_card)?;
+    let asset = required(&req.asset)?;
+    let amount = required(&req.amount)?;
+    ensure(asset == SAVING || asset == BENEFIT, BAD_REQUEST)?;
+    ensure(amount > 0 && to_card != req.holder.card, BAD_REQUEST)?;
+
+    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
+    let receiver = ledger::find_holder(&to_card).ok_or_else(|| deny(UNKNOWN_CARD))?;
+    let stopped = |state: CardState| state == CardState::Stopped;
+    ensure(
+        !stopped(req.holder.state) && !stopped(receiver.state),
+        NOT_PARTICIPATING,
+    )?;
+    ensure(receiver.state != CardState::Blocked, CARD_INACTIVE)?;
+    let held = ledger::balance(&req.holder.card, &asset, req.at);
+    ensure(held >= amount, "insufficient-balance")?;
+    Ok(allow().effect(Effect::Transfer(Transfer {
+        to_card,
+        asset,
+        amount,
+    })))
+}
+
+/// Stops saving: every saving and benefit is forfeited.
+fn stop_participation(req: &Request) -> Rule {
+    participating(&req.holder)?;
+    Ok(allow()
+        .effect(Effect::Forfeit(SAVING.to_string()))
+        .effect(Effect::Forfeit(BENEFIT.to_string()))
+        .effect(Effect::SetState(CardState::Stopped)))
+}
+
+/// Starts saving again, from nothing.
+fn rejoin(req: &Request) -> Rule {
+    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
+    ensure(
+        req.holder.state == CardState::Stopped,
+        ALREADY_PARTICIPATING,
+    )?;
+    Ok(allow()
+        .effect(Effect::Forfeit(SAVING.to_string()))
+        .effect(Effect::Forfeit(BENEFIT.to_string()))
+        .effect(Effect::SetState(CardState::Active)))
+}
+
+/// Moves the holder, savings and benefits to a new card and blocks the old one.
+fn replace_card(req: &Request) -> Rule {
+    let new_card = required(&req.new_card)?;
+    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
+    ensure(ledger::find_holder(&new_card).is_none(), CARD_IN_USE)?;
+    Ok(allow().effect(Effect::MoveCard(new_card)))
+}
+
+/// What the holder pays: the social price with kansentarief, else the resident price for
+/// residents, else the regular price; a missing reduced price falls back to the next.
+fn price(req: &Request) -> Rule {
+    let offer = required(&req.offer)?;
+    let holder = &req.holder;
+    let regular = offer.attr_int("price").unwrap_or(0);
+    let resident = offer
+        .attr_int("resident-price")
+        .filter(|_| holder.has_status("antwerpenaar"));
+    let social = offer
+        .attr_int("social-price")
+        .filter(|_| holder.has_status("kansentarief"));
+    Ok(allow().price(social.or(resident).unwrap_or(regular)))
+}
+
+/// Whether the reduced-rate status may be activated: it needs at least one ground.
+fn assess_kansentarief(req: &Request) -> Rule {
+    let grounded = KANSENTARIEF_GROUNDS
+        .iter()
+        .any(|g| req.holder.has_status(g));
+    ensure(grounded, "no-qualifying-ground")?;
+    Ok(allow())
+}
+
+export_policy!(Antwerpen);
