@@ -72,7 +72,7 @@ expect = { allow = true, admitted = 3 }
 "#;
 
 /// The programs whose suites ship in `policies/`.
-const SHIPPED_PROGRAMS: &[&str] = &["bergen"];
+const SHIPPED_PROGRAMS: &[&str] = &["bergen", "antwerpen", "albertslund"];
 
 #[test]
 fn every_shipped_suite_passes() {
