@@ -1,0 +1,115 @@
+//! Real concurrency against the SQLite ledger: terminals with their own connections to one
+//! ledger file race for the last øre of a balance and the last places of an activity.
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use cardrules::{Decision, Holder, Host, Request, Sandbox, SqliteLedger};
+
+const TERMINALS: usize = 8;
+
+/// One host per terminal, each with its own connection to `ledger`, sharing compiled programs.
+fn terminals(ledger: &Path) -> Vec<Arc<Host>> {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let sandbox = Arc::new(Sandbox::new().unwrap());
+    let first = Host::new(
+        sandbox.clone(),
+        Arc::new(SqliteLedger::open(ledger).unwrap()),
+    );
+    assert!(first.load_dir(&policies).unwrap().is_empty());
+    let programs = first.programs();
+    let mut hosts = vec![Arc::new(first)];
+    for _ in 1..TERMINALS {
+        let host = Host::new(
+            sandbox.clone(),
+            Arc::new(SqliteLedger::open(ledger).unwrap()),
+        );
+        for program in &programs {
+            host.insert(program.clone());
+        }
+        hosts.push(Arc::new(host));
+    }
+    hosts
+}
+
+fn holder(json: &str) -> Holder {
+    serde_json::from_str(json).unwrap()
+}
+
+fn request(json: &str) -> Request {
+    serde_json::from_str(json).unwrap()
+}
+
+/// Fires one request per terminal at the same moment and returns the decisions.
+fn race(hosts: &[Arc<Host>], request_for: impl Fn(usize) -> Request) -> Vec<Decision> {
+    let barrier = Arc::new(Barrier::new(hosts.len()));
+    let handles: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let (host, barrier, request) = (host.clone(), barrier.clone(), request_for(i));
+            std::thread::spawn(move || {
+                barrier.wait();
+                host.decide(&request).unwrap()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn terminals_racing_for_the_last_ore_cannot_both_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = terminals(&dir.path().join("ledger.sqlite"));
+    let card = r#"{"card":"RACE-1","birth-date":"2012-01-01","municipality":"albertslund",
+                  "statuses":["member:storagergard"],"balances":{"DKK":1000}}"#;
+    hosts[0].register("albertslund", &holder(card)).unwrap();
+    let decisions = race(&hosts, |i| {
+        request(&format!(
+            r#"{{"program":"albertslund","card":"RACE-1","action":"purchase","offer":"sg-perler",
+                 "amount":600,"at":"2024-05-07T16:00:00+02:00","id":"terminal-{i}"}}"#
+        ))
+    });
+    let won = decisions.iter().filter(|d| d.allow).count();
+    assert_eq!(won, 1, "{decisions:#?}");
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| !d.allow)
+            .all(|d| d.reason == "insufficient-funds")
+    );
+    let card = hosts[0]
+        .card("albertslund", "RACE-1", 1_800_000_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.balances.get("DKK"), Some(&400));
+}
+
+#[test]
+fn cards_racing_for_the_last_places_of_an_activity_get_exactly_the_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = terminals(&dir.path().join("ledger.sqlite"));
+    for i in 0..TERMINALS {
+        let card =
+            format!(r#"{{"card":"KID-{i}","birth-date":"2012-01-01","municipality":"bergen"}}"#);
+        hosts[0].register("bergen", &holder(&card)).unwrap();
+    }
+    // `klatring-bratte-rom` has a capacity of 2 per semester.
+    let decisions = race(&hosts, |i| {
+        request(&format!(
+            r#"{{"program":"bergen","card":"KID-{i}","action":"redeem","offer":"klatring-bratte-rom",
+                 "at":"2024-08-01T09:00:00+02:00"}}"#
+        ))
+    });
+    assert_eq!(
+        decisions.iter().filter(|d| d.allow).count(),
+        2,
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| !d.allow)
+            .all(|d| d.reason == "fully-booked")
+    );
+}
