@@ -240,7 +240,11 @@ impl Host {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    self.broken.write().insert(name, e.to_string());
+                    let reason = match &e {
+                        Error::Load { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    self.broken.write().insert(name, reason);
                     errors.push(e);
                 }
             }
