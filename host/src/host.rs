@@ -39,6 +39,8 @@ pub struct Program {
     pub files: ProgramFiles,
     pub calendar: Calendar,
     pub policy: Arc<CompiledPolicy>,
+    /// When this version was loaded.
+    pub loaded_at: jiff::Timestamp,
     config: Arc<BTreeMap<String, String>>,
     reasons: HashSet<String>,
 }
@@ -114,6 +116,7 @@ impl Program {
             files,
             calendar,
             policy: Arc::new(policy),
+            loaded_at: jiff::Timestamp::now(),
             config,
             reasons,
         })
@@ -129,6 +132,7 @@ impl Program {
             files,
             calendar: self.calendar.clone(),
             policy: self.policy.clone(),
+            loaded_at: self.loaded_at,
             config: self.config.clone(),
             reasons: self.reasons.clone(),
         }
@@ -151,7 +155,8 @@ impl Program {
             .unwrap_or_else(|| reason.to_string())
     }
 
-    fn policy_ref(&self) -> PolicyRef {
+    /// Which policy this is: program, version and the component's digest.
+    pub fn policy_ref(&self) -> PolicyRef {
         PolicyRef {
             program: self.id().to_string(),
             version: self.policy.info.version.clone(),
@@ -233,23 +238,63 @@ impl Host {
     pub fn load_dir(&self, policies: &Path) -> Result<Vec<Error>> {
         let mut errors = Vec::new();
         for dir in manifest::program_dirs(policies)? {
-            match Program::load(&self.sandbox, &dir) {
-                Ok(program) => self.insert(Arc::new(program)),
-                Err(e) => {
-                    let name = dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let reason = match &e {
-                        Error::Load { reason, .. } => reason.clone(),
-                        other => other.to_string(),
-                    };
-                    self.broken.write().insert(name, reason);
-                    errors.push(e);
-                }
+            if let Err(e) = Program::load(&self.sandbox, &dir).map(|p| self.insert(Arc::new(p))) {
+                self.refuse(&dir, &e);
+                errors.push(e);
             }
         }
         Ok(errors)
+    }
+
+    /// Loads the program in `dir`, checks it against its own suites (`dir/suites`), and
+    /// only then serves it in place of the running version; also registers its new demo
+    /// holders. Requests already deciding finish on the version they started with. A
+    /// program that fails is refused: the running version, if any, keeps serving.
+    pub fn update(&self, dir: &Path) -> Result<Arc<Program>> {
+        let checked = Program::load(&self.sandbox, dir).and_then(|program| {
+            let program = Arc::new(program);
+            crate::suite::check(&self.sandbox, &program)?;
+            Ok(program)
+        });
+        match checked {
+            Ok(program) => {
+                self.insert(program.clone());
+                self.register_demo_holders(program.id())?;
+                Ok(program)
+            }
+            Err(e) => {
+                self.refuse(dir, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Remembers why the program in `dir` was refused, for [`Host::refused`] and for
+    /// requests to a program that has no running version.
+    fn refuse(&self, dir: &Path, error: &Error) {
+        let (name, reason) = match error {
+            Error::Load { program, reason } => (program.clone(), reason.clone()),
+            other => (
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                other.to_string(),
+            ),
+        };
+        self.broken.write().insert(name, reason);
+    }
+
+    /// Programs whose latest files were refused, with why (sorted by program). A refused
+    /// program may still be served in its previous version.
+    pub fn refused(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .broken
+            .read()
+            .iter()
+            .map(|(program, why)| (program.clone(), why.clone()))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Serves `program` (replacing an earlier version of it).

@@ -13,6 +13,7 @@ pub mod ledger;
 mod manifest;
 mod model;
 mod sandbox;
+pub mod server;
 pub mod suite;
 mod world;
 

@@ -1,6 +1,6 @@
 //! The `cardrules` command: parse, dispatch, map the result to a documented exit code.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,16 +62,41 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
     },
+    /// Serve the point-of-sale HTTP API; programs reload when their files change.
+    Serve {
+        /// The policies directory, watched for changes.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// The SQLite ledger file; created on first use. Demo holders are registered.
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: PathBuf,
+        /// The address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = cardrules::server::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Do not watch the policies directory (no hot reload).
+        #[arg(long)]
+        no_watch: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs each request; the one-shot commands only what goes wrong.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Test {
             policies,
@@ -84,6 +109,13 @@ fn main() -> ExitCode {
             dry_run,
             request,
         } => decide(&policies, &ledger, dry_run, &request),
+        Command::Serve {
+            policies,
+            ledger,
+            listen,
+            body_limit,
+            no_watch,
+        } => serve(&policies, &ledger, &listen, body_limit, !no_watch),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -221,4 +253,75 @@ fn decide(
     let decision = host.decide(&request)?;
     println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(exit::OK)
+}
+
+fn serve(
+    policies: &Path,
+    ledger: &Path,
+    listen: &str,
+    body_limit: usize,
+    watch: bool,
+) -> anyhow::Result<u8> {
+    use cardrules::server;
+    let ledger = SqliteLedger::open(ledger)?;
+    let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)));
+    let served = server::load_programs(&host, policies)?;
+    if served == 0 {
+        return Err(anyhow!(
+            "no program under `{}` could be loaded",
+            policies.display()
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let _watcher = if watch {
+            Some(server::watch(host.clone(), policies)?)
+        } else {
+            None
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on `{listen}`"))?;
+        let address = listener.local_addr()?;
+        tracing::info!(programs = served, "listening on http://{address}");
+        // Tests and scripts read the bound address (useful with port 0) from stdout.
+        println!("listening on http://{address}");
+        std::io::stdout().flush()?;
+        axum::serve(listener, server::router(host, body_limit))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")?;
+        tracing::info!("shut down");
+        anyhow::Ok(())
+    })?;
+    Ok(exit::OK)
+}
+
+/// Resolves on SIGTERM or Ctrl-C; requests in flight then finish before the server stops.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }

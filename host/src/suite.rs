@@ -13,6 +13,7 @@ use crate::host::{Host, Program};
 use crate::ledger::MemoryLedger;
 use crate::manifest::{index_offers, read_toml};
 use crate::model::{CardState, Decision, Holder, Moment, Offer, Request};
+use crate::sandbox::Sandbox;
 
 /// A suite file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +96,19 @@ impl StepReport {
     pub fn passed(&self) -> bool {
         self.actual.is_ok() && self.mismatches.is_empty()
     }
+
+    /// What went wrong, in one line: each failed expectation, or the error met.
+    pub fn brief(&self) -> String {
+        match &self.actual {
+            Err(e) => format!("error: {e}"),
+            Ok(_) => self
+                .mismatches
+                .iter()
+                .map(|m| format!("{} expected {}, got {}", m.key, m.expected, m.actual))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 /// How a suite went.
@@ -165,16 +179,34 @@ pub fn load(path: &Path) -> Result<LoadedSuite> {
     })
 }
 
-/// Runs a suite against `program` on a fresh in-memory ledger.
+/// Runs a suite against its program, as loaded in `host`, on a fresh in-memory ledger.
 pub fn run(host: &Host, loaded: &LoadedSuite) -> Result<SuiteReport> {
+    let program = host
+        .program(&loaded.suite.program)
+        .map_err(|e| cannot_run(loaded, e))?;
+    run_against(host.sandbox(), &program, loaded)
+}
+
+/// Runs a suite against `program` (which need not be served yet) on a fresh in-memory
+/// ledger.
+pub fn run_against(
+    sandbox: &Arc<Sandbox>,
+    program: &Program,
+    loaded: &LoadedSuite,
+) -> Result<SuiteReport> {
     let suite = &loaded.suite;
-    let fail =
-        |e: Error| Error::invalid(format!("cannot run suite `{}`: {e}", loaded.path.display()));
-    let program: Arc<Program> = host.program(&suite.program).map_err(fail)?;
-    let isolated = Host::new(host.sandbox().clone(), Arc::new(MemoryLedger::new()));
+    if suite.program != program.id() {
+        return Err(cannot_run(
+            loaded,
+            format!("it is for program `{}`", suite.program),
+        ));
+    }
+    let isolated = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()));
     isolated.insert(Arc::new(program.with_offers(&suite.offers)));
     for holder in &suite.holders {
-        isolated.register(&suite.program, holder).map_err(fail)?;
+        isolated
+            .register(&suite.program, holder)
+            .map_err(|e| cannot_run(loaded, e))?;
     }
     let steps = suite
         .steps
@@ -187,6 +219,49 @@ pub fn run(host: &Host, loaded: &LoadedSuite) -> Result<SuiteReport> {
         program: suite.program.clone(),
         steps,
     })
+}
+
+fn cannot_run(loaded: &LoadedSuite, why: impl fmt::Display) -> Error {
+    Error::invalid(format!(
+        "cannot run suite `{}`: {why}",
+        loaded.path.display()
+    ))
+}
+
+/// Checks `program` against its own suites (every `*.toml` under its `suites/`): the gate
+/// a new version passes before it is served. The error names the first failing step.
+pub fn check(sandbox: &Arc<Sandbox>, program: &Program) -> Result<()> {
+    let dir = program.files.dir.join("suites");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let fail = |why: String| Error::load(program.id(), why);
+    let mut files = Vec::new();
+    collect_toml(&dir, &mut files).map_err(|e| fail(e.to_string()))?;
+    let (mut steps, mut failed, mut first) = (0, 0, None);
+    for file in &files {
+        let loaded = load(file).map_err(|e| fail(e.to_string()))?;
+        let report = run_against(sandbox, program, &loaded).map_err(|e| fail(e.to_string()))?;
+        steps += report.steps.len();
+        for step in report.steps.iter().filter(|s| !s.passed()) {
+            failed += 1;
+            first.get_or_insert_with(|| (file.clone(), step.clone()));
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((file, step)) => Err(fail(format!(
+            "its own suites fail ({failed} of {steps} steps); first: `{}` step {}{}: {}",
+            file.display(),
+            step.number,
+            if step.name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", step.name)
+            },
+            step.brief()
+        ))),
+    }
 }
 
 fn run_step(host: &Host, program: &str, number: usize, step: &Step) -> StepReport {

@@ -1,0 +1,359 @@
+//! The point-of-sale HTTP API (`cardrules serve`, CONTRACT.md): the routes over a [`Host`],
+//! and the watcher that hot-reloads a program when its files change.
+//!
+//! Decisions run on tokio's blocking pool (a policy evaluation and a durable SQLite commit
+//! are blocking work); the answer is sent only after the commit returned, so an answered
+//! decision is on disk. Bad input is a 400 with `{"error": "…"}`, never a 500.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use serde_json::json;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::error::Error;
+use crate::host::{CardView, Host};
+use crate::model::{Holder, Request};
+
+/// The default limit on a request body.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// How long the watcher waits for a burst of file changes to settle before reloading.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// What the routes share.
+#[derive(Clone)]
+struct AppState {
+    host: Arc<Host>,
+    body_limit: usize,
+}
+
+/// The routes of CONTRACT.md over `host`, with request logs; bodies larger than
+/// `body_limit` bytes are refused with a 400.
+pub fn router(host: Arc<Host>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/decisions", post(decide))
+        .route("/v1/programs", get(programs))
+        .route("/v1/programs/{program}/holders/{card}", put(register))
+        .route("/v1/programs/{program}/cards/{card}", get(card))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(AppState { host, body_limit })
+}
+
+/// An error answer: a status and `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let status = match &e {
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::UnknownProgram(_) => StatusCode::NOT_FOUND,
+            Error::IdReused(_) => StatusCode::CONFLICT,
+            Error::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Ledger(_) => {
+                tracing::error!("{e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Reads a JSON body of at most `limit` bytes into `T`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> ApiResult<T> {
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::bad_request(format!(
+                "cannot read {what}: the body is larger than {limit} bytes"
+            ))
+        } else {
+            ApiError::bad_request(format!("cannot read {what}: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("cannot parse {what}: {e}")))
+}
+
+/// Runs blocking host work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!("request task failed: {e}");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request could not be completed; nothing was committed",
+            ))
+        }
+    }
+}
+
+async fn decide(State(state): State<AppState>, body: Body) -> ApiResult<Response> {
+    let request: Request = json_body(body, state.body_limit, "request").await?;
+    let host = state.host.clone();
+    let (program, card, action) = (
+        request.program.clone(),
+        request.card.clone(),
+        request.action.clone(),
+    );
+    let decision = blocking(move || host.decide(&request)).await?;
+    tracing::info!(
+        program,
+        card,
+        action,
+        allow = decision.allow,
+        reason = decision.reason,
+        replayed = decision.replayed,
+        "decision"
+    );
+    Ok(Json(decision).into_response())
+}
+
+async fn register(
+    State(state): State<AppState>,
+    UrlPath((program, card)): UrlPath<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let mut fields: serde_json::Value = json_body(body, state.body_limit, "holder").await?;
+    let object = fields
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("cannot parse holder: expected a JSON object"))?;
+    match object.get("card") {
+        None => {
+            object.insert("card".into(), card.clone().into());
+        }
+        Some(serde_json::Value::String(named)) if *named == card => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "holder names card `{}`, but the path names `{card}`",
+                other.as_str().unwrap_or("(not a string)")
+            )));
+        }
+    }
+    let holder: Holder = serde_json::from_value(fields)
+        .map_err(|e| ApiError::bad_request(format!("cannot parse holder: {e}")))?;
+    let host = state.host.clone();
+    let view = blocking(move || {
+        let created = host.register(&program, &holder)?;
+        let view = host.card(&program, &holder.card, jiff::Timestamp::now().as_second())?;
+        Ok((created, view))
+    })
+    .await?;
+    let status = if view.0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view.1)).into_response())
+}
+
+async fn card(
+    State(state): State<AppState>,
+    UrlPath((program, card)): UrlPath<(String, String)>,
+) -> ApiResult<Json<CardView>> {
+    let host = state.host.clone();
+    let (p, c) = (program.clone(), card.clone());
+    let view = blocking(move || host.card(&p, &c, jiff::Timestamp::now().as_second())).await?;
+    view.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("card `{card}` is not known to program `{program}`"),
+        )
+    })
+}
+
+/// A program as `GET /v1/programs` lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ProgramView {
+    program: String,
+    name: String,
+    version: String,
+    digest: String,
+    languages: Vec<String>,
+    offers: usize,
+    loaded_at: jiff::Timestamp,
+}
+
+/// A program whose latest files were refused.
+#[derive(Debug, Serialize)]
+struct RefusedView {
+    program: String,
+    error: String,
+}
+
+/// The answer of `GET /v1/programs`.
+#[derive(Debug, Serialize)]
+struct ProgramsView {
+    programs: Vec<ProgramView>,
+    refused: Vec<RefusedView>,
+}
+
+async fn programs(State(state): State<AppState>) -> Json<ProgramsView> {
+    let programs: Vec<ProgramView> = state
+        .host
+        .programs()
+        .iter()
+        .map(|p| {
+            let policy = p.policy_ref();
+            ProgramView {
+                program: policy.program,
+                name: p.files.manifest.name.clone(),
+                version: policy.version,
+                digest: policy.digest,
+                languages: p.files.manifest.languages.clone(),
+                offers: p.files.catalogue.len(),
+                loaded_at: p.loaded_at,
+            }
+        })
+        .collect();
+    let refused: Vec<RefusedView> = state
+        .host
+        .refused()
+        .into_iter()
+        .map(|(program, error)| RefusedView { program, error })
+        .collect();
+    Json(ProgramsView { programs, refused })
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "serving", "programs": state.host.programs().len() }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// Loads (through [`Host::update`], so each program passes its own suites) every program
+/// under `policies`; returns how many are served. Refusals are logged.
+pub fn load_programs(host: &Host, policies: &Path) -> crate::Result<usize> {
+    let mut served = 0;
+    for dir in crate::manifest::program_dirs(policies)? {
+        match host.update(&dir) {
+            Ok(program) => {
+                served += 1;
+                tracing::info!(
+                    program = program.id(),
+                    version = program.policy.info.version,
+                    digest = program.policy.digest,
+                    "serving"
+                );
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    Ok(served)
+}
+
+/// Watches `policies` and hot-reloads each program whose files change (see
+/// [`Host::update`]). The watch ends when the returned watcher is dropped.
+pub fn watch(host: Arc<Host>, policies: &Path) -> crate::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let root = policies
+        .canonicalize()
+        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", policies.display())))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if !event.kind.is_access() => {
+                for path in event.paths {
+                    let _ = tx.send(path);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("watching policies: {e}"),
+        })
+        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", root.display())))?;
+    watcher
+        .watch(&root, notify::RecursiveMode::Recursive)
+        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", root.display())))?;
+
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            // Let a burst of writes (a copied directory, an editor's save) settle.
+            let mut changed = BTreeSet::from([first]);
+            loop {
+                match tokio::time::timeout(SETTLE, rx.recv()).await {
+                    Ok(Some(path)) => {
+                        changed.insert(path);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let dirs: BTreeSet<PathBuf> = changed
+                .iter()
+                .filter_map(|path| path.strip_prefix(&root).ok())
+                .filter_map(|rel| rel.components().next())
+                .map(|first| root.join(first))
+                .filter(|dir| dir.join("policy.toml").is_file())
+                .collect();
+            for dir in dirs {
+                let host = host.clone();
+                let shown = dir.display().to_string();
+                let outcome = tokio::task::spawn_blocking(move || host.update(&dir)).await;
+                match outcome {
+                    Ok(Ok(program)) => tracing::info!(
+                        program = program.id(),
+                        version = program.policy.info.version,
+                        digest = program.policy.digest,
+                        "reloaded `{shown}`"
+                    ),
+                    Ok(Err(e)) => tracing::error!("update refused, previous version kept: {e}"),
+                    Err(e) => tracing::error!("reload of `{shown}` failed: {e}"),
+                }
+            }
+        }
+    });
+    Ok(watcher)
+}

@@ -1,0 +1,708 @@
+//! The real `cardrules serve` on a loopback port: every route, bad input, hot reload under
+//! live traffic, racing terminals, graceful shutdown and a SIGKILL in the middle of a load.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running server over its own copy of the shipped policies and its own ledger.
+struct Server {
+    child: Child,
+    base: String,
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Copies the shipped policies into a fresh directory and starts a server over them.
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&shipped_policies(), &dir.path().join("policies"));
+        Server::start_in(Arc::new(dir))
+    }
+
+    /// Starts a server over `dir/policies` and `dir/ledger.sqlite`.
+    fn start_in(dir: Arc<tempfile::TempDir>) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+            .arg("serve")
+            .arg("--policies")
+            .arg(dir.path().join("policies"))
+            .arg("--ledger")
+            .arg(dir.path().join("ledger.sqlite"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("server did not start: {line:?}, log: {}", log_of(&dir)))
+            .to_string();
+        Server { child, base, dir }
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    fn log(&self) -> String {
+        log_of(&self.dir)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        answer(agent().post(self.url(path)).send(body))
+    }
+
+    fn put(&self, path: &str, body: &str) -> (u16, Value) {
+        answer(agent().put(self.url(path)).send(body))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        answer(agent().get(self.url(path)).call())
+    }
+
+    fn decide(&self, request: &Value) -> Value {
+        let (status, decision) = self.post("/v1/decisions", &request.to_string());
+        assert_eq!(status, 200, "{request} → {decision}");
+        decision
+    }
+
+    /// The digest of `program` as `GET /v1/programs` shows it.
+    fn digest(&self, program: &str) -> String {
+        let (_, all) = self.get("/v1/programs");
+        all["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["program"] == program)
+            .map(|p| p["digest"].as_str().unwrap().to_string())
+            .unwrap()
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_of(dir: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+}
+
+fn shipped_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Replaces `path` at once (write aside, rename), as a deployment should.
+fn replace(path: &Path, contents: &[u8]) {
+    let aside = path.with_extension("incoming");
+    std::fs::write(&aside, contents).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Polls `condition` until it holds, for at most 60 seconds.
+fn eventually(what: &str, server: &Server, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting until {what}; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kino(card: &str, id: Option<&str>) -> Value {
+    let mut request = json!({
+        "program": "bergen", "card": card, "action": "redeem", "offer": "bergen-kino",
+        "party": 2, "at": "2024-03-01T18:00:00+01:00",
+    });
+    if let Some(id) = id {
+        request["id"] = id.into();
+    }
+    request
+}
+
+#[test]
+fn every_route_answers_as_the_contract_says() {
+    let server = Server::start();
+
+    let (status, health) = server.get("/healthz");
+    assert_eq!((status, &health["programs"]), (200, &json!(3)));
+
+    let (status, all) = server.get("/v1/programs");
+    assert_eq!(status, 200);
+    let programs = all["programs"].as_array().unwrap();
+    let ids: Vec<&str> = programs
+        .iter()
+        .map(|p| p["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["albertslund", "antwerpen", "bergen"]);
+    for program in programs {
+        assert_eq!(program["version"], "2024.1.0");
+        assert!(program["digest"].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    // A decision, its replay, and a different request under the same id.
+    let first = server.decide(&kino("AK-1001", Some("till-1/0001")));
+    assert_eq!(
+        (&first["allow"], &first["admitted"], &first["reason"]),
+        (&json!(true), &json!(2), &json!("ok"))
+    );
+    assert_eq!(first["policy"]["program"], "bergen");
+    let again = server.decide(&kino("AK-1001", Some("till-1/0001")));
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["allow"], true);
+    let mut other = kino("AK-1001", Some("till-1/0001"));
+    other["party"] = 1.into();
+    let (status, error) = server.post("/v1/decisions", &other.to_string());
+    assert_eq!(status, 409, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("`till-1/0001`"));
+
+    // A dry run commits nothing: the yearly limit of 4 is untouched by it.
+    let mut dry = kino("AK-1001", None);
+    dry["dry-run"] = true.into();
+    assert_eq!(server.decide(&dry)["dry-run"], true);
+
+    // Unknown cards and offers are decisions, not errors.
+    let unknown = server.decide(&kino("NO-SUCH-CARD", None));
+    assert_eq!(
+        (&unknown["allow"], &unknown["reason"]),
+        (&json!(false), &json!("unknown-card"))
+    );
+    let mut no_offer = kino("AK-1001", None);
+    no_offer["offer"] = "no-such-offer".into();
+    assert_eq!(server.decide(&no_offer)["reason"], "unknown-offer");
+
+    // Holders: created, then replaced; shown with state, statuses and balances.
+    let holder = json!({"birth-date": "2012-01-01", "municipality": "albertslund",
+                        "statuses": ["member:storagergard"], "balances": {"DKK": 5000}});
+    let (status, card) = server.put(
+        "/v1/programs/albertslund/holders/NEW-1",
+        &holder.to_string(),
+    );
+    assert_eq!(status, 201, "{card}");
+    assert_eq!(card["balances"]["DKK"], 5000);
+    let blocked = json!({"card": "NEW-1", "birth-date": "2012-01-01",
+                         "municipality": "albertslund", "state": "blocked",
+                         "statuses": ["member:storagergard"]});
+    let (status, card) = server.put(
+        "/v1/programs/albertslund/holders/NEW-1",
+        &blocked.to_string(),
+    );
+    assert_eq!(status, 200, "{card}");
+    let (status, card) = server.get("/v1/programs/albertslund/cards/NEW-1");
+    assert_eq!(status, 200);
+    assert_eq!(card["state"], "blocked");
+    assert_eq!(card["statuses"], json!(["member:storagergard"]));
+    assert_eq!(card["balances"], json!({"DKK": 5000}));
+
+    let (status, error) = server.get("/v1/programs/albertslund/cards/NOPE");
+    assert_eq!(status, 404);
+    assert_eq!(
+        error["error"],
+        "card `NOPE` is not known to program `albertslund`"
+    );
+    let (status, _) = server.get("/v1/programs/gotham/cards/NOPE");
+    assert_eq!(status, 404);
+    let (status, _) = server.put("/v1/programs/gotham/holders/X", &holder.to_string());
+    assert_eq!(status, 404);
+    let mut elsewhere = kino("AK-1001", None);
+    elsewhere["program"] = "gotham".into();
+    let (status, error) = server.post("/v1/decisions", &elsewhere.to_string());
+    assert_eq!(
+        (status, &error["error"]),
+        (404, &json!("unknown program `gotham`"))
+    );
+    let (status, _) = server.get("/v2/nothing");
+    assert_eq!(status, 404);
+
+    assert!(
+        server.log().contains("decision"),
+        "request logs are written"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_400_with_a_readable_error_and_changes_nothing() {
+    let server = Server::start();
+    let before = server.get("/v1/programs/albertslund/cards/BK-2002").1;
+    let huge = format!(r#"{{"program":"{}"}}"#, "x".repeat(200_000));
+    let cases: &[(&str, &str, &str)] = &[
+        ("/v1/decisions", "", "cannot parse request: EOF"),
+        ("/v1/decisions", "{\"program\":", "cannot parse request"),
+        ("/v1/decisions", "[1, 2]", "cannot parse request"),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund"}"#,
+            "missing field",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":"lots","at":"2024-05-07T16:00:00+02:00"}"#,
+            "invalid type",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"at":"yesterday"}"#,
+            "cannot parse request",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"at":"2024-05-07T16:00:00+02:00","tip":5}"#,
+            "unknown field `tip`",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"party":0,"at":"2024-05-07T16:00:00+02:00"}"#,
+            "`party` must be at least 1",
+        ),
+        ("/v1/decisions", &huge, "larger than 65536 bytes"),
+    ];
+    for (path, body, expected) in cases {
+        let (status, error) = server.post(path, body);
+        assert_eq!(status, 400, "{body:.80} → {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+    }
+    let holders: &[(&str, &str)] = &[
+        ("[]", "expected a JSON object"),
+        (
+            r#"{"birth-date":"someday","municipality":"x"}"#,
+            "cannot parse holder",
+        ),
+        (
+            r#"{"birth-date":"2012-01-01"}"#,
+            "missing field `municipality`",
+        ),
+        (
+            r#"{"card":"OTHER","birth-date":"2012-01-01","municipality":"x"}"#,
+            "the path names `BK-2002`",
+        ),
+        (
+            r#"{"birth-date":"2012-01-01","municipality":"albertslund","balances":{"DKK":1}}"#,
+            "starting balances are only for new cards",
+        ),
+    ];
+    for (body, expected) in holders {
+        let (status, error) = server.put("/v1/programs/albertslund/holders/BK-2002", body);
+        assert_eq!(status, 400, "{body} → {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+    }
+    assert_eq!(
+        server.get("/v1/programs/albertslund/cards/BK-2002").1,
+        before
+    );
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn holders_persist_and_sigterm_stops_the_server_gracefully() {
+    let server = Server::start();
+    let holder = r#"{"birth-date":"2011-06-01","municipality":"bergen","statuses":["low-income"]}"#;
+    assert_eq!(
+        server.put("/v1/programs/bergen/holders/KEEP-1", holder).0,
+        201
+    );
+    assert_eq!(
+        server.decide(&kino("KEEP-1", Some("keep-1")))["allow"],
+        true
+    );
+    let dir = server.dir.clone();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    assert!(log_of(&dir).contains("shut down"));
+
+    let server = Server::start_in(dir);
+    let (status, card) = server.get("/v1/programs/bergen/cards/KEEP-1");
+    assert_eq!(status, 200);
+    assert_eq!(card["statuses"], json!(["low-income"]));
+    assert_eq!(
+        server.decide(&kino("KEEP-1", Some("keep-1")))["replayed"],
+        true
+    );
+}
+
+/// Appends a custom section to a component: the same code, a different digest — what a
+/// rebuilt policy looks like to the host.
+fn rebuilt(component: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"cardrules-test";
+    let mut content = vec![name.len() as u8];
+    content.extend_from_slice(name);
+    content.extend_from_slice(tag.as_bytes());
+    assert!(content.len() < 128, "one-byte LEB128 size");
+    let mut out = component.to_vec();
+    out.push(0); // custom section
+    out.push(content.len() as u8);
+    out.extend_from_slice(&content);
+    out
+}
+
+#[test]
+fn hot_reload_swaps_good_updates_and_refuses_broken_ones_under_live_traffic() {
+    let server = Arc::new(Server::start());
+    let bergen = server.policies().join("bergen");
+    let original_component = std::fs::read(bergen.join("bergen.wasm")).unwrap();
+    let original_manifest = std::fs::read_to_string(bergen.join("policy.toml")).unwrap();
+    let original_catalogue = std::fs::read_to_string(bergen.join("catalogue.toml")).unwrap();
+    let first_digest = server.digest("bergen");
+
+    // Live traffic on all three programs while the files change underneath.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let traffic: Vec<_> = (0..3)
+        .map(|t| {
+            let (server, stop, served, failures) = (
+                server.clone(),
+                stop.clone(),
+                served.clone(),
+                failures.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let request = match n % 3 {
+                        0 => json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                                    "offer": "bergen-kino", "at": "2024-03-01T18:00:00+01:00",
+                                    "dry-run": true}),
+                        1 => json!({"program": "albertslund", "card": "BK-2002",
+                                    "action": "top-up", "amount": 1,
+                                    "at": "2024-05-07T16:00:00+02:00", "id": format!("t{t}-{n}")}),
+                        _ => json!({"program": "antwerpen", "card": "A-3001", "action": "price",
+                                    "offer": "mas", "at": "2024-05-07T16:00:00+02:00"}),
+                    };
+                    let (status, decision) = server.post("/v1/decisions", &request.to_string());
+                    if status != 200 || decision["reason"] == "policy-error" {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{request} → {status} {decision}"));
+                    }
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    // A good update: a rebuilt component and a catalogue with a new offer.
+    let new_offer = "\n[[offers]]\nid = \"bergen-kino-reload\"\nname = \"Bergen Kino (ny sal)\"\nprovider = \"Bergen Kino AS\"\ncategory = \"public-event\"\nlocation = \"bergen-kino\"\nyearly-limit = 4\n";
+    let mut probe = kino("AK-1002", None);
+    probe["offer"] = "bergen-kino-reload".into();
+    probe["dry-run"] = true.into();
+    assert_eq!(server.decide(&probe)["reason"], "unknown-offer");
+    replace(
+        &bergen.join("catalogue.toml"),
+        format!("{original_catalogue}{new_offer}").as_bytes(),
+    );
+    let good = rebuilt(&original_component, "v2");
+    replace(&bergen.join("bergen.wasm"), &good);
+    let good_digest = format!("sha256:{}", sha256_hex(&good));
+    assert_ne!(good_digest, first_digest);
+    eventually("the rebuilt bergen serves", &server, || {
+        server.digest("bergen") == good_digest && server.decide(&probe)["reason"] != "unknown-offer"
+    });
+    assert_eq!(server.decide(&probe)["allow"], true);
+
+    // Broken updates: each refused with a log line, the good version keeps serving.
+    let broken_manifest = original_manifest.replace("max-age = 17", "max-age = 5");
+    assert_ne!(broken_manifest, original_manifest);
+    let broken: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "bergen.wasm",
+            b"\0asm not really a component".to_vec(),
+            "not a valid component",
+        ),
+        (
+            "bergen.wasm",
+            std::fs::read(server.policies().join("antwerpen/antwerpen.wasm")).unwrap(),
+            "describes itself as program `antwerpen`",
+        ),
+        (
+            "catalogue.toml",
+            b"[[offers]\nid = ".to_vec(),
+            "catalogue.toml",
+        ),
+        (
+            "policy.toml",
+            broken_manifest.into_bytes(),
+            "its own suites fail",
+        ),
+    ];
+    for (file, contents, expected) in broken {
+        replace(&bergen.join(file), &contents);
+        eventually(
+            &format!("a broken `{file}` is refused ({expected})"),
+            &server,
+            || {
+                let (_, all) = server.get("/v1/programs");
+                all["refused"].as_array().unwrap().iter().any(|r| {
+                    r["program"] == "bergen" && r["error"].as_str().unwrap().contains(expected)
+                })
+            },
+        );
+        assert_eq!(server.digest("bergen"), good_digest);
+        assert_eq!(
+            server.decide(&probe)["allow"],
+            true,
+            "the good version still serves"
+        );
+        // Put the good file back; the refusal clears.
+        let restore = match file {
+            "bergen.wasm" => good.clone(),
+            "catalogue.toml" => format!("{original_catalogue}{new_offer}").into_bytes(),
+            _ => original_manifest.clone().into_bytes(),
+        };
+        replace(&bergen.join(file), &restore);
+        eventually("the refusal clears", &server, || {
+            let (_, all) = server.get("/v1/programs");
+            all["refused"].as_array().unwrap().is_empty()
+        });
+    }
+    assert!(
+        server
+            .log()
+            .contains("update refused, previous version kept")
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in traffic {
+        thread.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during reloads: {failures:#?}"
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > 30,
+        "traffic ran throughout"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Fires the requests at the same moment, one thread each, and returns the decisions.
+fn race(server: &Arc<Server>, requests: Vec<Value>) -> Vec<Value> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let (server, barrier) = (server.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                server.decide(&request)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn simultaneous_requests_for_the_last_places_and_the_last_ore_cannot_all_win() {
+    let server = Arc::new(Server::start());
+    const TILLS: usize = 16;
+    for i in 0..TILLS {
+        let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+        assert_eq!(
+            server
+                .put(&format!("/v1/programs/bergen/holders/KID-{i}"), holder)
+                .0,
+            201
+        );
+    }
+    // `klatring-bratte-rom` has 2 places per semester.
+    let decisions = race(
+        &server,
+        (0..TILLS)
+            .map(|i| {
+                json!({"program": "bergen", "card": format!("KID-{i}"), "action": "redeem",
+                       "offer": "klatring-bratte-rom", "at": "2024-08-01T09:00:00+02:00"})
+            })
+            .collect(),
+    );
+    let won = decisions.iter().filter(|d| d["allow"] == true).count();
+    assert_eq!(won, 2, "{decisions:#?}");
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| d["allow"] == false)
+            .all(|d| d["reason"] == "fully-booked")
+    );
+
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"albertslund",
+                     "statuses":["member:storagergard"],"balances":{"DKK":1000}}"#;
+    assert_eq!(
+        server
+            .put("/v1/programs/albertslund/holders/RACE-1", holder)
+            .0,
+        201
+    );
+    let decisions = race(
+        &server,
+        (0..TILLS)
+            .map(|i| {
+                json!({"program": "albertslund", "card": "RACE-1", "action": "purchase",
+                       "offer": "sg-perler", "amount": 600, "id": format!("till-{i}"),
+                       "at": "2024-05-07T16:00:00+02:00"})
+            })
+            .collect(),
+    );
+    let won = decisions.iter().filter(|d| d["allow"] == true).count();
+    assert_eq!(won, 1, "{decisions:#?}");
+    let (_, card) = server.get("/v1/programs/albertslund/cards/RACE-1");
+    assert_eq!(card["balances"]["DKK"], 400);
+}
+
+#[test]
+fn a_server_killed_under_load_keeps_every_answered_decision_and_nothing_half_applied() {
+    const START: i64 = 10_000_000;
+    const PRICE: i64 = 100;
+    let mut server = Server::start();
+    let holder = json!({"birth-date": "2012-01-01", "municipality": "albertslund",
+                        "statuses": ["member:storagergard"], "balances": {"DKK": START}});
+    assert_eq!(
+        server
+            .put(
+                "/v1/programs/albertslund/holders/LOAD-1",
+                &holder.to_string()
+            )
+            .0,
+        201
+    );
+    let purchase = |id: &str| {
+        json!({"program": "albertslund", "card": "LOAD-1", "action": "purchase",
+               "offer": "sg-perler", "amount": PRICE, "id": id,
+               "at": "2024-05-07T16:00:00+02:00"})
+    };
+
+    // Four tills buy as fast as they can; each remembers what it sent and what it was told.
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let answered = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let tills: Vec<_> = (0..4)
+        .map(|till| {
+            let (url, sent, answered) =
+                (server.url("/v1/decisions"), sent.clone(), answered.clone());
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    let id = format!("till-{till}/{n}");
+                    sent.lock().unwrap().push(id.clone());
+                    let body = purchase(&id).to_string();
+                    let Ok(mut response) = agent().post(&url).send(&body) else {
+                        return; // the server is gone
+                    };
+                    let Ok(text) = response.body_mut().read_to_string() else {
+                        return;
+                    };
+                    let decision: Value = serde_json::from_str(&text).unwrap();
+                    answered.lock().unwrap().insert(id, decision);
+                }
+            })
+        })
+        .collect();
+    eventually("some decisions are answered", &server, || {
+        answered.lock().unwrap().len() >= 200
+    });
+    let dir = server.dir.clone();
+    server.child.kill().unwrap(); // SIGKILL, mid-load
+    server.child.wait().unwrap();
+    for till in tills {
+        till.join().unwrap();
+    }
+    drop(server);
+
+    let server = Server::start_in(dir);
+    let answered = answered.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    assert!(answered.len() >= 200);
+    // Every answered decision is in the ledger: its retry is a replay of the same answer.
+    let mut allowed = 0;
+    for id in &sent {
+        let decision = server.decide(&purchase(id));
+        // A request in flight when the server died was committed entirely or not at all;
+        // one that was answered must come back as a replay of the same answer.
+        if let Some(first) = answered.get(id) {
+            assert_eq!(decision["replayed"], true, "answered `{id}` was lost");
+            assert_eq!(decision["balances"], first["balances"]);
+            assert_eq!(decision["allow"], first["allow"]);
+        }
+        assert_eq!(decision["allow"], true, "{decision}");
+        allowed += 1;
+    }
+    // Nothing half-applied: the balance is exactly the start less every recorded purchase.
+    let (_, card) = server.get("/v1/programs/albertslund/cards/LOAD-1");
+    assert_eq!(card["balances"]["DKK"], START - allowed * PRICE);
+}
