@@ -1,6 +1,7 @@
-//! Builds the policy components of `guest-rules/` for wasm32-wasip2 and places each one
-//! in its program directory (`policies/<program>/<program>.wasm`), so that
-//! `cargo build --release` leaves a policies directory ready to run.
+//! Builds the guest workspace `guest-rules/` for wasm32-wasip2 — the policies and the
+//! hostile-guest corpus — and places each policy component in its program directory
+//! (`policies/<program>/<program>.wasm`), so that `cargo build --release` leaves a
+//! policies directory ready to run. Tests find the corpus through `CARDRULES_GUESTS_DIR`.
 //!
 //! The guests are built by a nested cargo into `target/guests`, a target directory of
 //! their own: the outer cargo holds the lock of the main one. Set
@@ -27,10 +28,15 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-env-changed=CARDRULES_SKIP_GUESTS");
+    let target_dir = target_dir(&root).join("guests");
+    // Where every built guest lands, the hostile-guest corpus included (for the tests).
+    println!(
+        "cargo:rustc-env=CARDRULES_GUESTS_DIR={}",
+        target_dir.join(TARGET).join("release").display()
+    );
     if std::env::var_os("CARDRULES_SKIP_GUESTS").is_some() {
         return;
     }
-    let target_dir = target_dir(&root).join("guests");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command

@@ -526,13 +526,26 @@ fn check_decision(program: &Program, d: wit::Decision, party: u32) -> Verdict {
             d.admitted
         ));
     }
+    let effects: Vec<Effect> = d.effects.into_iter().map(world::effect).collect();
+    let assets = &program.files.manifest.assets;
+    for (index, effect) in effects.iter().enumerate() {
+        if let Some(asset) = effect.asset()
+            && !assets.iter().any(|declared| declared == asset)
+        {
+            return Verdict::policy_error(format!(
+                "effect {} names asset `{asset}`, which program `{}` does not declare in `assets`",
+                index + 1,
+                program.id()
+            ));
+        }
+    }
     Verdict {
         allow: true,
         reason: d.reason,
         admitted: d.admitted,
         price: d.price,
         notes: d.notes,
-        effects: d.effects.into_iter().map(world::effect).collect(),
+        effects,
         error: None,
     }
 }

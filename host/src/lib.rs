@@ -9,6 +9,7 @@
 mod calendar;
 mod error;
 mod host;
+pub mod inputs;
 pub mod ledger;
 mod manifest;
 mod model;

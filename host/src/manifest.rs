@@ -62,6 +62,10 @@ pub struct Manifest {
     pub languages: Vec<String>,
     /// The component's path, relative to the program directory.
     pub component: PathBuf,
+    /// The assets the policy's effects may name (e.g. `DKK`); an effect naming any other
+    /// asset is refused and the decision becomes a `policy-error`.
+    #[serde(default)]
+    pub assets: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     /// Values the policy reads with `config`.
@@ -98,9 +102,18 @@ pub struct ProgramFiles {
 
 /// Reads a TOML file into `T`, naming the file in every error.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
+    parse_toml(&read_text(path)?, path)
+}
+
+/// Reads a text file, naming it in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", path.display())))
+}
+
+/// Parses TOML `text` into `T`, naming `source` (and the line, when known) in every error.
+pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, source: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
         let location = e
             .span()
             .map(|span| {
@@ -111,7 +124,7 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
         let message = e.message().trim().trim_end_matches('.').to_string();
         Error::invalid(format!(
             "cannot parse `{}`{location}: {message}",
-            path.display()
+            source.display()
         ))
     })
 }
@@ -145,21 +158,13 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         .unwrap_or_default();
     let fail = |e: Error| Error::load(&name, e);
     let manifest: Manifest = read_toml(&dir.join("policy.toml")).map_err(fail)?;
-    if manifest.program != name {
-        return Err(fail(Error::invalid(format!(
-            "`policy.toml` names program `{}`, but its directory is `{name}`",
-            manifest.program
-        ))));
-    }
-    if manifest.languages.is_empty() {
-        return Err(fail(Error::invalid("`policy.toml` lists no languages")));
-    }
+    check_manifest(&manifest, Some(&name)).map_err(fail)?;
     let catalogue_path = dir.join("catalogue.toml");
-    let catalogue: Catalogue = read_toml(&catalogue_path).map_err(fail)?;
-    let catalogue = index_offers(catalogue.offers, &catalogue_path).map_err(fail)?;
+    let catalogue = parse_catalogue(&read_text(&catalogue_path).map_err(fail)?, &catalogue_path)
+        .map_err(fail)?;
     let holders_path = dir.join("holders.toml");
     let holders = if holders_path.exists() {
-        read_toml::<Holders>(&holders_path).map_err(fail)?.holders
+        parse_holders(&read_text(&holders_path).map_err(fail)?, &holders_path).map_err(fail)?
     } else {
         Vec::new()
     };
@@ -171,6 +176,34 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         holders,
         component_path,
     })
+}
+
+/// The checks on a parsed `policy.toml`: it names the program of its directory (when
+/// `directory` is known) and lists at least one language.
+pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Result<()> {
+    if let Some(name) = directory
+        && manifest.program != name
+    {
+        return Err(Error::invalid(format!(
+            "`policy.toml` names program `{}`, but its directory is `{name}`",
+            manifest.program
+        )));
+    }
+    if manifest.languages.is_empty() {
+        return Err(Error::invalid("`policy.toml` lists no languages"));
+    }
+    Ok(())
+}
+
+/// Parses a `catalogue.toml` read from `source` into its index of offers by id.
+pub(crate) fn parse_catalogue(text: &str, source: &Path) -> Result<HashMap<String, Offer>> {
+    let catalogue: Catalogue = parse_toml(text, source)?;
+    index_offers(catalogue.offers, source)
+}
+
+/// Parses a `holders.toml` read from `source`.
+pub(crate) fn parse_holders(text: &str, source: &Path) -> Result<Vec<Holder>> {
+    Ok(parse_toml::<Holders>(text, source)?.holders)
 }
 
 /// The program directories under `policies`: those that hold a `policy.toml`.

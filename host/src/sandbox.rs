@@ -19,6 +19,8 @@ use crate::world::{self, Policy, PolicyPre, cardrules, wit};
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// The wasm stack of an evaluation; deeper recursion traps.
+const WASM_STACK_BYTES: usize = 512 * 1024;
 /// Room for a panic message from the guest, shown in the `policy-error` that follows.
 const STDERR_CAPACITY: usize = 4096;
 /// The only imports a policy may have: its own world, and the WASI streams that Rust's
@@ -73,7 +75,7 @@ impl Sandbox {
         config.consume_fuel(true);
         config.epoch_interruption(true);
         // Deep recursion traps instead of exhausting the host's stack.
-        config.max_wasm_stack(512 * 1024);
+        config.max_wasm_stack(WASM_STACK_BYTES);
         let engine = Engine::new(&config)
             .map_err(|e| Error::Invalid(format!("cannot start wasmtime: {e}")))?;
 
@@ -137,7 +139,10 @@ impl Sandbox {
         let info = pre
             .instantiate(&mut store)
             .and_then(|policy| policy.call_describe(&mut store))
-            .map_err(|e| format!("`describe` failed: {}", failure(&e, store.data())))?;
+            .map_err(|e| {
+                let used = fuel_used(&store);
+                format!("`describe` failed: {}", failure(&e, store.data(), used))
+            })?;
         Ok(CompiledPolicy {
             pre,
             info: PolicyInfo {
@@ -188,17 +193,16 @@ impl Sandbox {
         txn: Box<dyn Txn>,
         request: &wit::Request,
     ) -> Result<Evaluated> {
-        let fuel_budget = context.limits.fuel;
         let limits = context.limits;
         let mut store = self.store(Some(txn), context);
         let result = policy
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_evaluate(&mut store, request));
-        let fuel = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel = fuel_used(&store);
         let decision = match result {
             Ok(decision) => check_output(decision, &limits),
-            Err(e) => Err(failure(&e, store.data())),
+            Err(e) => Err(failure(&e, store.data(), fuel)),
         };
         let state = store.into_data();
         if let Some(fault) = state.fault {
@@ -236,23 +240,55 @@ fn check_output(
     Ok(decision)
 }
 
-/// Explains why a call into the guest failed, naming the limit it hit.
-fn failure(error: &wasmtime::Error, state: &GuestState) -> String {
+/// The fuel a store's guest has burnt so far.
+fn fuel_used(store: &Store<GuestState>) -> u64 {
+    store
+        .data()
+        .context
+        .limits
+        .fuel
+        .saturating_sub(store.get_fuel().unwrap_or(0))
+}
+
+/// Explains why a call into the guest failed, naming the limit it hit, with the fuel it
+/// used and the memory it reached.
+fn failure(error: &wasmtime::Error, state: &GuestState, fuel_used: u64) -> String {
     let limits = &state.context.limits;
     let mut why = match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => format!("fuel limit of {} instructions exhausted", limits.fuel),
         Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
-        Some(Trap::StackOverflow) => "stack overflow (recursion too deep)".to_string(),
+        Some(Trap::StackOverflow) => format!(
+            "stack overflow: recursion deeper than the {} KiB wasm stack",
+            WASM_STACK_BYTES / 1024
+        ),
         Some(trap) => format!("trap: {trap}"),
         None => match &state.budget.exceeded {
             Some(limit) => limit.clone(),
             None => format!("{error}"),
         },
     };
+    // An interrupted guest has not written back the fuel it burnt since its last call,
+    // so only the memory figure is exact then.
+    let fuel = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => String::new(),
+        _ => format!("fuel used {fuel_used} of {}; ", limits.fuel),
+    };
+    why.push_str(&format!(
+        " ({fuel}memory reached {} of {} bytes)",
+        state.budget.peak_memory, limits.memory_bytes
+    ));
     let stderr = state.stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);
-    if let Some(line) = stderr.lines().find(|l| !l.trim().is_empty()) {
-        why.push_str(&format!(" (guest said: {})", line.trim()));
+    // A Rust panic is two lines: where, then what.
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(2)
+        .collect();
+    if !said.is_empty() {
+        let said: String = said.join(" ").chars().take(400).collect();
+        why.push_str(&format!("; guest said: {said}"));
     }
     why
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::host::{Host, Program};
 use crate::ledger::MemoryLedger;
-use crate::manifest::{index_offers, read_toml};
+use crate::manifest::{index_offers, parse_toml, read_text};
 use crate::model::{CardState, Decision, Holder, Moment, Offer, Request};
 use crate::sandbox::Sandbox;
 
@@ -164,19 +164,26 @@ fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Reads and checks a suite file.
 pub fn load(path: &Path) -> Result<LoadedSuite> {
+    let text = read_text(path).map_err(|e| Error::invalid(format!("cannot load suite: {e}")))?;
+    Ok(LoadedSuite {
+        path: path.to_path_buf(),
+        suite: parse(&text, path)?,
+    })
+}
+
+/// Parses and checks the text of a suite read from `source`: its offers index (no empty or
+/// repeated ids) and it has at least one step.
+pub(crate) fn parse(text: &str, source: &Path) -> Result<Suite> {
     let suite: Suite =
-        read_toml(path).map_err(|e| Error::invalid(format!("cannot load suite: {e}")))?;
-    index_offers(suite.offers.clone(), path)?;
+        parse_toml(text, source).map_err(|e| Error::invalid(format!("cannot load suite: {e}")))?;
+    index_offers(suite.offers.clone(), source)?;
     if suite.steps.is_empty() {
         return Err(Error::invalid(format!(
             "cannot load suite `{}`: it has no steps",
-            path.display()
+            source.display()
         )));
     }
-    Ok(LoadedSuite {
-        path: path.to_path_buf(),
-        suite,
-    })
+    Ok(suite)
 }
 
 /// Runs a suite against its program, as loaded in `host`, on a fresh in-memory ledger.

@@ -123,6 +123,19 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The asset the effect moves, if it moves one.
+    pub fn asset(&self) -> Option<&str> {
+        match self {
+            Effect::Grant { asset, .. }
+            | Effect::Consume { asset, .. }
+            | Effect::Transfer { asset, .. }
+            | Effect::Forfeit { asset } => Some(asset),
+            Effect::Count { .. } | Effect::SetState(_) | Effect::MoveCard { .. } => None,
+        }
+    }
+}
+
 /// Unexpired units of `asset` held by `card` at `at`.
 pub fn balance(txn: &mut dyn Txn, card: &str, asset: &str, at: i64) -> Result<i64> {
     Ok(txn

@@ -1,0 +1,202 @@
+//! Every outside input, parsed from text and checked exactly as the engine does when it
+//! reads the file or the body: the entry points of the fuzz targets (`fuzz/`), and a way to
+//! validate an input without a policies directory.
+//!
+//! The TOML inputs have no file name here, so their errors name the input by its usual
+//! file name (`policy.toml`, `catalogue.toml`, `holders.toml`, `suite.toml`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest, parse_toml};
+use crate::model::{Holder, Offer, Request};
+use crate::suite::{self, Suite};
+
+/// A request, as the body of `POST /v1/decisions` or the file of `cardrules decide`.
+pub fn request(json: &str) -> Result<Request> {
+    serde_json::from_str(json).map_err(|e| Error::invalid(format!("cannot parse request: {e}")))
+}
+
+/// A holder, as the body of `PUT /v1/programs/{program}/holders/{card}` (with its card).
+pub fn holder(json: &str) -> Result<Holder> {
+    serde_json::from_str(json).map_err(|e| Error::invalid(format!("cannot parse holder: {e}")))
+}
+
+/// A suite file: parsed, its offers indexed (no empty or repeated ids), at least one step.
+pub fn suite(toml: &str) -> Result<Suite> {
+    suite::parse(toml, Path::new("suite.toml"))
+}
+
+/// A program's `policy.toml`: parsed, and at least one language. (That it names its
+/// directory is checked when the program is read from one.)
+pub fn manifest(toml: &str) -> Result<Manifest> {
+    let manifest: Manifest = parse_toml(toml, Path::new("policy.toml"))?;
+    manifest::check_manifest(&manifest, None)?;
+    Ok(manifest)
+}
+
+/// A program's `catalogue.toml`: its offers by id (no empty or repeated ids).
+pub fn catalogue(toml: &str) -> Result<HashMap<String, Offer>> {
+    manifest::parse_catalogue(toml, Path::new("catalogue.toml"))
+}
+
+/// A program's `holders.toml`: its demo holders.
+pub fn holders(toml: &str) -> Result<Vec<Holder>> {
+    manifest::parse_holders(toml, Path::new("holders.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+    fn shipped(path: &str) -> String {
+        std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap()
+    }
+
+    fn message<T: std::fmt::Debug>(result: Result<T>) -> String {
+        let error = result.unwrap_err();
+        assert!(error.is_bad_input(), "{error:?}");
+        error.to_string()
+    }
+
+    #[test]
+    fn the_example_request_parses_and_round_trips() {
+        let request = request(&shipped("examples/redeem.json")).unwrap();
+        assert_eq!(request.program, "bergen");
+        assert_eq!(request.party, Some(2));
+        let again = super::request(&serde_json::to_string(&request).unwrap()).unwrap();
+        assert_eq!(again, request);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_with_the_input_named() {
+        let e = message(request("{\"program\": \"bergen\""));
+        assert!(e.starts_with("cannot parse request: "), "{e}");
+        let e = message(request(
+            r#"{"program":"bergen","card":"AK-1","action":"redeem","at":"2024-03-01"}"#,
+        ));
+        assert!(e.starts_with("cannot parse request: "), "{e}");
+        let e = message(request(
+            r#"{"program":"bergen","card":"AK-1","action":"redeem","at":"2024-03-01T18:00:00Z","colour":1}"#,
+        ));
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn a_holder_parses_and_round_trips() {
+        let holder = holder(
+            r#"{"card":"AK-1","birth-date":"2013-04-12","municipality":"bergen",
+                "attributes":{"school":"x","grade":7,"club":true},"balances":{"NOK":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(holder.card, "AK-1");
+        let again = super::holder(&serde_json::to_string(&holder).unwrap()).unwrap();
+        assert_eq!(again, holder);
+    }
+
+    #[test]
+    fn malformed_holders_are_refused_with_the_input_named() {
+        let e = message(holder(
+            r#"{"card":"AK-1","birth-date":"2013-02-30","municipality":"bergen"}"#,
+        ));
+        assert!(e.starts_with("cannot parse holder: "), "{e}");
+        let e = message(holder(
+            r#"{"card":"AK-1","birth-date":"2013-02-03","municipality":"bergen","attributes":{"n":18446744073709551615}}"#,
+        ));
+        assert!(
+            e.contains("integer 18446744073709551615 is too large"),
+            "{e}"
+        );
+        let e = message(holder("[]"));
+        assert!(e.starts_with("cannot parse holder: "), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_suites_parse() {
+        for program in ["bergen", "antwerpen", "albertslund"] {
+            let dir = format!("{ROOT}/policies/{program}/suites");
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                let suite = suite(&text).unwrap();
+                assert_eq!(suite.program, program);
+                assert!(!suite.steps.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_suites_are_refused_with_the_line() {
+        let e = message(suite("program = \"bergen\"\n[[steps]]\ncard = 7\n"));
+        assert!(
+            e.starts_with("cannot load suite: cannot parse `suite.toml` at line 3: "),
+            "{e}"
+        );
+        let e = message(suite("program = \"bergen\"\n"));
+        assert_eq!(e, "cannot load suite `suite.toml`: it has no steps");
+        let e = message(suite(
+            "program = \"b\"\n[[offers]]\nid = \"x\"\ncategory = \"c\"\nlocation = \"l\"\n\
+             [[offers]]\nid = \"x\"\ncategory = \"c\"\nlocation = \"l\"\n",
+        ));
+        assert_eq!(e, "`suite.toml`: offer `x` is listed twice");
+    }
+
+    #[test]
+    fn the_shipped_manifests_parse() {
+        for program in ["bergen", "antwerpen", "albertslund"] {
+            let manifest = manifest(&shipped(&format!("policies/{program}/policy.toml"))).unwrap();
+            assert_eq!(manifest.program, program);
+            assert!(!manifest.languages.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_manifests_are_refused() {
+        let e = message(manifest("program = \"x\"\nname = 3\n"));
+        assert!(
+            e.starts_with("cannot parse `policy.toml` at line 2: "),
+            "{e}"
+        );
+        let e = message(manifest(
+            "program = \"x\"\nname = \"X\"\ntime-zone = \"UTC\"\nlanguages = []\ncomponent = \"x.wasm\"\n",
+        ));
+        assert_eq!(e, "`policy.toml` lists no languages");
+    }
+
+    #[test]
+    fn the_shipped_catalogues_and_holders_parse() {
+        for program in ["bergen", "antwerpen", "albertslund"] {
+            let offers =
+                catalogue(&shipped(&format!("policies/{program}/catalogue.toml"))).unwrap();
+            assert!(!offers.is_empty());
+            for (id, offer) in &offers {
+                assert_eq!(id, &offer.id);
+            }
+            let holders = holders(&shipped(&format!("policies/{program}/holders.toml"))).unwrap();
+            assert!(!holders.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_catalogues_and_holders_are_refused() {
+        let e = message(catalogue(
+            "[[offers]]\nid = \"\"\ncategory = \"c\"\nlocation = \"l\"\n",
+        ));
+        assert_eq!(e, "`catalogue.toml`: an offer has an empty id");
+        let e = message(catalogue(
+            "[[offers]]\nid = \"x\"\ncategory = \"c\"\nlocation = \"l\"\nstarts-at = 2024-01-01\n",
+        ));
+        assert!(
+            e.starts_with("cannot parse `catalogue.toml` at line "),
+            "{e}"
+        );
+        assert!(e.contains("RFC 3339"), "{e}");
+        let e = message(holders("[[holders]]\ncard = \"A\"\n"));
+        assert!(
+            e.starts_with("cannot parse `holders.toml` at line 1: missing field"),
+            "{e}"
+        );
+    }
+}

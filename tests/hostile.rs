@@ -1,0 +1,385 @@
+//! The hostile-guest corpus (`guest-rules/hostile/`): real components that loop, hoard
+//! memory, recurse, trap, flood their answer, remember, snoop, overspend, read the clock or
+//! are not policies at all. Each is loaded beside the real `bergen` and `albertslund`
+//! programs over one SQLite ledger; the host survives every one, names the limit hit with
+//! the numbers, commits nothing for it, and keeps serving the good programs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cardrules::ledger::Ledger;
+use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, SqliteLedger};
+
+/// Where `host/build.rs` put the built guests.
+fn guest(name: &str) -> PathBuf {
+    Path::new(env!("CARDRULES_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+fn shipped(program: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies")
+        .join(program)
+}
+
+/// Writes a program directory for a hostile guest, with `extra` lines in its manifest.
+fn hostile_program(policies: &Path, name: &str, extra: &str) -> PathBuf {
+    let program = format!("hostile-{name}");
+    let dir = policies.join(&program);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(guest(&program), dir.join("policy.wasm")).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            r#"program = "{program}"
+name = "Hostile guest `{name}`"
+time-zone = "Europe/Oslo"
+languages = ["en"]
+component = "policy.wasm"
+{extra}
+
+[messages]
+ok = {{ en = "Allowed." }}
+bad-request = {{ en = "Bad request." }}
+unknown-action = {{ en = "Unknown action." }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("catalogue.toml"), "# no offers\n").unwrap();
+    std::fs::write(
+        dir.join("holders.toml"),
+        r#"[[holders]]
+card = "H-1"
+birth-date = "2010-01-01"
+municipality = "nowhere"
+balances = { DKK = 100 }
+attributes = { victim-card = "AK-1001", victim-counter = "visit:bergen-kino", victim-asset = "DKK" }
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_program(policies: &Path, program: &str) {
+    let to = policies.join(program);
+    std::fs::create_dir_all(&to).unwrap();
+    for file in ["policy.toml", "catalogue.toml", "holders.toml"] {
+        std::fs::copy(shipped(program).join(file), to.join(file)).unwrap();
+    }
+    let component = format!("{program}.wasm");
+    std::fs::copy(shipped(program).join(&component), to.join(&component)).unwrap();
+}
+
+struct World {
+    host: Arc<Host>,
+    ledger: Arc<SqliteLedger>,
+    _dir: tempfile::TempDir,
+}
+
+/// `bergen` and `albertslund` with their demo holders, beside the hostile programs that
+/// load; returns the world and the load errors of those that do not.
+fn world(hostile: &[(&str, &str)]) -> (World, Vec<Error>) {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_program(&policies, "bergen");
+    copy_program(&policies, "albertslund");
+    for (name, extra) in hostile {
+        hostile_program(&policies, name, extra);
+    }
+    let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap());
+    let host = Host::new(Arc::new(Sandbox::new().unwrap()), ledger.clone());
+    let errors = host.load_dir(&policies).unwrap();
+    for program in host.programs() {
+        host.register_demo_holders(program.id()).unwrap();
+    }
+    let world = World {
+        host: Arc::new(host),
+        ledger,
+        _dir: dir,
+    };
+    (world, errors)
+}
+
+fn attack(program: &str, action: &str) -> Request {
+    serde_json::from_value(serde_json::json!({
+        "program": program, "card": "H-1", "action": action,
+        "at": "2024-03-01T18:00:00+01:00",
+    }))
+    .unwrap()
+}
+
+fn kino(card: &str) -> Request {
+    serde_json::from_value(serde_json::json!({
+        "program": "bergen", "card": card, "action": "redeem", "offer": "bergen-kino",
+        "at": "2024-03-01T18:00:00+01:00",
+    }))
+    .unwrap()
+}
+
+/// Decides an attack, expects a `policy-error` whose error contains every one of `expected`,
+/// and checks that the good program is served normally right after.
+fn survives(world: &World, request: &Request, expected: &[&str]) -> Decision {
+    let decision = world.host.decide(request).unwrap();
+    assert!(!decision.allow, "{decision:?}");
+    assert_eq!(decision.reason, "policy-error", "{decision:?}");
+    let error = decision.error.clone().unwrap_or_default();
+    for part in expected {
+        assert!(error.contains(part), "{error:?} lacks {part:?}");
+    }
+    println!("{}: {error}", request.program);
+    let mut probe = kino("AK-1002");
+    probe.dry_run = true;
+    let good = world.host.decide(&probe).unwrap();
+    assert!(
+        good.allow,
+        "bergen still serves after `{}`: {good:?}",
+        request.program
+    );
+    decision
+}
+
+#[test]
+fn every_limit_is_enforced_and_named_with_its_numbers() {
+    let (world, errors) = world(&[
+        ("loop", ""),
+        ("memory", ""),
+        ("recursion", ""),
+        ("trap", ""),
+        ("output", ""),
+    ]);
+    assert!(errors.is_empty(), "{errors:?}");
+    survives(
+        &world,
+        &attack("hostile-loop", "attack"),
+        &[
+            "fuel limit of 10000000 instructions exhausted",
+            "fuel used 10000000 of 10000000",
+        ],
+    );
+    survives(
+        &world,
+        &attack("hostile-memory", "attack"),
+        &[
+            "memory limit of 16777216 bytes exceeded",
+            "memory reached",
+            "of 16777216 bytes",
+        ],
+    );
+    survives(
+        &world,
+        &attack("hostile-recursion", "attack"),
+        &["stack overflow", "512 KiB wasm stack", "fuel used"],
+    );
+    survives(
+        &world,
+        &attack("hostile-trap", "attack"),
+        &[
+            "trap",
+            "guest said",
+            "hostile policy gave up on action `attack`",
+        ],
+    );
+    survives(
+        &world,
+        &attack("hostile-output", "notes"),
+        &["more than the limit of 65536 bytes"],
+    );
+    survives(
+        &world,
+        &attack("hostile-output", "effects"),
+        &["decision has 5000 effects, more than the limit of 256"],
+    );
+    // The card the attacks acted on is untouched.
+    let card = world
+        .host
+        .card("hostile-output", "H-1", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.balances.get("DKK"), Some(&100));
+    let mut txn = world.ledger.begin("hostile-output").unwrap();
+    assert_eq!(txn.tally_sum(Some("H-1"), "spam", 0, i64::MAX).unwrap(), 0);
+}
+
+#[test]
+fn the_wall_clock_deadline_stops_a_loop_that_has_fuel_to_spare() {
+    let (world, errors) = world(&[(
+        "loop",
+        "[limits]\nfuel = 1_000_000_000_000\ndeadline-ms = 50",
+    )]);
+    assert!(errors.is_empty(), "{errors:?}");
+    survives(
+        &world,
+        &attack("hostile-loop", "attack"),
+        &["deadline of 50 ms exceeded", "memory reached"],
+    );
+}
+
+#[test]
+fn no_state_survives_between_decisions() {
+    let (world, _) = world(&[("counter", "")]);
+    for _ in 0..3 {
+        let decision = world
+            .host
+            .decide(&attack("hostile-counter", "attack"))
+            .unwrap();
+        assert!(decision.allow);
+        assert_eq!(decision.notes, ["call-1"], "a fresh instance every time");
+    }
+}
+
+#[test]
+fn a_policy_sees_only_its_own_programs_ledger() {
+    let (world, _) = world(&[("snoop", "")]);
+    // The victim: bergen's card AK-1001 has a visit recorded; albertslund's BK-2001 holds DKK.
+    assert!(world.host.decide(&kino("AK-1001")).unwrap().allow);
+    let seen = world
+        .host
+        .decide(&attack("hostile-snoop", "attack"))
+        .unwrap();
+    assert_eq!(
+        seen.notes,
+        [
+            "holder:false",
+            "card-count:0",
+            "program-count:0",
+            "balance:0"
+        ]
+    );
+    // And aimed at albertslund's money instead:
+    let holder: Holder = serde_json::from_value(serde_json::json!({
+        "card": "H-2", "birth-date": "2010-01-01", "municipality": "nowhere",
+        "attributes": {"victim-card": "BK-2001", "victim-counter": "spent", "victim-asset": "DKK"},
+    }))
+    .unwrap();
+    world.host.register("hostile-snoop", &holder).unwrap();
+    let mut request = attack("hostile-snoop", "attack");
+    request.card = "H-2".into();
+    let seen = world.host.decide(&request).unwrap();
+    assert_eq!(
+        seen.notes,
+        [
+            "holder:false",
+            "card-count:0",
+            "program-count:0",
+            "balance:0"
+        ]
+    );
+    let victim = world
+        .host
+        .card("albertslund", "BK-2001", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(victim.balances.get("DKK"), Some(&20000));
+}
+
+#[test]
+fn effects_that_overspend_or_name_undeclared_assets_commit_nothing() {
+    let (world, _) = world(&[("effects", "assets = [\"DKK\"]")]);
+    survives(
+        &world,
+        &attack("hostile-effects", "overspend"),
+        &["the policy's effects were refused", "effect 2", "DKK"],
+    );
+    survives(
+        &world,
+        &attack("hostile-effects", "unknown-asset"),
+        &[
+            "effect 2 names asset `GOLD`",
+            "does not declare in `assets`",
+        ],
+    );
+    // Neither the tally of effect 1 nor any money moved.
+    let mut txn = world.ledger.begin("hostile-effects").unwrap();
+    assert_eq!(txn.tally_sum(Some("H-1"), "tries", 0, i64::MAX).unwrap(), 0);
+    drop(txn);
+    let card = world
+        .host
+        .card("hostile-effects", "H-1", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.balances, [("DKK".to_string(), 100)].into());
+}
+
+#[test]
+fn components_with_a_clock_or_of_another_world_are_refused_at_load() {
+    let (world, errors) = world(&[("clock", ""), ("not-a-policy", "")]);
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("cannot load policy `hostile-clock`: ")
+                && m.contains("wasi:clocks/")
+                && m.contains("no clock, randomness, files or network")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.iter().any(
+            |m| m.starts_with("cannot load policy `hostile-not-a-policy`: ")
+                && m.contains("does not export `evaluate`")
+        ),
+        "{messages:#?}"
+    );
+    // Requests for them are refused with that reason; the good programs serve.
+    let refused = world.host.decide(&attack("hostile-clock", "attack"));
+    assert!(matches!(refused, Err(Error::Load { .. })), "{refused:?}");
+    assert!(world.host.decide(&kino("AK-1001")).unwrap().allow);
+}
+
+#[test]
+fn good_programs_keep_serving_while_hostile_ones_are_attacking() {
+    let (world, errors) = world(&[
+        ("loop", ""),
+        ("memory", ""),
+        ("recursion", ""),
+        ("trap", ""),
+    ]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers: Vec<_> = [
+        "hostile-loop",
+        "hostile-memory",
+        "hostile-recursion",
+        "hostile-trap",
+    ]
+    .into_iter()
+    .map(|program| {
+        let (host, stop) = (world.host.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut attacks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let decision = host.decide(&attack(program, "attack")).unwrap();
+                assert_eq!(decision.reason, "policy-error");
+                attacks += 1;
+            }
+            attacks
+        })
+    })
+    .collect();
+    // Meanwhile the tills of Bergen and Albertslund are served, every one correctly.
+    for i in 0..40 {
+        let decision = world.host.decide(&kino("AK-1001")).unwrap();
+        assert!(
+            decision.reason == "ok" || decision.reason == "quota-exhausted",
+            "{decision:?}"
+        );
+        let purchase: Request = serde_json::from_value(serde_json::json!({
+            "program": "albertslund", "card": "BK-2002", "action": "purchase",
+            "offer": "sg-perler", "amount": 10, "at": "2024-05-07T16:00:00+02:00",
+            "id": format!("alongside-{i}"),
+        }))
+        .unwrap();
+        assert!(world.host.decide(&purchase).unwrap().allow);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        assert!(attacker.join().unwrap() > 0);
+    }
+    let card = world
+        .host
+        .card("albertslund", "BK-2002", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.balances.get("DKK"), Some(&(7500 - 40 * 10)));
+}
