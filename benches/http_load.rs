@@ -69,7 +69,7 @@ fn start(dir: &Path) -> Server {
         .arg(dir.join("policies"))
         .arg("--ledger")
         .arg(dir.join("ledger.sqlite"))
-        .args(["--listen", "127.0.0.1:0", "--no-watch"])
+        .args(["--listen", "127.0.0.1:0", "--no-watch", "--allow-unsigned"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

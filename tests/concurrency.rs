@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use cardrules::{Decision, Holder, Host, Request, Sandbox, SqliteLedger};
+use cardrules::{Decision, Holder, Host, Request, Sandbox, SqliteLedger, Trust};
 
 const TERMINALS: usize = 8;
 
@@ -15,7 +15,8 @@ fn terminals(ledger: &Path) -> Vec<Arc<Host>> {
     let first = Host::new(
         sandbox.clone(),
         Arc::new(SqliteLedger::open(ledger).unwrap()),
-    );
+    )
+    .with_trust(Trust::allow_unsigned());
     assert!(first.load_dir(&policies).unwrap().is_empty());
     let programs = first.programs();
     let mut hosts = vec![Arc::new(first)];

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cardrules::ledger::Ledger;
-use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, SqliteLedger};
+use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, SqliteLedger, Trust};
 
 /// Where `host/build.rs` put the built guests.
 fn guest(name: &str) -> PathBuf {
@@ -88,7 +88,8 @@ fn world(hostile: &[(&str, &str)]) -> (World, Vec<Error>) {
         hostile_program(&policies, name, extra);
     }
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap());
-    let host = Host::new(Arc::new(Sandbox::new().unwrap()), ledger.clone());
+    let host = Host::new(Arc::new(Sandbox::new().unwrap()), ledger.clone())
+        .with_trust(Trust::allow_unsigned());
     let errors = host.load_dir(&policies).unwrap();
     for program in host.programs() {
         host.register_demo_holders(program.id()).unwrap();

@@ -26,8 +26,14 @@ impl Server {
         Server::start_in(Arc::new(dir))
     }
 
-    /// Starts a server over `dir/policies` and `dir/ledger.sqlite`.
+    /// Starts a server over `dir/policies` and `dir/ledger.sqlite`, accepting unsigned
+    /// policies.
     fn start_in(dir: Arc<tempfile::TempDir>) -> Server {
+        Server::start_with(dir, &["--allow-unsigned"])
+    }
+
+    /// Starts a server over `dir/policies` and `dir/ledger.sqlite` with `extra` flags.
+    fn start_with(dir: Arc<tempfile::TempDir>, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,6 +46,7 @@ impl Server {
             .arg("--ledger")
             .arg(dir.path().join("ledger.sqlite"))
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -705,4 +712,85 @@ fn a_server_killed_under_load_keeps_every_answered_decision_and_nothing_half_app
     // Nothing half-applied: the balance is exactly the start less every recorded purchase.
     let (_, card) = server.get("/v1/programs/albertslund/cards/LOAD-1");
     assert_eq!(card["balances"]["DKK"], START - allowed * PRICE);
+}
+
+/// Runs the `cardrules` command and expects success; returns its stdout.
+fn cardrules(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn with_a_trust_file_only_signed_policies_serve_and_unsigned_updates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&shipped_policies(), &policies);
+    let key = dir.path().join("bergen-kommune");
+    cardrules(&["keygen", "--out", key.to_str().unwrap()]);
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(
+        &trust,
+        format!("[programs]\nbergen = [\"{}\"]\n", public.trim()),
+    )
+    .unwrap();
+    let secret = key.with_extension("key");
+    cardrules(&[
+        "sign",
+        "--key",
+        secret.to_str().unwrap(),
+        policies.join("bergen").to_str().unwrap(),
+    ]);
+
+    let dir = Arc::new(dir);
+    let server = Server::start_with(dir.clone(), &["--trust", trust.to_str().unwrap()]);
+    // Only bergen is signed by a trusted key; the others are refused, saying why.
+    let (_, all) = server.get("/v1/programs");
+    let serving: Vec<&str> = all["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(serving, ["bergen"]);
+    let refused = all["refused"].to_string();
+    assert!(refused.contains("unsigned: no `policy.sig`"), "{refused}");
+    let mut elsewhere = kino("A-3001", None);
+    elsewhere["program"] = "antwerpen".into();
+    let (status, error) = server.post("/v1/decisions", &elsewhere.to_string());
+    assert_eq!(status, 503, "{error}");
+    assert!(server.decide(&kino("AK-1001", None))["allow"] == true);
+
+    // A rebuilt component without a new signature is refused; signed, it serves.
+    let bergen = policies.join("bergen");
+    let signed_digest = server.digest("bergen");
+    let rebuilt = rebuilt(
+        &std::fs::read(bergen.join("bergen.wasm")).unwrap(),
+        "unsigned",
+    );
+    replace(&bergen.join("bergen.wasm"), &rebuilt);
+    eventually("the unsigned update is refused", &server, || {
+        server.get("/v1/programs").1["refused"]
+            .to_string()
+            .contains("the component was changed after signing")
+    });
+    assert_eq!(server.digest("bergen"), signed_digest);
+    cardrules(&[
+        "sign",
+        "--key",
+        secret.to_str().unwrap(),
+        bergen.to_str().unwrap(),
+    ]);
+    let new_digest = format!("sha256:{}", sha256_hex(&rebuilt));
+    eventually("the signed update serves", &server, || {
+        server.digest("bergen") == new_digest
+    });
 }

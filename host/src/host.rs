@@ -14,6 +14,7 @@ use crate::ledger::{self, Effect, Ledger, Record, Txn};
 use crate::manifest::{self, ProgramFiles};
 use crate::model::{AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request};
 use crate::sandbox::{CompiledPolicy, Context, Sandbox};
+use crate::signing::Trust;
 use crate::world::{self, wit};
 
 /// Reasons the host gives itself, before or instead of the policy.
@@ -51,8 +52,9 @@ impl Program {
         &self.files.manifest.program
     }
 
-    /// Reads and compiles the program in `dir`, and checks that its parts agree.
-    pub fn load(sandbox: &Sandbox, dir: &Path) -> Result<Program> {
+    /// Reads the program in `dir`, checks its signature against `trust`, compiles it, and
+    /// checks that its parts agree.
+    pub fn load(sandbox: &Sandbox, trust: &Trust, dir: &Path) -> Result<Program> {
         let files = manifest::read_program(dir)?;
         let id = files.manifest.program.clone();
         let fail = |e: String| Error::load(&id, e);
@@ -77,6 +79,11 @@ impl Program {
                 files.component_path.display()
             ))
         })?;
+        let manifest_bytes = std::fs::read(dir.join("policy.toml"))
+            .map_err(|e| fail(format!("cannot read `policy.toml`: {e}")))?;
+        trust
+            .verify(&id, dir, &bytes, &manifest_bytes)
+            .map_err(fail)?;
         let context = Context {
             calendar: calendar.clone(),
             config: config.clone(),
@@ -183,6 +190,8 @@ pub struct Host {
     /// Programs that could not be loaded, with why; requests for them get that error.
     broken: RwLock<HashMap<String, String>>,
     ledger: Arc<dyn Ledger>,
+    /// Whose signatures make a program loadable.
+    trust: Trust,
 }
 
 /// What the policy (or the host in its place) concluded, before it is committed.
@@ -218,14 +227,23 @@ impl Verdict {
 }
 
 impl Host {
-    /// A host with no programs yet, over `ledger`.
+    /// A host with no programs yet, over `ledger`. It trusts nobody: set [`Host::with_trust`]
+    /// before loading programs (programs inserted directly are not checked).
     pub fn new(sandbox: Arc<Sandbox>, ledger: Arc<dyn Ledger>) -> Host {
         Host {
             sandbox,
             programs: RwLock::new(HashMap::new()),
             broken: RwLock::new(HashMap::new()),
             ledger,
+            trust: Trust::nobody(),
         }
+    }
+
+    /// The same host, loading only programs signed by keys `trust` trusts (or unsigned
+    /// ones, with [`Trust::allow_unsigned`]).
+    pub fn with_trust(mut self, trust: Trust) -> Host {
+        self.trust = trust;
+        self
     }
 
     /// The sandbox policies are compiled in.
@@ -238,7 +256,9 @@ impl Host {
     pub fn load_dir(&self, policies: &Path) -> Result<Vec<Error>> {
         let mut errors = Vec::new();
         for dir in manifest::program_dirs(policies)? {
-            if let Err(e) = Program::load(&self.sandbox, &dir).map(|p| self.insert(Arc::new(p))) {
+            if let Err(e) =
+                Program::load(&self.sandbox, &self.trust, &dir).map(|p| self.insert(Arc::new(p)))
+            {
                 self.refuse(&dir, &e);
                 errors.push(e);
             }
@@ -251,7 +271,7 @@ impl Host {
     /// holders. Requests already deciding finish on the version they started with. A
     /// program that fails is refused: the running version, if any, keeps serving.
     pub fn update(&self, dir: &Path) -> Result<Arc<Program>> {
-        let checked = Program::load(&self.sandbox, dir).and_then(|program| {
+        let checked = Program::load(&self.sandbox, &self.trust, dir).and_then(|program| {
             let program = Arc::new(program);
             crate::suite::check(&self.sandbox, &program)?;
             Ok(program)

@@ -15,6 +15,7 @@ mod manifest;
 mod model;
 mod sandbox;
 pub mod server;
+pub mod signing;
 pub mod suite;
 mod world;
 
@@ -27,3 +28,4 @@ pub use model::{
     AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request, parse_instant,
 };
 pub use sandbox::{CompiledPolicy, PolicyInfo, Sandbox};
+pub use signing::Trust;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use cardrules::suite::{self, SuiteReport};
-use cardrules::{Host, MemoryLedger, Request, Sandbox, SqliteLedger};
+use cardrules::{Host, MemoryLedger, Request, Sandbox, SqliteLedger, Trust};
 use clap::{Parser, Subcommand};
 
 /// The exit codes of CONTRACT.md.
@@ -34,6 +34,36 @@ struct Cli {
     command: Command,
 }
 
+/// Which policies to accept.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// The trust file: the public keys trusted for each program [default: `trust.toml`,
+    /// if present].
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+    /// Accept unsigned policies: for development only.
+    #[arg(long)]
+    allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    /// The trust to load programs with; `unsigned_by_default` for development commands.
+    fn resolve(&self, unsigned_by_default: bool) -> anyhow::Result<Trust> {
+        const DEFAULT_TRUST: &str = "trust.toml";
+        if self.allow_unsigned {
+            tracing::warn!("unsigned policies are accepted (`--allow-unsigned`): development only");
+            return Ok(Trust::allow_unsigned());
+        }
+        let path = match &self.trust {
+            Some(path) => path.clone(),
+            None if Path::new(DEFAULT_TRUST).is_file() => PathBuf::from(DEFAULT_TRUST),
+            None if unsigned_by_default => return Ok(Trust::allow_unsigned()),
+            None => return Ok(Trust::nobody()),
+        };
+        Ok(Trust::from_file(&path)?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run policy suites; with no PATH, every `suites/` under the policies directory.
@@ -46,6 +76,9 @@ enum Command {
         junit: Option<PathBuf>,
         /// Suite files, or directories searched for `*.toml`.
         paths: Vec<PathBuf>,
+        /// Unsigned policies are accepted here unless a trust file is given or present.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Decide one request, commit it to the ledger and print the decision as JSON.
     Decide {
@@ -61,6 +94,8 @@ enum Command {
         /// The request as JSON; `-` reads standard input.
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Serve the point-of-sale HTTP API; programs reload when their files change.
     Serve {
@@ -79,6 +114,23 @@ enum Command {
         /// Do not watch the policies directory (no hot reload).
         #[arg(long)]
         no_watch: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
+    Keygen {
+        /// The files' name, without extension.
+        #[arg(long, value_name = "NAME")]
+        out: PathBuf,
+    },
+    /// Sign program directories: writes `policy.sig` over the component and `policy.toml`.
+    Sign {
+        /// The secret key file written by `cardrules keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Program directories (each with a `policy.toml`).
+        #[arg(required = true)]
+        programs: Vec<PathBuf>,
     },
 }
 
@@ -102,20 +154,31 @@ fn main() -> ExitCode {
             policies,
             junit,
             paths,
-        } => test(&policies, junit.as_deref(), &paths),
+            trust,
+        } => trust
+            .resolve(true)
+            .and_then(|trust| test(&policies, junit.as_deref(), &paths, trust)),
         Command::Decide {
             policies,
             ledger,
             dry_run,
             request,
-        } => decide(&policies, &ledger, dry_run, &request),
+            trust,
+        } => trust
+            .resolve(false)
+            .and_then(|trust| decide(&policies, &ledger, dry_run, &request, trust)),
         Command::Serve {
             policies,
             ledger,
             listen,
             body_limit,
             no_watch,
-        } => serve(&policies, &ledger, &listen, body_limit, !no_watch),
+            trust,
+        } => trust
+            .resolve(false)
+            .and_then(|trust| serve(&policies, &ledger, &listen, body_limit, !no_watch, trust)),
+        Command::Keygen { out } => keygen(&out),
+        Command::Sign { key, programs } => sign(&key, &programs),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -126,7 +189,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn test(policies: &Path, junit: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<u8> {
+fn test(
+    policies: &Path,
+    junit: Option<&Path>,
+    paths: &[PathBuf],
+    trust: Trust,
+) -> anyhow::Result<u8> {
     let files = suite::discover(policies, paths)?;
     if files.is_empty() {
         return Err(anyhow!("no suites found under `{}`", policies.display()));
@@ -139,7 +207,8 @@ fn test(policies: &Path, junit: Option<&Path>, paths: &[PathBuf]) -> anyhow::Res
             Err(e) => load_errors.push(e.to_string()),
         }
     }
-    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(MemoryLedger::new()));
+    let host =
+        Host::new(Arc::new(Sandbox::new()?), Arc::new(MemoryLedger::new())).with_trust(trust);
     let program_errors = host.load_dir(policies)?;
     for error in &program_errors {
         // Only the programs a suite needs are fatal; the rest are reported as warnings.
@@ -229,6 +298,7 @@ fn decide(
     ledger: &Path,
     dry_run: bool,
     request_path: &Path,
+    trust: Trust,
 ) -> anyhow::Result<u8> {
     let text = if request_path == Path::new("-") {
         let mut text = String::new();
@@ -245,7 +315,7 @@ fn decide(
     request.dry_run |= dry_run;
 
     let ledger = SqliteLedger::open(ledger)?;
-    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger));
+    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)).with_trust(trust);
     for error in host.load_dir(policies)? {
         eprintln!("warning: {error}");
     }
@@ -261,10 +331,11 @@ fn serve(
     listen: &str,
     body_limit: usize,
     watch: bool,
+    trust: Trust,
 ) -> anyhow::Result<u8> {
     use cardrules::server;
     let ledger = SqliteLedger::open(ledger)?;
-    let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)));
+    let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)).with_trust(trust));
     let served = server::load_programs(&host, policies)?;
     if served == 0 {
         return Err(anyhow!(
@@ -324,4 +395,56 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn keygen(out: &Path) -> anyhow::Result<u8> {
+    let keys = cardrules::signing::keygen()?;
+    let secret = out.with_extension("key");
+    let public = out.with_extension("pub");
+    for path in [&secret, &public] {
+        if path.exists() {
+            return Err(anyhow!(
+                "`{}` exists already; not overwriting a key",
+                path.display()
+            ));
+        }
+    }
+    write_secret(&secret, &format!("{}\n", keys.secret))
+        .with_context(|| format!("cannot write `{}`", secret.display()))?;
+    std::fs::write(&public, format!("{}\n", keys.public))
+        .with_context(|| format!("cannot write `{}`", public.display()))?;
+    println!(
+        "secret key: {} (keep it secret; sign with `cardrules sign --key {}`)",
+        secret.display(),
+        secret.display()
+    );
+    println!("public key: {}", keys.public);
+    println!("operators trust it for a program with, in their trust file:");
+    println!("  [programs]\n  <program> = [\"{}\"]", keys.public);
+    Ok(exit::OK)
+}
+
+/// Writes a secret key readable by its owner only.
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+fn sign(key: &Path, programs: &[PathBuf]) -> anyhow::Result<u8> {
+    let secret = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read key `{}`", key.display()))?;
+    for dir in programs {
+        let signed = cardrules::signing::sign(&secret, dir)?;
+        println!(
+            "signed `{}`: program `{}`, component {}, manifest {}",
+            dir.join(cardrules::signing::SIGNATURE_FILE).display(),
+            signed.program,
+            signed.component,
+            signed.manifest
+        );
+    }
+    Ok(exit::OK)
 }
