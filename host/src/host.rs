@@ -461,6 +461,7 @@ impl Host {
             dry_run: request.dry_run,
             replayed: false,
             error: verdict.error,
+            fuel,
         };
         if request.dry_run {
             return Ok(decision); // dropping the transaction commits nothing

@@ -6,6 +6,7 @@
 //! read-only view of the [`Ledger`], and commits the allowed decision's effects atomically.
 //! [`suite`] runs the TOML policy suites that prove a program's rules.
 
+pub mod bench;
 mod calendar;
 mod error;
 mod host;

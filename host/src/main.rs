@@ -117,6 +117,24 @@ enum Command {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Measure decision latency and throughput per program, beside the empty policy.
+    Bench {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Only this program (the empty policy runs too).
+        #[arg(long)]
+        program: Option<String>,
+        /// Seconds per measurement (three per program).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Print one JSON object (keys documented in the README).
+        #[arg(long)]
+        json: bool,
+        /// Unsigned policies are accepted here unless a trust file is given or present.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
     /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
     Keygen {
         /// The files' name, without extension.
@@ -177,6 +195,23 @@ fn main() -> ExitCode {
         } => trust
             .resolve(false)
             .and_then(|trust| serve(&policies, &ledger, &listen, body_limit, !no_watch, trust)),
+        Command::Bench {
+            policies,
+            program,
+            seconds,
+            json,
+            trust,
+        } => trust.resolve(true).and_then(|trust| {
+            bench(
+                cardrules::bench::Options {
+                    policies,
+                    program,
+                    seconds,
+                    trust,
+                },
+                json,
+            )
+        }),
         Command::Keygen { out } => keygen(&out),
         Command::Sign { key, programs } => sign(&key, &programs),
     };
@@ -445,6 +480,51 @@ fn sign(key: &Path, programs: &[PathBuf]) -> anyhow::Result<u8> {
             signed.component,
             signed.manifest
         );
+    }
+    Ok(exit::OK)
+}
+
+fn bench(options: cardrules::bench::Options, json: bool) -> anyhow::Result<u8> {
+    if !(options.seconds > 0.0 && options.seconds <= 600.0) {
+        return Err(anyhow!("`--seconds` must be between 0 and 600"));
+    }
+    let report = cardrules::bench::run(&options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(exit::OK);
+    }
+    let m = &report.machine;
+    println!(
+        "{} cpus, {} {}; {} s per measurement; loading all programs (cached): {:.1} ms",
+        m.cpus, m.os, m.arch, report.seconds_per_measurement, report.load_all_ms
+    );
+    let rows = report.floor.iter().chain(&report.programs);
+    for p in rows {
+        println!(
+            "\n{} {} — component {} KiB, compile {:.0} ms, load {:.1} ms, instantiate {:.1} µs, fuel mean {:.0} max {}, mix of {}",
+            p.program,
+            p.version,
+            p.component_bytes / 1024,
+            p.compile_ms,
+            p.load_ms,
+            p.instantiate_us,
+            p.fuel.mean,
+            p.fuel.max,
+            p.mix
+        );
+        for (label, t) in [
+            ("evaluation", &p.evaluation),
+            ("durable, 1 thread", &p.durable_1_thread),
+            ("durable, 2 threads", &p.durable_2_threads),
+        ] {
+            println!(
+                "  {label:<20} {:>9.0}/s  p50 {:>8.1} µs  p99 {:>8.1} µs  max {:>9.1} µs",
+                t.per_second, t.p50_us, t.p99_us, t.max_us
+            );
+        }
+        if let Some(ratio) = p.evaluation_p50_over_floor {
+            println!("  evaluation p50 is {ratio:.1}× the empty policy's");
+        }
     }
     Ok(exit::OK)
 }

@@ -235,4 +235,7 @@ pub struct Decision {
     /// Why the policy failed, for `policy-error` decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wasm instructions the policy used for this decision (0 when the host decided alone).
+    #[serde(default)]
+    pub fuel: u64,
 }

@@ -19,6 +19,21 @@ use crate::world::{self, Policy, PolicyPre, cardrules, wit};
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Instances that may be alive at once (evaluations, loads, suite runs under hot reload).
+const POOL_INSTANCES: u32 = 128;
+/// The most linear memory any policy may have, whatever its manifest says.
+pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+
+fn pool() -> wasmtime::PoolingAllocationConfig {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    pool
+}
+
 /// The wasm stack of an evaluation; deeper recursion traps.
 const WASM_STACK_BYTES: usize = 512 * 1024;
 /// Room for a panic message from the guest, shown in the `policy-error` that follows.
@@ -69,15 +84,39 @@ pub(crate) struct Evaluated {
 }
 
 impl Sandbox {
-    /// An engine with fuel metering and epoch deadlines, and a linker for the world.
+    /// An engine with fuel metering and epoch deadlines, and a linker for the world;
+    /// compiled components are cached on disk (wasmtime's cache, `~/.cache/wasmtime`).
     pub fn new() -> Result<Sandbox> {
+        Sandbox::with_disk_cache(true)
+    }
+
+    /// As [`Sandbox::new`], with or without the on-disk cache of compiled components.
+    pub fn with_disk_cache(cache: bool) -> Result<Sandbox> {
         let mut config = Config::new();
+        if cache {
+            match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!("compiled components are not cached on disk: {e:#}"),
+            }
+        }
         config.consume_fuel(true);
         config.epoch_interruption(true);
         // Deep recursion traps instead of exhausting the host's stack.
         config.max_wasm_stack(WASM_STACK_BYTES);
-        let engine = Engine::new(&config)
-            .map_err(|e| Error::Invalid(format!("cannot start wasmtime: {e}")))?;
+        // A pool of pre-reserved instance slots: a fresh instance per decision without an
+        // mmap/munmap per decision. If the machine refuses the reservation, allocate on demand.
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool()));
+        let engine = match Engine::new(&pooled) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("instance pool unavailable, allocating on demand: {e:#}");
+                Engine::new(&config)
+                    .map_err(|e| Error::Invalid(format!("cannot start wasmtime: {e}")))?
+            }
+        };
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -154,6 +193,22 @@ impl Sandbox {
             digest: format!("sha256:{:x}", Sha256::digest(bytes)),
             size: bytes.len(),
         })
+    }
+
+    /// Instantiates `policy` in a fresh store, as every evaluation does, and drops it: the
+    /// sandbox's fixed cost per decision, for benchmarks.
+    pub fn instantiate(&self, policy: &CompiledPolicy, limits: Limits) -> Result<()> {
+        let context = Context {
+            calendar: Calendar::new("UTC").map_err(|e| Error::invalid(e.to_string()))?,
+            config: Arc::default(),
+            limits,
+        };
+        let mut store = self.store(None, context);
+        policy
+            .pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| Error::invalid(format!("cannot instantiate: {e}")))
     }
 
     fn store(&self, txn: Option<Box<dyn Txn>>, context: Context) -> Store<GuestState> {

@@ -1,0 +1,425 @@
+//! `cardrules bench`: where a decision's time goes, measured in one run on one machine.
+//!
+//! For each program, over a mix of requests generated from its catalogue, its demo holders
+//! and the actions its policy describes:
+//! - `evaluation`: a dry-run decision on an in-memory ledger — a fresh instance, the call,
+//!   ledger reads served from memory, nothing committed;
+//! - `durable_1_thread`, `durable_2_threads`: full decisions committed to a SQLite ledger
+//!   file (`synchronous = FULL`), from one and from two threads;
+//!
+//! plus fuel per decision, component size, compile time (no cache), load time (with the
+//! on-disk cache) and instantiation time. The empty policy `floor` runs the same way, so
+//! that the ratio of a program to the sandbox's own floor is visible.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::host::{Host, Program};
+use crate::ledger::{MemoryLedger, SqliteLedger};
+use crate::model::{Holder, Request};
+use crate::sandbox::Sandbox;
+use crate::signing::Trust;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policies: PathBuf,
+    /// Only this program (and the floor).
+    pub program: Option<String>,
+    /// Seconds per measurement.
+    pub seconds: f64,
+    pub trust: Trust,
+}
+
+/// Latency and throughput of one measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub threads: usize,
+    pub decisions: u64,
+    pub per_second: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+/// Fuel per decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fuel {
+    pub mean: f64,
+    pub max: u64,
+}
+
+/// The figures of one program.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramReport {
+    pub program: String,
+    pub version: String,
+    pub component_bytes: usize,
+    /// Compiling the component with no cache, and `describe`.
+    pub compile_ms: f64,
+    /// Loading the program (files, signature, cached compile, `describe`).
+    pub load_ms: f64,
+    /// Median time to instantiate the component in a fresh store.
+    pub instantiate_us: f64,
+    /// Distinct requests in the mix.
+    pub mix: usize,
+    pub evaluation: Timing,
+    pub durable_1_thread: Timing,
+    pub durable_2_threads: Timing,
+    pub fuel: Fuel,
+    /// `evaluation.p50_us` over the floor's.
+    pub evaluation_p50_over_floor: Option<f64>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    /// Loading every program of the policies directory with the on-disk cache warm.
+    pub load_all_ms: f64,
+    pub seconds_per_measurement: f64,
+    pub programs: Vec<ProgramReport>,
+    /// The empty policy, if its component was found.
+    pub floor: Option<ProgramReport>,
+}
+
+/// Where the figures came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub os: String,
+    pub arch: String,
+}
+
+/// The empty policy's component, as `host/build.rs` builds it.
+fn floor_component() -> Option<PathBuf> {
+    let dir = option_env!("CARDRULES_GUESTS_DIR")?;
+    let path = Path::new(dir).join("floor.wasm");
+    path.is_file().then_some(path)
+}
+
+/// Runs every measurement.
+pub fn run(options: &Options) -> Result<Report> {
+    let sandbox = Arc::new(Sandbox::new()?);
+    let uncached = Sandbox::with_disk_cache(false)?;
+    let scratch = tempfile_dir()?;
+
+    // Loading all programs, twice: the first run fills the on-disk cache if it was cold.
+    let mut load_all_ms = f64::MAX;
+    for _ in 0..2 {
+        let host = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()))
+            .with_trust(options.trust.clone());
+        let start = Instant::now();
+        let errors = host.load_dir(&options.policies)?;
+        load_all_ms = load_all_ms.min(ms(start.elapsed()));
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+    }
+
+    let mut dirs = crate::manifest::program_dirs(&options.policies)?;
+    if let Some(only) = &options.program {
+        dirs.retain(|d| d.file_name().is_some_and(|n| n == only.as_str()));
+        if dirs.is_empty() {
+            return Err(Error::UnknownProgram(only.clone()));
+        }
+    }
+    let floor = match floor_component() {
+        Some(component) => {
+            let dir = write_floor(&scratch.0, &component)?;
+            let trust = Trust::allow_unsigned();
+            Some(measure(
+                &sandbox, &uncached, &trust, &dir, options, &scratch.0,
+            )?)
+        }
+        None => None,
+    };
+    let mut programs = Vec::new();
+    for dir in dirs {
+        let mut report = measure(
+            &sandbox,
+            &uncached,
+            &options.trust,
+            &dir,
+            options,
+            &scratch.0,
+        )?;
+        report.evaluation_p50_over_floor = floor
+            .as_ref()
+            .map(|f| report.evaluation.p50_us / f.evaluation.p50_us);
+        programs.push(report);
+    }
+    Ok(Report {
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        load_all_ms,
+        seconds_per_measurement: options.seconds,
+        programs,
+        floor,
+    })
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!("cardrules-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::invalid(format!("cannot create `{}`: {e}", dir.display())))?;
+    Ok(Scratch(dir))
+}
+
+fn write_floor(scratch: &Path, component: &Path) -> Result<PathBuf> {
+    let dir = scratch.join("floor");
+    let io = |e: std::io::Error| Error::invalid(format!("cannot write the floor program: {e}"));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::copy(component, dir.join("floor.wasm")).map_err(io)?;
+    std::fs::write(
+        dir.join("policy.toml"),
+        "program = \"floor\"\nname = \"The empty policy\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"floor.wasm\"\n\n[messages]\nok = { en = \"Allowed.\" }\nbad-request = { en = \"Bad request.\" }\nunknown-action = { en = \"Unknown action.\" }\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("catalogue.toml"),
+        "[[offers]]\nid = \"nothing\"\ncategory = \"none\"\nlocation = \"nowhere\"\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("holders.toml"),
+        "[[holders]]\ncard = \"F-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+    )
+    .map_err(io)?;
+    Ok(dir)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn measure(
+    sandbox: &Arc<Sandbox>,
+    uncached: &Sandbox,
+    trust: &Trust,
+    dir: &Path,
+    options: &Options,
+    scratch: &Path,
+) -> Result<ProgramReport> {
+    let start = Instant::now();
+    Program::load(uncached, trust, dir)?;
+    let compile_ms = ms(start.elapsed());
+    let start = Instant::now();
+    let program = Arc::new(Program::load(sandbox, trust, dir)?);
+    let load_ms = ms(start.elapsed());
+    let id = program.id().to_string();
+
+    let mut instantiations: Vec<Duration> = (0..200)
+        .map(|_| {
+            let start = Instant::now();
+            sandbox
+                .instantiate(&program.policy, program.files.manifest.limits)
+                .map(|()| start.elapsed())
+        })
+        .collect::<Result<_>>()?;
+    instantiations.sort();
+    let instantiate_us = us(instantiations[instantiations.len() / 2]);
+
+    let mix = mix(&program);
+    if mix.is_empty() {
+        return Err(Error::invalid(format!(
+            "program `{id}` has no demo holders to benchmark with"
+        )));
+    }
+
+    // (a) Evaluation alone: dry runs on a memory ledger.
+    let memory = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()));
+    memory.insert(program.clone());
+    memory.register_demo_holders(&id)?;
+    let (evaluation, fuel) = timed(options.seconds, 1, |_, n| {
+        let mut request = mix[n % mix.len()].clone();
+        request.dry_run = true;
+        memory.decide(&request).map(|d| d.fuel)
+    })?;
+    // Committed, actions that block or move a card would leave the rest of the run
+    // deciding on dead cards; the durable mix keeps the requests that leave it active.
+    let lasting: Vec<Request> = mix
+        .iter()
+        .filter(|request| {
+            let mut dry = (*request).clone();
+            dry.dry_run = true;
+            memory
+                .decide(&dry)
+                .is_ok_and(|d| d.state == Some(crate::model::CardState::Active))
+        })
+        .cloned()
+        .collect();
+    let durable_mix = if lasting.is_empty() { &mix } else { &lasting };
+
+    // (b) Durable decisions on a SQLite file, from one and from two threads.
+    let path = scratch.join(format!("{id}.sqlite"));
+    let durable = Arc::new(Host::new(
+        sandbox.clone(),
+        Arc::new(SqliteLedger::open(&path)?),
+    ));
+    durable.insert(program.clone());
+    durable.register_demo_holders(&id)?;
+    let durable_1_thread = durable_run(&durable, durable_mix, options.seconds, 1)?;
+    let durable_2_threads = durable_run(&durable, durable_mix, options.seconds, 2)?;
+
+    let fuel = Fuel {
+        mean: fuel.iter().sum::<u64>() as f64 / fuel.len().max(1) as f64,
+        max: fuel.iter().copied().max().unwrap_or(0),
+    };
+    Ok(ProgramReport {
+        program: id,
+        version: program.policy.info.version.clone(),
+        component_bytes: program.policy.size,
+        compile_ms,
+        load_ms,
+        instantiate_us,
+        mix: mix.len(),
+        evaluation,
+        durable_1_thread,
+        durable_2_threads,
+        fuel,
+        evaluation_p50_over_floor: None,
+    })
+}
+
+/// Durable decisions from `threads` threads, each on its own run of request ids.
+fn durable_run(host: &Arc<Host>, mix: &[Request], seconds: f64, threads: usize) -> Result<Timing> {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    timed(seconds, threads, |thread, n| {
+        let mut request = mix[(n * 7 + thread) % mix.len()].clone();
+        request.id = Some(format!("bench/{run}/{thread}/{n}"));
+        host.decide(&request).map(|d| d.fuel)
+    })
+    .map(|(timing, _)| timing)
+}
+
+/// Calls `decide(thread, n)` from `threads` threads for `seconds`, timing each call;
+/// returns the timing and the fuel each decision reported.
+fn timed<F>(seconds: f64, threads: usize, decide: F) -> Result<(Timing, Vec<u64>)>
+where
+    F: Fn(usize, usize) -> Result<u64> + Sync,
+{
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let decide = &decide;
+    let results: Vec<Result<(Vec<Duration>, Vec<u64>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let (mut latencies, mut fuel) = (Vec::new(), Vec::new());
+                    let mut n = 0;
+                    while start.elapsed() < budget {
+                        let began = Instant::now();
+                        fuel.push(decide(thread, n)?);
+                        latencies.push(began.elapsed());
+                        n += 1;
+                    }
+                    Ok((latencies, fuel))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::invalid("a benchmark thread panicked")))
+            })
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    let (mut latencies, mut fuel) = (Vec::new(), Vec::new());
+    for result in results {
+        let (l, f) = result?;
+        latencies.extend(l);
+        fuel.extend(f);
+    }
+    latencies.sort();
+    let pick = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .copied()
+            .map_or(0.0, us)
+    };
+    let timing = Timing {
+        threads,
+        decisions: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+        max_us: latencies.last().copied().map_or(0.0, us),
+    };
+    Ok((timing, fuel))
+}
+
+/// A realistic mix for `program`: every action its policy describes, for each demo holder,
+/// with each catalogue offer, at a weekday noon, with the fields actions commonly need.
+fn mix(program: &Program) -> Vec<Request> {
+    let holders: &[Holder] = &program.files.holders;
+    let mut offers: Vec<Option<String>> =
+        program.files.catalogue.keys().cloned().map(Some).collect();
+    offers.sort();
+    if offers.is_empty() {
+        offers.push(None);
+    }
+    let asset = program.files.manifest.assets.first().cloned();
+    let at = jiff::Timestamp::from_second(1_715_083_200).unwrap_or_default(); // 2024-05-07T12:00Z
+    let mut out = Vec::new();
+    let mut n = 0;
+    for action in &program.policy.info.actions {
+        for (h, holder) in holders.iter().enumerate() {
+            for offer in &offers {
+                n += 1;
+                out.push(Request {
+                    program: program.id().to_string(),
+                    card: holder.card.clone(),
+                    action: action.clone(),
+                    at,
+                    offer: offer.clone(),
+                    party: Some(1),
+                    amount: Some(100),
+                    asset: asset.clone(),
+                    to_card: holders.get((h + 1) % holders.len()).map(|o| o.card.clone()),
+                    new_card: Some(format!("BENCH-NEW-{n}")),
+                    id: None,
+                    dry_run: false,
+                    language: None,
+                });
+            }
+        }
+    }
+    // Put the first action — each program's everyday one — at twice the weight.
+    let everyday: Vec<Request> = out
+        .iter()
+        .filter(|r| Some(&r.action) == program.policy.info.actions.first())
+        .cloned()
+        .collect();
+    out.extend(everyday);
+    let mut keyed: BTreeMap<usize, Request> = BTreeMap::new();
+    for (i, request) in out.into_iter().enumerate() {
+        // A fixed shuffle, so runs are comparable.
+        keyed.insert((i * 2_654_435_761) % 1_000_003 * 1_000 + i, request);
+    }
+    keyed.into_values().collect()
+}
