@@ -229,6 +229,14 @@ fn no_state_survives_between_decisions() {
     }
 }
 
+/// What the snoop reports when the ledger view hides every other program.
+const SAW_NOTHING: [&str; 4] = [
+    "holder:false",
+    "card-count:0",
+    "program-count:0",
+    "balance:0",
+];
+
 #[test]
 fn a_policy_sees_only_its_own_programs_ledger() {
     let (world, _) = world(&[("snoop", "")]);
@@ -238,15 +246,7 @@ fn a_policy_sees_only_its_own_programs_ledger() {
         .host
         .decide(&attack("hostile-snoop", "attack"))
         .unwrap();
-    assert_eq!(
-        seen.notes,
-        [
-            "holder:false",
-            "card-count:0",
-            "program-count:0",
-            "balance:0"
-        ]
-    );
+    assert_eq!(seen.notes, SAW_NOTHING);
     // And aimed at albertslund's money instead:
     let holder: Holder = serde_json::from_value(serde_json::json!({
         "card": "H-2", "birth-date": "2010-01-01", "municipality": "nowhere",
@@ -257,15 +257,7 @@ fn a_policy_sees_only_its_own_programs_ledger() {
     let mut request = attack("hostile-snoop", "attack");
     request.card = "H-2".into();
     let seen = world.host.decide(&request).unwrap();
-    assert_eq!(
-        seen.notes,
-        [
-            "holder:false",
-            "card-count:0",
-            "program-count:0",
-            "balance:0"
-        ]
-    );
+    assert_eq!(seen.notes, SAW_NOTHING);
     let victim = world
         .host
         .card("albertslund", "BK-2001", 0)
