@@ -60,7 +60,7 @@ impl Drop for Server {
 
 fn start(dir: &Path) -> Server {
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"),
         &dir.join("policies"),
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))

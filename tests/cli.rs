@@ -1,5 +1,5 @@
 //! End-to-end tests of the `cardrules` command: the shipped suites, the exit codes of
-//! CONTRACT.md, readable failures, and bad input that never panics.
+//! docs/contract.md, readable failures, and bad input that never panics.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -8,7 +8,8 @@ use std::io::Write;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .expect("workspace root")
         .to_path_buf()
 }

@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use cardrules::{Decision, Holder, Host, Request, Sandbox, SqliteLedger, Trust};
+use cardrules::{Decision, Holder, Host, Request, Sandbox, Trust};
+use cardrules_sqlite::SqliteLedger;
 
 const TERMINALS: usize = 8;
 
 /// One host per terminal, each with its own connection to `ledger`, sharing compiled programs.
 fn terminals(ledger: &Path) -> Vec<Arc<Host>> {
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let first = Host::new(
         sandbox.clone(),

@@ -8,23 +8,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cardrules::ledger::Ledger;
-use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, SqliteLedger, Trust};
+use cardrules::ledger::View;
+use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, Trust};
+use cardrules_sqlite::SqliteLedger;
 
-/// Where `host/build.rs` put the built guests.
+/// Where `host/cli/build.rs` put the built guests.
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("CARDRULES_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
 }
 
 fn shipped(program: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../policies")
+        .join("../../policies")
         .join(program)
 }
 
 /// Writes a program directory for a hostile guest, with `extra` lines in its manifest.
 fn hostile_program(policies: &Path, name: &str, extra: &str) -> PathBuf {
     let program = format!("hostile-{name}");
+    // The demo holder starts with DKK, so every hostile program declares it.
+    let assets = if extra.contains("assets =") {
+        ""
+    } else {
+        "assets = [\"DKK\"]"
+    };
     let dir = policies.join(&program);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(guest(&program), dir.join("policy.wasm")).unwrap();
@@ -36,6 +43,7 @@ name = "Hostile guest `{name}`"
 time-zone = "Europe/Oslo"
 languages = ["en"]
 component = "policy.wasm"
+{assets}
 {extra}
 
 [messages]
@@ -73,7 +81,6 @@ fn copy_program(policies: &Path, program: &str) {
 
 struct World {
     host: Arc<Host>,
-    ledger: Arc<SqliteLedger>,
     _dir: tempfile::TempDir,
 }
 
@@ -88,15 +95,14 @@ fn world(hostile: &[(&str, &str)]) -> (World, Vec<Error>) {
         hostile_program(&policies, name, extra);
     }
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap());
-    let host = Host::new(Arc::new(Sandbox::new().unwrap()), ledger.clone())
-        .with_trust(Trust::allow_unsigned());
+    let host =
+        Host::new(Arc::new(Sandbox::new().unwrap()), ledger).with_trust(Trust::allow_unsigned());
     let errors = host.load_dir(&policies).unwrap();
     for program in host.programs() {
         host.register_demo_holders(program.id()).unwrap();
     }
     let world = World {
         host: Arc::new(host),
-        ledger,
         _dir: dir,
     };
     (world, errors)
@@ -198,8 +204,10 @@ fn every_limit_is_enforced_and_named_with_its_numbers() {
         .unwrap()
         .unwrap();
     assert_eq!(card.balances.get("DKK"), Some(&100));
-    let mut txn = world.ledger.begin("hostile-output").unwrap();
-    assert_eq!(txn.tally_sum(Some("H-1"), "spam", 0, i64::MAX).unwrap(), 0);
+    let spam = world.host.ledger().read("hostile-output", |s| {
+        s.count(Some("H-1"), "spam", 0, i64::MAX)
+    });
+    assert_eq!(spam.unwrap(), 0);
 }
 
 #[test]
@@ -283,9 +291,10 @@ fn effects_that_overspend_or_name_undeclared_assets_commit_nothing() {
         ],
     );
     // Neither the tally of effect 1 nor any money moved.
-    let mut txn = world.ledger.begin("hostile-effects").unwrap();
-    assert_eq!(txn.tally_sum(Some("H-1"), "tries", 0, i64::MAX).unwrap(), 0);
-    drop(txn);
+    let tries = world.host.ledger().read("hostile-effects", |s| {
+        s.count(Some("H-1"), "tries", 0, i64::MAX)
+    });
+    assert_eq!(tries.unwrap(), 0);
     let card = world
         .host
         .card("hostile-effects", "H-1", 0)

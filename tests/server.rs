@@ -132,7 +132,7 @@ fn log_of(dir: &tempfile::TempDir) -> String {
 }
 
 fn shipped_policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
-use crate::ledger::{self, Effect, Ledger, Record, Txn};
+use crate::ledger::{Change, Effect, Journal, Ledger, MAX_UNITS, Recorded, Staged, State, View};
 use crate::manifest::{self, ProgramFiles};
 use crate::model::{AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request};
 use crate::sandbox::{CompiledPolicy, Context, Sandbox};
@@ -42,7 +42,7 @@ pub struct Program {
     pub policy: Arc<CompiledPolicy>,
     /// When this version was loaded.
     pub loaded_at: jiff::Timestamp,
-    config: Arc<BTreeMap<String, String>>,
+    context: Arc<Context>,
     reasons: HashSet<String>,
 }
 
@@ -72,7 +72,11 @@ impl Program {
                 (key.clone(), text)
             })
             .collect();
-        let config = Arc::new(config);
+        let context = Arc::new(Context {
+            calendar: calendar.clone(),
+            config: Arc::new(config),
+            limits: files.manifest.limits,
+        });
         let bytes = std::fs::read(&files.component_path).map_err(|e| {
             fail(format!(
                 "cannot read component `{}`: {e} (build the policies with `cargo build --release`)",
@@ -84,12 +88,7 @@ impl Program {
         trust
             .verify(&id, dir, &bytes, &manifest_bytes)
             .map_err(fail)?;
-        let context = Context {
-            calendar: calendar.clone(),
-            config: config.clone(),
-            limits: files.manifest.limits,
-        };
-        let policy = sandbox.compile(&bytes, context).map_err(fail)?;
+        let policy = sandbox.compile(&bytes, context.clone()).map_err(fail)?;
         if policy.info.program != id {
             return Err(fail(format!(
                 "component describes itself as program `{}`",
@@ -124,7 +123,7 @@ impl Program {
             calendar,
             policy: Arc::new(policy),
             loaded_at: jiff::Timestamp::now(),
-            config,
+            context,
             reasons,
         })
     }
@@ -140,7 +139,7 @@ impl Program {
             calendar: self.calendar.clone(),
             policy: self.policy.clone(),
             loaded_at: self.loaded_at,
-            config: self.config.clone(),
+            context: self.context.clone(),
             reasons: self.reasons.clone(),
         }
     }
@@ -189,7 +188,7 @@ pub struct Host {
     programs: RwLock<HashMap<String, Arc<Program>>>,
     /// Programs that could not be loaded, with why; requests for them get that error.
     broken: RwLock<HashMap<String, String>>,
-    ledger: Arc<dyn Ledger>,
+    ledger: Arc<Ledger>,
     /// Whose signatures make a program loadable.
     trust: Trust,
 }
@@ -227,14 +226,15 @@ impl Verdict {
 }
 
 impl Host {
-    /// A host with no programs yet, over `ledger`. It trusts nobody: set [`Host::with_trust`]
-    /// before loading programs (programs inserted directly are not checked).
-    pub fn new(sandbox: Arc<Sandbox>, ledger: Arc<dyn Ledger>) -> Host {
+    /// A host with no programs yet, over the ledger kept in `journal`. It trusts nobody:
+    /// set [`Host::with_trust`] before loading programs (programs inserted directly are
+    /// not checked).
+    pub fn new(sandbox: Arc<Sandbox>, journal: Arc<dyn Journal>) -> Host {
         Host {
             sandbox,
             programs: RwLock::new(HashMap::new()),
             broken: RwLock::new(HashMap::new()),
-            ledger,
+            ledger: Arc::new(Ledger::new(journal)),
             trust: Trust::nobody(),
         }
     }
@@ -348,183 +348,278 @@ impl Host {
         all
     }
 
-    /// Registers (or replaces) a holder; returns whether the card was new.
+    /// The ledger: programs' states over the journal.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Registers (or replaces) a holder; returns whether the card was new. Starting
+    /// balances are only for new cards.
     pub fn register(&self, program: &str, holder: &Holder) -> Result<bool> {
         let program = self.program(program)?;
-        let mut txn = self.ledger.begin(program.id())?;
-        let created = txn.holder(&holder.card)?.is_none();
-        if !created && !holder.balances.is_empty() {
-            return Err(Error::invalid(format!(
-                "holder `{}` exists already: starting balances are only for new cards",
-                holder.card
-            )));
-        }
-        ledger::register(&mut *txn, holder)?;
-        txn.commit()?;
-        Ok(created)
+        check_holder(&program, holder)?;
+        let holder = holder.clone();
+        self.ledger.submit(program.id(), move |tx| {
+            let state = tx.state();
+            let created = state.holder(&holder.card).is_none();
+            let change = Change::Registered {
+                holder: holder.clone(),
+            };
+            state
+                .apply_change(&change)
+                .map_err(|refused| Error::invalid(refused.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: created,
+            })
+        })
     }
 
     /// Registers each of the program's demo holders that is not in the ledger yet.
     pub fn register_demo_holders(&self, program: &str) -> Result<usize> {
         let program = self.program(program)?;
-        let mut txn = self.ledger.begin(program.id())?;
-        let mut added = 0;
         for holder in &program.files.holders {
-            if txn.holder(&holder.card)?.is_none() {
-                ledger::register(&mut *txn, holder)?;
-                added += 1;
-            }
+            check_holder(&program, holder)?;
         }
-        txn.commit()?;
-        Ok(added)
+        let demo = program.clone();
+        self.ledger.submit(program.id(), move |tx| {
+            let state = tx.state();
+            let mut changes = Vec::new();
+            for holder in &demo.files.holders {
+                if state.holder(&holder.card).is_none() {
+                    let change = Change::Registered {
+                        holder: holder.clone(),
+                    };
+                    state
+                        .apply_change(&change)
+                        .map_err(|refused| Error::invalid(refused.0))?;
+                    changes.push(change);
+                }
+            }
+            let added = changes.len();
+            Ok(Staged {
+                changes,
+                answer: added,
+            })
+        })
     }
 
     /// A card's state, statuses and balances at `at`, if the card is known.
     pub fn card(&self, program: &str, card: &str, at: i64) -> Result<Option<CardView>> {
         let program = self.program(program)?;
-        let mut txn = self.ledger.begin(program.id())?;
-        let Some(holder) = txn.holder(card)? else {
-            return Ok(None);
-        };
-        Ok(Some(CardView {
-            program: program.id().to_string(),
-            card: card.to_string(),
-            state: holder.state,
-            statuses: holder.statuses,
-            balances: ledger::balances(&mut *txn, card, at)?,
-        }))
+        self.ledger.read(program.id(), |state| {
+            state.holder(card).map(|holder| CardView {
+                program: program.id().to_string(),
+                card: card.to_string(),
+                state: holder.state,
+                statuses: holder.statuses.clone(),
+                balances: state.balances(card, at),
+            })
+        })
     }
 
-    /// Decides `request` and, unless it is a dry run, commits its effects and records it.
+    /// Decides `request` and, unless it is a dry run, commits its effects and records it;
+    /// returns once the decision is durable.
     pub fn decide(&self, request: &Request) -> Result<Decision> {
         let program = self.program(&request.program)?;
-        let party = request.party.unwrap_or(1);
-        if party == 0 {
-            return Err(Error::invalid("`party` must be at least 1"));
-        }
-        if let Some(language) = &request.language
-            && !program.files.manifest.languages.contains(language)
-        {
+        let party = check_request(&program, request)?;
+        let fingerprint = fingerprint(request)?;
+        let sandbox = self.sandbox.clone();
+        let request = request.clone();
+        let id = program.id().to_string();
+        self.ledger.submit(&id, move |tx| {
+            decide_on(
+                &sandbox,
+                &program,
+                &request,
+                party,
+                &fingerprint,
+                tx.state(),
+            )
+        })
+    }
+}
+
+/// Checks what the caller sent before anything is decided; returns the party size.
+fn check_request(program: &Program, request: &Request) -> Result<u32> {
+    let party = request.party.unwrap_or(1);
+    if party == 0 {
+        return Err(Error::invalid("`party` must be at least 1"));
+    }
+    if let Some(amount) = request.amount
+        && !(1..=MAX_UNITS).contains(&amount)
+    {
+        return Err(Error::invalid(format!(
+            "`amount` must be between 1 and {MAX_UNITS}, not {amount}"
+        )));
+    }
+    if let Some(language) = &request.language
+        && !program.files.manifest.languages.contains(language)
+    {
+        return Err(Error::invalid(format!(
+            "program `{}` has no messages in language `{language}`",
+            program.id()
+        )));
+    }
+    Ok(party)
+}
+
+/// Checks a holder about to be registered: starting balances must be in assets the
+/// program declares and within the ledger's range.
+fn check_holder(program: &Program, holder: &Holder) -> Result<()> {
+    for (asset, &units) in &holder.balances {
+        if !program.files.manifest.assets.iter().any(|a| a == asset) {
             return Err(Error::invalid(format!(
-                "program `{}` has no messages in language `{language}`",
+                "holder `{}`: program `{}` has no asset `{asset}`",
+                holder.card,
                 program.id()
             )));
         }
-        let at = request.at.as_second();
-        let fingerprint = fingerprint(request)?;
+        if !(0..=MAX_UNITS).contains(&units) {
+            return Err(Error::invalid(format!(
+                "holder `{}`: starting balance of `{asset}` must be between 0 and {MAX_UNITS}, not {units}",
+                holder.card
+            )));
+        }
+    }
+    Ok(())
+}
 
-        let mut txn = self.ledger.begin(program.id())?;
-        if let Some(id) = &request.id
-            && let Some(earlier) = txn.recorded(id)?
-        {
-            if earlier.request != fingerprint {
-                return Err(Error::IdReused(id.clone()));
-            }
-            let mut decision: Decision = serde_json::from_str(&earlier.decision)
-                .map_err(|e| Error::Ledger(format!("corrupt decision record `{id}`: {e}")))?;
-            decision.replayed = true;
-            return Ok(decision);
+/// Decides one request on the program's state: the idempotency check, the policy, the
+/// host's checks, the effects (taken back if refused or a dry run), and the change to
+/// commit.
+fn decide_on(
+    sandbox: &Sandbox,
+    program: &Program,
+    request: &Request,
+    party: u32,
+    fingerprint: &str,
+    state: &mut State,
+) -> Result<Staged<Decision>> {
+    if let Some(id) = &request.id
+        && let Some(earlier) = state.recorded(id)
+    {
+        if earlier.request != fingerprint {
+            return Err(Error::IdReused(id.clone()));
         }
-
-        let (verdict, fuel, returned) = self.evaluate(&program, request, party, at, txn)?;
-        txn = returned;
-        let mut verdict = verdict;
-        if verdict.allow
-            && let Err(refused) = ledger::apply(&mut *txn, &request.card, at, &verdict.effects)?
-        {
-            drop(txn); // rolls back whatever part of the effects was applied
-            verdict =
-                Verdict::policy_error(format!("the policy's effects were refused: {refused}"));
-            txn = self.ledger.begin(program.id())?;
-        }
-        if let Some(why) = &verdict.error {
-            tracing::warn!(
-                program = program.id(),
-                card = request.card,
-                action = request.action,
-                "policy error: {why}"
-            );
-        }
-
-        let holder = txn.holder(&request.card)?;
-        let decision = Decision {
-            allow: verdict.allow,
-            message: program.message(&verdict.reason, request.language.as_deref()),
-            reason: verdict.reason,
-            admitted: verdict.admitted,
-            price: verdict.price,
-            notes: verdict.notes,
-            balances: ledger::balances(&mut *txn, &request.card, at)?,
-            state: holder.map(|h| h.state),
-            policy: program.policy_ref(),
-            id: request.id.clone(),
-            dry_run: request.dry_run,
-            replayed: false,
-            error: verdict.error,
-            fuel,
-        };
-        if request.dry_run {
-            return Ok(decision); // dropping the transaction commits nothing
-        }
-        let record = Record {
-            request_id: request.id.clone(),
+        let mut decision: Decision = serde_json::from_str(&earlier.decision)
+            .map_err(|e| Error::ledger(format!("corrupt decision record `{id}`"), e))?;
+        decision.replayed = true;
+        return Ok(Staged::nothing(decision));
+    }
+    let at = request.at.as_second();
+    let mark = state.mark();
+    let (mut verdict, fuel) = evaluate(sandbox, program, request, party, at, state)?;
+    if verdict.allow
+        && let Err(refused) = state.apply(&request.card, at, &verdict.effects)
+    {
+        state.rollback(mark); // whatever part of the effects was applied
+        verdict = Verdict::policy_error(format!("the policy's effects were refused: {refused}"));
+    }
+    if let Some(why) = &verdict.error {
+        tracing::warn!(
+            program = program.id(),
+            card = request.card,
+            action = request.action,
+            "policy error: {why}"
+        );
+    }
+    let decision = Decision {
+        allow: verdict.allow,
+        message: program.message(&verdict.reason, request.language.as_deref()),
+        reason: verdict.reason,
+        admitted: verdict.admitted,
+        price: verdict.price,
+        notes: verdict.notes,
+        balances: state.balances(&request.card, at),
+        state: state.holder(&request.card).map(|h| h.state),
+        policy: program.policy_ref(),
+        id: request.id.clone(),
+        dry_run: request.dry_run,
+        replayed: false,
+        error: verdict.error.clone(),
+        fuel,
+    };
+    if request.dry_run {
+        state.rollback(mark);
+        return Ok(Staged::nothing(decision));
+    }
+    let encoded = serde_json::to_string(&decision)
+        .map_err(|e| Error::ledger("cannot encode a decision", e))?;
+    // A fault is not a result: a retry of the same id decides afresh.
+    let request_id = request.id.clone().filter(|_| verdict.error.is_none());
+    if let Some(id) = &request_id {
+        state.record(
+            id,
+            Recorded {
+                request: fingerprint.to_string(),
+                decision: encoded.clone(),
+            },
+        );
+    }
+    let effects = if verdict.allow {
+        verdict.effects
+    } else {
+        Vec::new()
+    };
+    Ok(Staged {
+        changes: vec![Change::Decided {
             card: request.card.clone(),
             at,
-            request: fingerprint,
-            decision: serde_json::to_string(&decision).map_err(|e| Error::Ledger(e.to_string()))?,
+            request_id,
+            request: fingerprint.to_string(),
+            decision: encoded,
+            effects,
             digest: program.policy.digest.clone(),
             fuel,
-        };
-        txn.record(&record)?;
-        txn.commit()?;
-        Ok(decision)
-    }
+        }],
+        answer: decision,
+    })
+}
 
-    /// Runs the policy on `request`, or denies it here when the card or offer is unknown.
-    fn evaluate(
-        &self,
-        program: &Program,
-        request: &Request,
-        party: u32,
-        at: i64,
-        mut txn: Box<dyn Txn>,
-    ) -> Result<(Verdict, u64, Box<dyn Txn>)> {
-        let Some(holder) = txn.holder(&request.card)? else {
-            return Ok((Verdict::denied(UNKNOWN_CARD), 0, txn));
-        };
-        let offer = match &request.offer {
-            None => None,
-            Some(id) => match program.files.catalogue.get(id) {
-                Some(offer) => Some(world::offer(offer)),
-                None => return Ok((Verdict::denied(UNKNOWN_OFFER), 0, txn)),
-            },
-        };
-        let wit_request = wit::Request {
-            action: request.action.clone(),
-            at,
-            local: world::local_time(program.calendar.local(at)?),
-            holder: world::holder(&holder),
-            offer,
-            party,
-            amount: request.amount,
-            asset: request.asset.clone(),
-            to_card: request.to_card.clone(),
-            new_card: request.new_card.clone(),
-        };
-        let context = Context {
-            calendar: program.calendar.clone(),
-            config: program.config.clone(),
-            limits: program.files.manifest.limits,
-        };
-        let evaluated = self
-            .sandbox
-            .evaluate(&program.policy, context, txn, &wit_request)?;
-        let verdict = match evaluated.decision {
-            Err(why) => Verdict::policy_error(why),
-            Ok(d) => check_decision(program, d, party),
-        };
-        Ok((verdict, evaluated.fuel, evaluated.txn))
-    }
+/// Runs the policy on `request`, or denies it here when the card or offer is unknown.
+/// The state is lent to the sandbox as a read-only view for the call.
+fn evaluate(
+    sandbox: &Sandbox,
+    program: &Program,
+    request: &Request,
+    party: u32,
+    at: i64,
+    state: &mut State,
+) -> Result<(Verdict, u64)> {
+    let Some(holder) = state.holder(&request.card) else {
+        return Ok((Verdict::denied(UNKNOWN_CARD), 0));
+    };
+    let offer = match &request.offer {
+        None => None,
+        Some(id) => match program.files.catalogue.get(id) {
+            Some(offer) => Some(world::offer(offer)),
+            None => return Ok((Verdict::denied(UNKNOWN_OFFER), 0)),
+        },
+    };
+    let wit_request = wit::Request {
+        action: request.action.clone(),
+        at,
+        local: world::local_time(program.calendar.local(at)?),
+        holder: world::holder(holder),
+        offer,
+        party,
+        amount: request.amount,
+        asset: request.asset.clone(),
+        to_card: request.to_card.clone(),
+        new_card: request.new_card.clone(),
+    };
+    let lent: Box<dyn crate::ledger::View> = Box::new(std::mem::take(state));
+    let evaluated = sandbox.evaluate(&program.policy, &program.context, lent, &wit_request)?;
+    let view: Box<dyn std::any::Any> = evaluated.view;
+    *state = *view
+        .downcast::<State>()
+        .map_err(|_| Error::host("evaluation", "the ledger view came back as something else"))?;
+    let verdict = match evaluated.decision {
+        Err(why) => Verdict::policy_error(why),
+        Ok(d) => check_decision(program, d, party),
+    };
+    Ok((verdict, evaluated.fuel))
 }
 
 /// Turns the policy's answer into a verdict, refusing answers that make no sense.

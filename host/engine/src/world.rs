@@ -10,7 +10,7 @@ use crate::ledger::Effect;
 use crate::model::{self, AttributeValue, CardState};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "cardrules:policy/policy@0.1.0",
     imports: { default: trappable },
 });
@@ -119,7 +119,9 @@ pub(crate) fn effect(e: wit::Effect) -> Effect {
             amount: t.amount,
         },
         wit::Effect::Forfeit(asset) => Effect::Forfeit { asset },
-        wit::Effect::SetState(s) => Effect::SetState(from_card_state(s)),
+        wit::Effect::SetState(s) => Effect::SetState {
+            state: from_card_state(s),
+        },
         wit::Effect::MoveCard(new_card) => Effect::MoveCard { new_card },
     }
 }

@@ -19,8 +19,9 @@ fn main() {
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
     );
     let root = host
-        .parent()
-        .expect("host/ lives in the workspace root")
+        .ancestors()
+        .nth(2)
+        .expect("host/cli/ lives two levels below the workspace root")
         .to_path_buf();
     println!(
         "cargo:rerun-if-changed={}",

@@ -50,7 +50,7 @@ pub fn holders(toml: &str) -> Result<Vec<Holder>> {
 mod tests {
     use super::*;
 
-    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
     fn shipped(path: &str) -> String {
         std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap()

@@ -18,12 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::host::{Host, Program};
-use crate::ledger::{MemoryLedger, SqliteLedger};
-use crate::model::{Holder, Request};
-use crate::sandbox::Sandbox;
-use crate::signing::Trust;
+use cardrules::{Error, Holder, Host, MemoryLedger, Program, Request, Result, Sandbox, Trust};
+use cardrules_sqlite::SqliteLedger;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -96,7 +92,7 @@ pub struct Machine {
     pub arch: String,
 }
 
-/// The empty policy's component, as `host/build.rs` builds it.
+/// The empty policy's component, as `host/cli/build.rs` builds it.
 fn floor_component() -> Option<PathBuf> {
     let dir = option_env!("CARDRULES_GUESTS_DIR")?;
     let path = Path::new(dir).join("floor.wasm");
@@ -122,7 +118,7 @@ pub fn run(options: &Options) -> Result<Report> {
         }
     }
 
-    let mut dirs = crate::manifest::program_dirs(&options.policies)?;
+    let mut dirs = cardrules::program_dirs(&options.policies)?;
     if let Some(only) = &options.program {
         dirs.retain(|d| d.file_name().is_some_and(|n| n == only.as_str()));
         if dirs.is_empty() {
@@ -179,13 +175,13 @@ impl Drop for Scratch {
 fn tempfile_dir() -> Result<Scratch> {
     let dir = std::env::temp_dir().join(format!("cardrules-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::invalid(format!("cannot create `{}`: {e}", dir.display())))?;
+        .map_err(|e| Error::Invalid(format!("cannot create `{}`: {e}", dir.display())))?;
     Ok(Scratch(dir))
 }
 
 fn write_floor(scratch: &Path, component: &Path) -> Result<PathBuf> {
     let dir = scratch.join("floor");
-    let io = |e: std::io::Error| Error::invalid(format!("cannot write the floor program: {e}"));
+    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the floor program: {e}"));
     std::fs::create_dir_all(&dir).map_err(io)?;
     std::fs::copy(component, dir.join("floor.wasm")).map_err(io)?;
     std::fs::write(
@@ -243,7 +239,7 @@ fn measure(
 
     let mix = mix(&program);
     if mix.is_empty() {
-        return Err(Error::invalid(format!(
+        return Err(Error::Invalid(format!(
             "program `{id}` has no demo holders to benchmark with"
         )));
     }
@@ -266,7 +262,7 @@ fn measure(
             dry.dry_run = true;
             memory
                 .decide(&dry)
-                .is_ok_and(|d| d.state == Some(crate::model::CardState::Active))
+                .is_ok_and(|d| d.state == Some(cardrules::CardState::Active))
         })
         .cloned()
         .collect();
@@ -344,7 +340,7 @@ where
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::invalid("a benchmark thread panicked")))
+                    .unwrap_or_else(|_| Err(Error::Invalid("a benchmark thread panicked".into())))
             })
             .collect()
     });

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
-use crate::ledger::{self, Txn};
+use crate::ledger::View;
 use crate::manifest::Limits;
 use crate::world::{self, Policy, PolicyPre, cardrules, wit};
 
@@ -69,18 +69,18 @@ pub struct PolicyInfo {
     pub reasons: Vec<String>,
 }
 
-/// What an evaluation needs besides the request.
+/// What an evaluation needs besides the request: one per program, built when it loads.
 pub(crate) struct Context {
     pub calendar: Calendar,
     pub config: Arc<BTreeMap<String, String>>,
     pub limits: Limits,
 }
 
-/// The result of one evaluation; the transaction comes back whatever happened.
+/// The result of one evaluation; the ledger view comes back whatever happened.
 pub(crate) struct Evaluated {
     pub decision: std::result::Result<wit::Decision, String>,
     pub fuel: u64,
-    pub txn: Box<dyn Txn>,
+    pub view: Box<dyn View>,
 }
 
 impl Sandbox {
@@ -114,7 +114,7 @@ impl Sandbox {
             Err(e) => {
                 tracing::warn!("instance pool unavailable, allocating on demand: {e:#}");
                 Engine::new(&config)
-                    .map_err(|e| Error::Invalid(format!("cannot start wasmtime: {e}")))?
+                    .map_err(|e| Error::host("cannot start wasmtime", e.into_boxed_dyn_error()))?
             }
         };
 
@@ -128,11 +128,12 @@ impl Sandbox {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })
-            .map_err(|e| Error::Invalid(format!("cannot start the epoch ticker: {e}")))?;
+            .map_err(|e| Error::host("cannot start the epoch ticker", e))?;
 
         let mut linker = Linker::new(&engine);
-        let link =
-            |e: wasmtime::Error| Error::Invalid(format!("cannot link the policy world: {e}"));
+        let link = |e: wasmtime::Error| {
+            Error::host("cannot link the policy world", e.into_boxed_dyn_error())
+        };
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
         Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
             .map_err(link)?;
@@ -143,7 +144,7 @@ impl Sandbox {
     pub(crate) fn compile(
         &self,
         bytes: &[u8],
-        context: Context,
+        context: Arc<Context>,
     ) -> std::result::Result<CompiledPolicy, String> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| format!("not a valid component: {e}"))?;
@@ -198,11 +199,11 @@ impl Sandbox {
     /// Instantiates `policy` in a fresh store, as every evaluation does, and drops it: the
     /// sandbox's fixed cost per decision, for benchmarks.
     pub fn instantiate(&self, policy: &CompiledPolicy, limits: Limits) -> Result<()> {
-        let context = Context {
+        let context = Arc::new(Context {
             calendar: Calendar::new("UTC").map_err(|e| Error::invalid(e.to_string()))?,
             config: Arc::default(),
             limits,
-        };
+        });
         let mut store = self.store(None, context);
         policy
             .pre
@@ -211,16 +212,15 @@ impl Sandbox {
             .map_err(|e| Error::invalid(format!("cannot instantiate: {e}")))
     }
 
-    fn store(&self, txn: Option<Box<dyn Txn>>, context: Context) -> Store<GuestState> {
+    fn store(&self, view: Option<Box<dyn View>>, context: Arc<Context>) -> Store<GuestState> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let limits = context.limits;
         let mut store = Store::new(
             &self.engine,
             GuestState {
-                txn,
+                view,
                 context,
-                fault: None,
                 budget: Budget {
                     memory_bytes: limits.memory_bytes,
                     table_elements: limits.table_elements,
@@ -240,16 +240,17 @@ impl Sandbox {
         store
     }
 
-    /// Evaluates `request` on a fresh instance of `policy`, reading through `txn`.
+    /// Evaluates `request` on a fresh instance of `policy`, reading the ledger through
+    /// `view` (which has no way to write), and hands the view back.
     pub(crate) fn evaluate(
         &self,
         policy: &CompiledPolicy,
-        context: Context,
-        txn: Box<dyn Txn>,
+        context: &Arc<Context>,
+        view: Box<dyn View>,
         request: &wit::Request,
     ) -> Result<Evaluated> {
         let limits = context.limits;
-        let mut store = self.store(Some(txn), context);
+        let mut store = self.store(Some(view), context.clone());
         let result = policy
             .pre
             .instantiate(&mut store)
@@ -259,17 +260,14 @@ impl Sandbox {
             Ok(decision) => check_output(decision, &limits),
             Err(e) => Err(failure(&e, store.data(), fuel)),
         };
-        let state = store.into_data();
-        if let Some(fault) = state.fault {
-            return Err(fault);
-        }
-        let txn = state
-            .txn
-            .ok_or_else(|| Error::Ledger("the transaction was lost during evaluation".into()))?;
+        let view = store
+            .into_data()
+            .view
+            .ok_or_else(|| Error::host("evaluation", "the ledger view was lost"))?;
         Ok(Evaluated {
             decision,
             fuel,
-            txn,
+            view,
         })
     }
 }
@@ -393,12 +391,11 @@ impl ResourceLimiter for Budget {
     }
 }
 
-/// What a store holds while a policy runs.
+/// What a store holds while a policy runs: a read-only view of its program's ledger
+/// (none during `describe`), its program's context, and its budget.
 pub(crate) struct GuestState {
-    txn: Option<Box<dyn Txn>>,
-    context: Context,
-    /// A ledger failure met while serving the guest: a host fault, not the policy's.
-    fault: Option<Error>,
+    view: Option<Box<dyn View>>,
+    context: Arc<Context>,
     budget: Budget,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -415,18 +412,14 @@ impl WasiView for GuestState {
 }
 
 impl GuestState {
-    /// Runs a ledger read; a ledger failure is kept as a host fault and traps the guest.
-    fn read<T>(&mut self, read: impl FnOnce(&mut dyn Txn) -> Result<T>) -> wasmtime::Result<T> {
-        let Some(txn) = self.txn.as_deref_mut() else {
-            return Err(wasmtime::format_err!(
+    /// Reads the program's ledger.
+    fn read<T>(&self, read: impl FnOnce(&dyn View) -> T) -> wasmtime::Result<T> {
+        match self.view.as_deref() {
+            Some(view) => Ok(read(view)),
+            None => Err(wasmtime::format_err!(
                 "the ledger cannot be read during `describe`"
-            ));
-        };
-        read(txn).map_err(|e| {
-            let message = e.to_string();
-            self.fault = Some(e);
-            wasmtime::format_err!(message)
-        })
+            )),
+        }
     }
 
     fn calendar<T>(&self, compute: impl FnOnce(&Calendar) -> Result<T>) -> wasmtime::Result<T> {
@@ -445,7 +438,7 @@ impl cardrules::policy::ledger::Host for GuestState {
         at: wit::Instant,
     ) -> wasmtime::Result<u64> {
         let (from, to) = self.calendar(|c| c.period_of(world::period(period), at))?;
-        self.read(|txn| txn.tally_sum(card.as_deref(), &counter, from, to))
+        self.read(|view| view.count(card.as_deref(), &counter, from, to))
     }
 
     fn count_within(
@@ -454,7 +447,7 @@ impl cardrules::policy::ledger::Host for GuestState {
         counter: String,
         span: wit::Window,
     ) -> wasmtime::Result<u64> {
-        self.read(|txn| txn.tally_sum(card.as_deref(), &counter, span.start, span.end))
+        self.read(|view| view.count(card.as_deref(), &counter, span.start, span.end))
     }
 
     fn last_use(
@@ -462,15 +455,15 @@ impl cardrules::policy::ledger::Host for GuestState {
         card: String,
         counter: String,
     ) -> wasmtime::Result<Option<wit::Instant>> {
-        self.read(|txn| txn.last_tally(&card, &counter))
+        self.read(|view| view.last_use(&card, &counter))
     }
 
     fn balance(&mut self, card: String, asset: String, at: wit::Instant) -> wasmtime::Result<i64> {
-        self.read(|txn| ledger::balance(txn, &card, &asset, at))
+        self.read(|view| view.balance(&card, &asset, at))
     }
 
     fn find_holder(&mut self, card: String) -> wasmtime::Result<Option<wit::Holder>> {
-        self.read(|txn| Ok(txn.holder(&card)?.as_ref().map(world::holder)))
+        self.read(|view| view.holder(&card).map(world::holder))
     }
 
     fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {

@@ -1,4 +1,4 @@
-//! Policy suites (CONTRACT.md): TOML files of holders, extra offers and steps with their
+//! Policy suites (docs/contract.md): TOML files of holders, extra offers and steps with their
 //! expected decisions, each run against a fresh in-memory ledger.
 
 use std::collections::BTreeMap;

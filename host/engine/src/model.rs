@@ -1,4 +1,4 @@
-//! The external data model of CONTRACT.md: holders, offers, requests and decisions, as
+//! The external data model of docs/contract.md: holders, offers, requests and decisions, as
 //! they appear in JSON and TOML.
 
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time with an offset: {e}"))
 }
 
-/// What a point of sale asks: one request of CONTRACT.md.
+/// What a point of sale asks: one request of docs/contract.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Request {

@@ -6,7 +6,6 @@
 //! read-only view of the [`Ledger`], and commits the allowed decision's effects atomically.
 //! [`suite`] runs the TOML policy suites that prove a program's rules.
 
-pub mod bench;
 mod calendar;
 mod error;
 mod host;
@@ -15,16 +14,15 @@ pub mod ledger;
 mod manifest;
 mod model;
 mod sandbox;
-pub mod server;
 pub mod signing;
 pub mod suite;
 mod world;
 
 pub use calendar::{Calendar, Period};
-pub use error::{Error, Result};
+pub use error::{Error, Result, Source};
 pub use host::{CardView, Host, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
-pub use ledger::{Ledger, MemoryLedger, SqliteLedger};
-pub use manifest::{Limits, Manifest};
+pub use ledger::{Journal, Ledger, MemoryLedger};
+pub use manifest::{Limits, Manifest, program_dirs};
 pub use model::{
     AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request, parse_instant,
 };

@@ -1,4 +1,4 @@
-//! The point-of-sale HTTP API (`cardrules serve`, CONTRACT.md): the routes over a [`Host`],
+//! The point-of-sale HTTP API (`cardrules serve`, docs/contract.md): the routes over a [`Host`],
 //! and the watcher that hot-reloads a program when its files change.
 //!
 //! Decisions run on tokio's blocking pool (a policy evaluation and a durable SQLite commit
@@ -22,9 +22,7 @@ use serde_json::json;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::Error;
-use crate::host::{CardView, Host};
-use crate::model::{Holder, Request};
+use cardrules::{CardView, Error, Holder, Host, Request};
 
 /// The default limit on a request body.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -39,7 +37,7 @@ struct AppState {
     body_limit: usize,
 }
 
-/// The routes of CONTRACT.md over `host`, with request logs; bodies larger than
+/// The routes of docs/contract.md over `host`, with request logs; bodies larger than
 /// `body_limit` bytes are refused with a 400.
 pub fn router(host: Arc<Host>, body_limit: usize) -> Router {
     Router::new()
@@ -84,7 +82,11 @@ impl From<Error> for ApiError {
             Error::UnknownProgram(_) => StatusCode::NOT_FOUND,
             Error::IdReused(_) => StatusCode::CONFLICT,
             Error::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Ledger(_) => {
+            Error::Unavailable { .. } => {
+                tracing::error!("{e}");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => {
                 tracing::error!("{e}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -124,7 +126,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 
 /// Runs blocking host work on the blocking pool.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+    work: impl FnOnce() -> cardrules::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(ApiError::from),
@@ -276,9 +278,9 @@ async fn not_found() -> ApiError {
 
 /// Loads (through [`Host::update`], so each program passes its own suites) every program
 /// under `policies`; returns how many are served. Refusals are logged.
-pub fn load_programs(host: &Host, policies: &Path) -> crate::Result<usize> {
+pub fn load_programs(host: &Host, policies: &Path) -> cardrules::Result<usize> {
     let mut served = 0;
-    for dir in crate::manifest::program_dirs(policies)? {
+    for dir in cardrules::program_dirs(policies)? {
         match host.update(&dir) {
             Ok(program) => {
                 served += 1;
@@ -297,11 +299,11 @@ pub fn load_programs(host: &Host, policies: &Path) -> crate::Result<usize> {
 
 /// Watches `policies` and hot-reloads each program whose files change (see
 /// [`Host::update`]). The watch ends when the returned watcher is dropped.
-pub fn watch(host: Arc<Host>, policies: &Path) -> crate::Result<notify::RecommendedWatcher> {
+pub fn watch(host: Arc<Host>, policies: &Path) -> cardrules::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let root = policies
         .canonicalize()
-        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", policies.display())))?;
+        .map_err(|e| Error::host(format!("cannot watch `{}`", policies.display()), e))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -313,10 +315,10 @@ pub fn watch(host: Arc<Host>, policies: &Path) -> crate::Result<notify::Recommen
             Ok(_) => {}
             Err(e) => tracing::warn!("watching policies: {e}"),
         })
-        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", root.display())))?;
+        .map_err(|e| Error::host(format!("cannot watch `{}`", root.display()), e))?;
     watcher
         .watch(&root, notify::RecursiveMode::Recursive)
-        .map_err(|e| Error::invalid(format!("cannot watch `{}`: {e}", root.display())))?;
+        .map_err(|e| Error::host(format!("cannot watch `{}`", root.display()), e))?;
 
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -356,4 +358,41 @@ pub fn watch(host: Arc<Host>, policies: &Path) -> crate::Result<notify::Recommen
         }
     });
     Ok(watcher)
+}
+
+/// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight then finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    host: Arc<Host>,
+    body_limit: usize,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(host, body_limit))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C; requests in flight then finish before the server stops.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use cardrules::suite::{self, SuiteReport};
-use cardrules::{Host, MemoryLedger, Request, Sandbox, SqliteLedger, Trust};
+use cardrules::{Host, MemoryLedger, Request, Sandbox, Trust};
+use cardrules_sqlite::SqliteLedger;
 use clap::{Parser, Subcommand};
 
-/// The exit codes of CONTRACT.md.
+mod bench;
+
+/// The exit codes of docs/contract.md.
 mod exit {
     /// Everything passed, or a decision was made.
     pub const OK: u8 = 0;
@@ -109,7 +112,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// The largest request body accepted, in bytes.
-        #[arg(long, default_value_t = cardrules::server::DEFAULT_BODY_LIMIT)]
+        #[arg(long, default_value_t = cardrules_server::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
         /// Do not watch the policies directory (no hot reload).
         #[arg(long)]
@@ -203,7 +206,7 @@ fn main() -> ExitCode {
             trust,
         } => trust.resolve(true).and_then(|trust| {
             bench(
-                cardrules::bench::Options {
+                bench::Options {
                     policies,
                     program,
                     seconds,
@@ -368,7 +371,7 @@ fn serve(
     watch: bool,
     trust: Trust,
 ) -> anyhow::Result<u8> {
-    use cardrules::server;
+    use cardrules_server as server;
     let ledger = SqliteLedger::open(ledger)?;
     let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)).with_trust(trust));
     let served = server::load_programs(&host, policies)?;
@@ -396,40 +399,13 @@ fn serve(
         // Tests and scripts read the bound address (useful with port 0) from stdout.
         println!("listening on http://{address}");
         std::io::stdout().flush()?;
-        axum::serve(listener, server::router(host, body_limit))
-            .with_graceful_shutdown(shutdown_signal())
+        server::serve(listener, host, body_limit)
             .await
             .context("server failed")?;
         tracing::info!("shut down");
         anyhow::Ok(())
     })?;
     Ok(exit::OK)
-}
-
-/// Resolves on SIGTERM or Ctrl-C; requests in flight then finish before the server stops.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 fn keygen(out: &Path) -> anyhow::Result<u8> {
@@ -484,11 +460,11 @@ fn sign(key: &Path, programs: &[PathBuf]) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn bench(options: cardrules::bench::Options, json: bool) -> anyhow::Result<u8> {
+fn bench(options: bench::Options, json: bool) -> anyhow::Result<u8> {
     if !(options.seconds > 0.0 && options.seconds <= 600.0) {
         return Err(anyhow!("`--seconds` must be between 0 and 600"));
     }
-    let report = cardrules::bench::run(&options)?;
+    let report = bench::run(&options)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(exit::OK);

@@ -1,0 +1,356 @@
+//! Deciding and committing: one lane per program, one group commit for all of them.
+//!
+//! **Lanes.** Work on a program's ledger (a decision, a registration) is a job queued on
+//! the program's lane. Whoever holds the lane's state runs every job queued so far, one
+//! after the other, each on the state the previous one left — a *batch* — and then
+//! commits the batch's changes. Callers that queued meanwhile find their answer ready
+//! when they get the state in turn, or run the next batch themselves. Programs have
+//! separate lanes: a policy that burns its whole fuel delays its own program's decisions
+//! only, never another program's.
+//!
+//! **Group commit.** A batch is handed to the committer, which appends every batch handed
+//! to it while the previous append was on disk in one atomic, durable write (SQLite: one
+//! transaction, one fsync). A job's answer is returned only after the append that holds
+//! its changes has returned.
+//!
+//! **Why outcomes are serializable.** Within a lane, jobs run one at a time on the state
+//! left by all earlier jobs — committed, or in the same batch and committed with it or
+//! not at all. Between processes or hosts sharing a journal, a batch records the
+//! program's last event it was decided on (`after`); the journal appends it only if that
+//! is still the last event, atomically with the check. Otherwise nothing is written, the
+//! lane takes the batch back ([`State::rollback`]), reads the events it missed, and
+//! decides the batch again. So every committed batch was decided on exactly the state
+//! its predecessors in the journal left: the journal's order is a serial order of all
+//! decisions, and two terminals can never both take the last place or the last øre.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Appended, Batch, Change, Journal, State};
+use crate::error::{Error, Result};
+
+/// How often a batch is decided again after losing a race to another writer before the
+/// caller is told to try later.
+const MAX_ATTEMPTS: usize = 64;
+
+/// The changes a job wants committed, and what to answer once they are.
+pub struct Staged<T> {
+    pub changes: Vec<Change>,
+    pub answer: T,
+}
+
+impl<T> Staged<T> {
+    /// An answer that commits nothing (a dry run, a replayed decision, a read).
+    pub fn nothing(answer: T) -> Staged<T> {
+        Staged {
+            changes: Vec::new(),
+            answer,
+        }
+    }
+}
+
+/// A job's access to its program's state while it runs.
+pub struct Tx<'a> {
+    pub(crate) state: &'a mut State,
+}
+
+impl Tx<'_> {
+    /// The program's state, as left by every earlier job.
+    pub fn state(&mut self) -> &mut State {
+        self.state
+    }
+}
+
+type Answer = Result<Box<dyn Any + Send>>;
+type Job = Box<dyn FnMut(&mut Tx<'_>) -> Result<Staged<Box<dyn Any + Send>>> + Send>;
+
+/// A queued job and, once its batch is committed, its answer.
+struct Slot {
+    job: Mutex<Option<Job>>,
+    answer: Mutex<Option<Answer>>,
+}
+
+/// One program's state and queue.
+struct Lane {
+    program: String,
+    state: Mutex<State>,
+    /// Whether `state` has read the journal at least once.
+    queue: Mutex<Vec<Arc<Slot>>>,
+}
+
+/// A batch waiting for the committer.
+struct Pending {
+    program: String,
+    after: u64,
+    changes: Vec<Change>,
+    outcome: Mutex<Option<Result<Appended>>>,
+}
+
+/// Programs' states over one journal, with lanes and group commit (see the module docs).
+pub struct Ledger {
+    journal: Arc<dyn Journal>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    waiting: Mutex<Vec<Arc<Pending>>>,
+    /// Held by whoever is appending; the others queue their batches meanwhile.
+    appending: Mutex<()>,
+    stats: Mutex<Stats>,
+}
+
+/// Counts of the group commit, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Appends (durable commits) made.
+    pub commits: u64,
+    /// Batches appended (a commit holds one or more, of one or more programs).
+    pub batches: u64,
+    /// Changes appended.
+    pub changes: u64,
+    /// Batches decided again after another writer appended first.
+    pub conflicts: u64,
+}
+
+impl Ledger {
+    /// A ledger over `journal`; each program's state is read from it on first use.
+    pub fn new(journal: Arc<dyn Journal>) -> Ledger {
+        Ledger {
+            journal,
+            lanes: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Vec::new()),
+            appending: Mutex::new(()),
+            stats: Mutex::new(Stats::default()),
+        }
+    }
+
+    /// The journal underneath.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Counts of commits, batches and conflicts so far.
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock()
+    }
+
+    fn lane(&self, program: &str) -> Arc<Lane> {
+        self.lanes
+            .lock()
+            .entry(program.to_string())
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    program: program.to_string(),
+                    state: Mutex::new(State::default()),
+                    queue: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// Reads `program`'s state, caught up with its journal; commits nothing.
+    pub fn read<T>(&self, program: &str, read: impl FnOnce(&State) -> T) -> Result<T> {
+        let lane = self.lane(program);
+        let mut state = lane.state.lock();
+        self.catch_up(&lane.program, &mut state)?;
+        Ok(read(&state))
+    }
+
+    /// Runs `job` on `program`'s state in turn with every other job of the program, commits
+    /// the changes it stages, and returns its answer once they are durable. The job may
+    /// run more than once (when another host appended first); only its last run counts.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        program: &str,
+        mut job: impl FnMut(&mut Tx<'_>) -> Result<Staged<T>> + Send + 'static,
+    ) -> Result<T> {
+        let slot = Arc::new(Slot {
+            job: Mutex::new(Some(Box::new(move |tx: &mut Tx<'_>| {
+                let staged = job(tx)?;
+                Ok(Staged {
+                    changes: staged.changes,
+                    answer: Box::new(staged.answer) as Box<dyn Any + Send>,
+                })
+            }))),
+            answer: Mutex::new(None),
+        });
+        let lane = self.lane(program);
+        lane.queue.lock().push(slot.clone());
+        let mut state = lane.state.lock();
+        // A batch run while we waited for the state may have answered us already.
+        if slot.answer.lock().is_none() {
+            let batch = std::mem::take(&mut *lane.queue.lock());
+            self.run(&lane, &mut state, &batch);
+        }
+        drop(state);
+        let answer = slot
+            .answer
+            .lock()
+            .take()
+            .ok_or_else(|| Error::host("ledger", "a job was dropped without an answer"))?;
+        answer.and_then(|any| {
+            any.downcast::<T>()
+                .map(|boxed| *boxed)
+                .map_err(|_| Error::host("ledger", "a job answered with the wrong type"))
+        })
+    }
+
+    /// Applies the events of the program's journal that `state` has not seen yet.
+    fn catch_up(&self, program: &str, state: &mut State) -> Result<()> {
+        let events = self.journal.read(program, state.seq())?;
+        for event in events {
+            let expected = state.seq() + 1;
+            if event.seq != expected {
+                return Err(Error::ledger(
+                    format!("journal of `{program}`"),
+                    format!("event {} follows {}", event.seq, state.seq()),
+                ));
+            }
+            let mark = state.mark();
+            state.apply_change(&event.change).map_err(|refused| {
+                Error::ledger(
+                    format!("journal of `{program}`, event {}", event.seq),
+                    format!("cannot be applied: {refused}"),
+                )
+            })?;
+            state.advance(1);
+            state.settle(mark);
+        }
+        Ok(())
+    }
+
+    /// Runs a batch of jobs and commits what they staged; answers every slot.
+    fn run(&self, lane: &Lane, state: &mut State, batch: &[Arc<Slot>]) {
+        let mut jobs: Vec<Option<Job>> = batch.iter().map(|slot| slot.job.lock().take()).collect();
+        let mut attempt = 0;
+        let answers: Vec<Answer> = loop {
+            attempt += 1;
+            if let Err(e) = self.catch_up(&lane.program, state) {
+                break batch.iter().map(|_| Err(copy(&e))).collect();
+            }
+            let start = state.mark();
+            let after = state.seq();
+            let mut changes = Vec::new();
+            let mut answers = Vec::with_capacity(jobs.len());
+            for job in &mut jobs {
+                let Some(job) = job.as_mut() else {
+                    answers.push(Err(Error::host("ledger", "a job was queued twice")));
+                    continue;
+                };
+                let mark = state.mark();
+                let mut tx = Tx { state: &mut *state };
+                match job(&mut tx) {
+                    Ok(staged) => {
+                        changes.extend(staged.changes);
+                        answers.push(Ok(staged.answer));
+                    }
+                    Err(e) => {
+                        state.rollback(mark);
+                        answers.push(Err(e));
+                    }
+                }
+            }
+            if changes.is_empty() {
+                state.settle(start);
+                break answers;
+            }
+            let count = changes.len() as u64;
+            match self.commit(&lane.program, after, changes) {
+                Ok(Appended::Done) => {
+                    state.advance(count);
+                    state.settle(start);
+                    break answers;
+                }
+                Ok(Appended::Conflict) if attempt < MAX_ATTEMPTS => {
+                    self.stats.lock().conflicts += 1;
+                    state.rollback(start);
+                }
+                Ok(Appended::Conflict) => {
+                    state.rollback(start);
+                    break batch
+                        .iter()
+                        .map(|_| {
+                            Err(Error::unavailable(
+                                format!("ledger of `{}`", lane.program),
+                                format!("other hosts kept writing first ({MAX_ATTEMPTS} attempts)"),
+                            ))
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    state.rollback(start);
+                    break batch.iter().map(|_| Err(copy(&e))).collect();
+                }
+            }
+        };
+        for (slot, answer) in batch.iter().zip(answers) {
+            *slot.answer.lock() = Some(answer);
+        }
+    }
+
+    /// Appends a batch together with every other batch waiting, and returns its outcome.
+    fn commit(&self, program: &str, after: u64, changes: Vec<Change>) -> Result<Appended> {
+        let pending = Arc::new(Pending {
+            program: program.to_string(),
+            after,
+            changes,
+            outcome: Mutex::new(None),
+        });
+        self.waiting.lock().push(pending.clone());
+        let appending = self.appending.lock();
+        if let Some(outcome) = pending.outcome.lock().take() {
+            return outcome;
+        }
+        let group = std::mem::take(&mut *self.waiting.lock());
+        let batches: Vec<Batch<'_>> = group
+            .iter()
+            .map(|p| Batch {
+                program: &p.program,
+                after: p.after,
+                changes: &p.changes,
+            })
+            .collect();
+        let result = self.journal.append(&batches);
+        match &result {
+            Ok(outcomes) if outcomes.len() == group.len() => {
+                let mut stats = self.stats.lock();
+                stats.commits += 1;
+                for (p, outcome) in group.iter().zip(outcomes) {
+                    if *outcome == Appended::Done {
+                        stats.batches += 1;
+                        stats.changes += p.changes.len() as u64;
+                    }
+                    *p.outcome.lock() = Some(Ok(*outcome));
+                }
+            }
+            Ok(_) => {
+                let e = Error::host(
+                    "ledger",
+                    "the journal answered for the wrong number of batches",
+                );
+                for p in &group {
+                    *p.outcome.lock() = Some(Err(copy(&e)));
+                }
+            }
+            Err(e) => {
+                for p in &group {
+                    *p.outcome.lock() = Some(Err(copy(e)));
+                }
+            }
+        }
+        drop(appending);
+        let outcome = pending.outcome.lock().take();
+        outcome.unwrap_or_else(|| Err(Error::host("ledger", "a batch was not appended")))
+    }
+}
+
+/// The same error for another waiter (errors are not `Clone`; their sources are kept as text).
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Unavailable { context, source } => {
+            Error::unavailable(context.clone(), source.to_string())
+        }
+        Error::Invalid(m) => Error::Invalid(m.clone()),
+        other => Error::ledger("commit", other.to_string()),
+    }
+}

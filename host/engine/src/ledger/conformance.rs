@@ -1,0 +1,460 @@
+//! One conformance suite for every journal backend: each backend's tests call
+//! [`run_all`] with a way to open a fresh, empty journal and a way to open a second
+//! handle on the same one (as a second host would), so that every backend behaves the
+//! same — the semantics are written once in [`State`], but storing, ordering and
+//! refusing conflicting appends are each backend's own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed check panics with its cause
+
+use std::sync::Arc;
+
+use super::*;
+
+/// Opens a fresh, empty journal of the backend under test.
+pub type Fresh<'a> = dyn Fn() -> Arc<dyn Journal> + 'a;
+/// Opens another handle on the same journal, as another process or host would.
+pub type Twin<'a> = dyn Fn(&Arc<dyn Journal>) -> Arc<dyn Journal> + 'a;
+
+/// Runs every check; panics on the first failure.
+pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    consumption_takes_the_earliest_expiry_first_and_skips_expired_units(fresh);
+    transfers_keep_each_lots_expiry(fresh);
+    overspending_is_refused_and_commits_nothing(fresh);
+    moving_a_card_carries_holder_balances_and_counters_and_blocks_the_old_card(fresh);
+    programs_do_not_see_each_others_data(fresh);
+    amounts_at_the_edges_are_refused_never_wrapped(fresh);
+    every_change_reads_back_as_written(fresh);
+    a_stale_append_is_refused_and_writes_nothing(fresh);
+    the_state_rebuilt_from_the_journal_equals_the_live_state(fresh, twin);
+    two_hosts_racing_for_the_last_units_cannot_both_win(fresh, twin);
+}
+
+fn holder(card: &str) -> Holder {
+    Holder {
+        card: card.into(),
+        birth_date: jiff::civil::date(2010, 1, 1),
+        municipality: "antwerpen".into(),
+        statuses: vec![],
+        state: CardState::Active,
+        attributes: Default::default(),
+        balances: Default::default(),
+    }
+}
+
+fn funded(card: &str, asset: &str, units: i64) -> Holder {
+    let mut h = holder(card);
+    h.balances.insert(asset.into(), units);
+    h
+}
+
+fn register(ledger: &Ledger, program: &str, h: Holder) {
+    ledger
+        .submit(program, move |tx: &mut Tx<'_>| {
+            let change = Change::Registered { holder: h.clone() };
+            tx.state()
+                .apply_change(&change)
+                .map_err(|r| crate::Error::Invalid(r.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: (),
+            })
+        })
+        .unwrap();
+}
+
+/// Applies `effects` as an allowed decision would, committing them unless refused.
+fn decide(
+    ledger: &Ledger,
+    program: &str,
+    card: &str,
+    at: i64,
+    effects: Vec<Effect>,
+) -> Result<(), Refused> {
+    let card = card.to_string();
+    ledger
+        .submit(program, move |tx: &mut Tx<'_>| {
+            let mark = tx.state().mark();
+            if let Err(refused) = tx.state().apply(&card, at, &effects) {
+                tx.state().rollback(mark);
+                return Ok(Staged::nothing(Err(refused)));
+            }
+            Ok(Staged {
+                changes: vec![Change::Decided {
+                    card: card.clone(),
+                    at,
+                    request_id: None,
+                    request: "{}".into(),
+                    decision: "{}".into(),
+                    effects: effects.clone(),
+                    digest: "sha256:test".into(),
+                    fuel: 0,
+                }],
+                answer: Ok(()),
+            })
+        })
+        .unwrap()
+}
+
+fn balance(ledger: &Ledger, program: &str, card: &str, asset: &str, at: i64) -> i64 {
+    ledger
+        .read(program, |s| s.balance(card, asset, at))
+        .unwrap()
+}
+
+fn consume(asset: &str, amount: i64) -> Effect {
+    Effect::Consume {
+        asset: asset.into(),
+        amount,
+    }
+}
+
+fn grant(asset: &str, amount: i64, expires: Option<i64>) -> Effect {
+    Effect::Grant {
+        asset: asset.into(),
+        amount,
+        expires,
+    }
+}
+
+fn count(counter: &str, amount: u64) -> Effect {
+    Effect::Count {
+        counter: counter.into(),
+        amount,
+    }
+}
+
+fn consumption_takes_the_earliest_expiry_first_and_skips_expired_units(fresh: &Fresh<'_>) {
+    let ledger = Ledger::new(fresh());
+    register(&ledger, "p", holder("A"));
+    let grants = vec![
+        grant("benefit", 1, Some(300)),
+        grant("benefit", 1, Some(100)),
+        grant("benefit", 1, Some(50)), // expired at 60
+    ];
+    decide(&ledger, "p", "A", 10, grants).unwrap();
+    assert_eq!(balance(&ledger, "p", "A", "benefit", 60), 2);
+    decide(&ledger, "p", "A", 60, vec![consume("benefit", 1)]).unwrap();
+    let left: Vec<_> = ledger
+        .read("p", |s| s.lots("A").iter().map(|l| l.expires).collect())
+        .unwrap();
+    assert_eq!(left, vec![Some(300), Some(50)]);
+}
+
+fn transfers_keep_each_lots_expiry(fresh: &Fresh<'_>) {
+    let ledger = Ledger::new(fresh());
+    register(&ledger, "p", holder("A"));
+    register(&ledger, "p", holder("B"));
+    decide(
+        &ledger,
+        "p",
+        "A",
+        1,
+        vec![
+            grant("benefit", 2, Some(100)),
+            grant("benefit", 1, Some(200)),
+        ],
+    )
+    .unwrap();
+    let transfer = Effect::Transfer {
+        to_card: "B".into(),
+        asset: "benefit".into(),
+        amount: 3,
+    };
+    decide(&ledger, "p", "A", 10, vec![transfer]).unwrap();
+    let mut got: Vec<_> = ledger
+        .read("p", |s| {
+            s.lots("B")
+                .iter()
+                .map(|l| (l.amount, l.expires))
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    got.sort();
+    assert_eq!(got, vec![(1, Some(200)), (2, Some(100))]);
+    assert_eq!(balance(&ledger, "p", "A", "benefit", 10), 0);
+}
+
+fn overspending_is_refused_and_commits_nothing(fresh: &Fresh<'_>) {
+    let journal = fresh();
+    let ledger = Ledger::new(journal.clone());
+    register(&ledger, "p", funded("A", "DKK", 1000));
+    let effects = vec![
+        count("spend", 600),
+        consume("DKK", 600),
+        consume("DKK", 600),
+    ];
+    let refused = decide(&ledger, "p", "A", 5, effects).unwrap_err();
+    assert_eq!(
+        refused.0,
+        "effect 3: card `A` holds 400 `DKK`, fewer than 600"
+    );
+    assert_eq!(balance(&ledger, "p", "A", "DKK", 5), 1000);
+    assert_eq!(
+        ledger
+            .read("p", |s| s.count(Some("A"), "spend", 0, 100))
+            .unwrap(),
+        0
+    );
+    // Nor did anything reach the journal: a fresh reader sees the same.
+    let reread = Ledger::new(journal);
+    assert_eq!(balance(&reread, "p", "A", "DKK", 5), 1000);
+}
+
+fn moving_a_card_carries_holder_balances_and_counters_and_blocks_the_old_card(fresh: &Fresh<'_>) {
+    let ledger = Ledger::new(fresh());
+    let mut old = holder("A");
+    old.statuses = vec!["kansentarief".into()];
+    register(&ledger, "p", old);
+    decide(
+        &ledger,
+        "p",
+        "A",
+        1,
+        vec![grant("saving", 7, None), count("visits", 1)],
+    )
+    .unwrap();
+    let moved = vec![
+        Effect::MoveCard {
+            new_card: "N".into(),
+        },
+        count("replaced", 1),
+    ];
+    decide(&ledger, "p", "A", 2, moved).unwrap();
+    ledger
+        .read("p", |s| {
+            assert_eq!(
+                s.holder("N").unwrap().statuses,
+                vec!["kansentarief".to_string()]
+            );
+            assert_eq!(s.holder("A").unwrap().state, CardState::Blocked);
+            assert_eq!(s.balance("N", "saving", 2), 7);
+            assert_eq!(s.balance("A", "saving", 2), 0);
+            // Usage history belongs to the holder; what came after the move stays behind.
+            assert_eq!(s.count(Some("N"), "visits", 0, 10), 1);
+            assert_eq!(s.count(Some("A"), "visits", 0, 10), 0);
+            assert_eq!(s.count(Some("A"), "replaced", 0, 10), 1);
+            assert_eq!(s.count(None, "visits", 0, 10), 1);
+        })
+        .unwrap();
+}
+
+fn programs_do_not_see_each_others_data(fresh: &Fresh<'_>) {
+    let ledger = Ledger::new(fresh());
+    register(&ledger, "one", holder("A"));
+    decide(&ledger, "one", "A", 1, vec![count("visit", 1)]).unwrap();
+    ledger
+        .read("two", |s| {
+            assert!(s.holder("A").is_none());
+            assert_eq!(s.count(None, "visit", 0, 10), 0);
+        })
+        .unwrap();
+}
+
+fn amounts_at_the_edges_are_refused_never_wrapped(fresh: &Fresh<'_>) {
+    let ledger = Ledger::new(fresh());
+    register(&ledger, "p", funded("A", "DKK", 100));
+    register(&ledger, "p", holder("B"));
+    let refused = |effects: Vec<Effect>| decide(&ledger, "p", "A", 5, effects).is_err();
+    assert!(refused(vec![grant("DKK", i64::MAX, None)]));
+    assert!(refused(vec![grant("DKK", MAX_UNITS, None)]));
+    assert!(refused(vec![grant("DKK", 0, None)]));
+    assert!(refused(vec![grant("DKK", -5, None)]));
+    assert!(refused(vec![consume("DKK", -5)]));
+    assert!(refused(vec![consume("DKK", 0)]));
+    assert!(refused(vec![consume("DKK", i64::MAX)]));
+    assert!(refused(vec![count("visits", u64::MAX)]));
+    assert!(refused(vec![count("visits", 0)]));
+    assert!(refused(vec![Effect::Transfer {
+        to_card: "B".into(),
+        asset: "DKK".into(),
+        amount: -1,
+    }]));
+    assert!(refused(vec![Effect::Transfer {
+        to_card: "A".into(),
+        asset: "DKK".into(),
+        amount: 1,
+    }]));
+    assert!(refused(vec![Effect::Transfer {
+        to_card: "nobody".into(),
+        asset: "DKK".into(),
+        amount: 1,
+    }]));
+    assert!(refused(vec![Effect::MoveCard {
+        new_card: "B".into(),
+    }]));
+    // Up to the ceiling is fine; one more is refused, and nothing is poisoned for later reads.
+    decide(
+        &ledger,
+        "p",
+        "A",
+        5,
+        vec![grant("DKK", MAX_UNITS - 100, None)],
+    )
+    .unwrap();
+    assert!(refused(vec![grant("DKK", 1, None)]));
+    decide(
+        &ledger,
+        "p",
+        "A",
+        5,
+        vec![count("visits", MAX_UNITS as u64)],
+    )
+    .unwrap();
+    assert!(refused(vec![count("visits", 1)]));
+    assert!(decide(&ledger, "p", "B", 5, vec![count("visits", 1)]).is_err()); // over all cards
+    ledger
+        .read("p", |s| {
+            assert_eq!(s.balance("A", "DKK", 5), MAX_UNITS);
+            assert_eq!(s.count(Some("A"), "visits", 0, 10), MAX_UNITS as u64);
+        })
+        .unwrap();
+}
+
+fn every_change_reads_back_as_written(fresh: &Fresh<'_>) {
+    let journal = fresh();
+    let mut h = funded("A", "DKK", 10);
+    h.attributes
+        .insert("daily-limit".into(), crate::AttributeValue::Integer(500));
+    h.attributes.insert(
+        "note".into(),
+        crate::AttributeValue::Text("æøå \"x\"".into()),
+    );
+    let changes = vec![
+        Change::Registered { holder: h },
+        Change::Decided {
+            card: "A".into(),
+            at: -5,
+            request_id: Some("till/1".into()),
+            request: r#"{"x":1}"#.into(),
+            decision: r#"{"allow":true}"#.into(),
+            effects: vec![
+                count("c", u64::MAX),
+                grant("DKK", i64::MAX, Some(i64::MIN)),
+                consume("DKK", 1),
+                Effect::Transfer {
+                    to_card: "B".into(),
+                    asset: "DKK".into(),
+                    amount: 1,
+                },
+                Effect::Forfeit {
+                    asset: "saving".into(),
+                },
+                Effect::SetState {
+                    state: CardState::Stopped,
+                },
+                Effect::MoveCard {
+                    new_card: "N".into(),
+                },
+            ],
+            digest: "sha256:ab".into(),
+            fuel: u64::MAX,
+        },
+    ];
+    let outcome = journal
+        .append(&[Batch {
+            program: "p",
+            after: 0,
+            changes: &changes,
+        }])
+        .unwrap();
+    assert_eq!(outcome, vec![Appended::Done]);
+    let events = journal.read("p", 0).unwrap();
+    let read: Vec<_> = events.iter().map(|e| e.change.clone()).collect();
+    assert_eq!(read, changes);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(journal.read("p", 1).unwrap().len(), 1);
+    assert!(journal.read("other", 0).unwrap().is_empty());
+}
+
+fn a_stale_append_is_refused_and_writes_nothing(fresh: &Fresh<'_>) {
+    let journal = fresh();
+    let one = [Change::Registered {
+        holder: holder("A"),
+    }];
+    let two = [Change::Registered {
+        holder: holder("B"),
+    }];
+    let batch = |program, after, changes| Batch {
+        program,
+        after,
+        changes,
+    };
+    assert_eq!(
+        journal.append(&[batch("p", 0, &one)]).unwrap(),
+        vec![Appended::Done]
+    );
+    // Two batches in one append: the stale one is refused, the other program's written.
+    assert_eq!(
+        journal
+            .append(&[batch("p", 0, &two), batch("q", 0, &two)])
+            .unwrap(),
+        vec![Appended::Conflict, Appended::Done]
+    );
+    assert_eq!(journal.read("p", 0).unwrap().len(), 1);
+    assert_eq!(journal.read("q", 0).unwrap().len(), 1);
+}
+
+fn the_state_rebuilt_from_the_journal_equals_the_live_state(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    register(&live, "p", funded("A", "DKK", 5000));
+    register(&live, "p", holder("B"));
+    for day in 0..20 {
+        let at = day * 86_400;
+        let _ = decide(
+            &live,
+            "p",
+            "A",
+            at,
+            vec![count("spend", 100), consume("DKK", 100)],
+        );
+        let _ = decide(
+            &live,
+            "p",
+            "B",
+            at,
+            vec![grant("benefit", 1, Some(at + 30 * 86_400))],
+        );
+        if day == 10 {
+            decide(
+                &live,
+                "p",
+                "A",
+                at,
+                vec![Effect::MoveCard {
+                    new_card: "A2".into(),
+                }],
+            )
+            .unwrap();
+        }
+    }
+    let expected = live.read("p", |s| s.canonical()).unwrap();
+    let rebuilt = Ledger::new(twin(&journal));
+    assert_eq!(rebuilt.read("p", |s| s.canonical()).unwrap(), expected);
+}
+
+fn two_hosts_racing_for_the_last_units_cannot_both_win(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    let journal = fresh();
+    let first = Arc::new(Ledger::new(journal.clone()));
+    let second = Arc::new(Ledger::new(twin(&journal)));
+    register(&first, "p", funded("A", "DKK", 10));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let ledger = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            std::thread::spawn(move || {
+                decide(&ledger, "p", "A", 1, vec![consume("DKK", 3)]).is_ok()
+            })
+        })
+        .collect();
+    let won = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|&won| won)
+        .count();
+    assert_eq!(won, 3, "10 units, 3 each: exactly three can win");
+    assert_eq!(balance(&first, "p", "A", "DKK", 1), 1);
+    assert_eq!(balance(&second, "p", "A", "DKK", 1), 1);
+}

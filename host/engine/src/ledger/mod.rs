@@ -1,0 +1,199 @@
+//! The ledger: an append-only journal of events per program, and each program's state
+//! derived from it in memory.
+//!
+//! Everything that changes the ledger — a holder registered or replaced, a decision with
+//! the effects it applied — is a [`Change`] appended to the program's journal. A
+//! program's [`State`] (holders, counters, lots, decisions by request id) is the result of
+//! applying its journal in order; it is rebuilt that way whenever a ledger is opened, so
+//! the journal is the ledger and the state a cache of it.
+//!
+//! A backend ([`Journal`]) only stores and returns events: SQLite and memory here, others
+//! in their own crates. The semantics — balances, earliest-expiry-first consumption,
+//! transfers keeping expiry, card moves carrying the usage history, exact arithmetic —
+//! are written once, in [`State`]. Concurrency and group commit are in [`Ledger`]
+//! (see `commit.rs` for why the outcome is serializable).
+
+mod commit;
+pub mod conformance;
+mod memory;
+mod state;
+
+use serde::{Deserialize, Serialize};
+
+pub use commit::{Ledger, Staged, Stats, Tx};
+pub use memory::MemoryLedger;
+pub use state::{Mark, State, View};
+
+use crate::error::Result;
+use crate::model::{CardState, Holder};
+
+/// The most units of an asset a card may hold, and the most a counter may total: amounts
+/// beyond are refused, never wrapped (10^15 øre is ten thousand billion kroner). Any sum
+/// of values each within it fits an `i64` many thousand times over.
+pub const MAX_UNITS: i64 = 1_000_000_000_000_000;
+
+/// One lot of an asset: units granted together, with the same expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotRow {
+    pub id: i64,
+    pub asset: String,
+    pub amount: i64,
+    pub expires: Option<i64>,
+}
+
+impl LotRow {
+    /// Whether the lot's units still count at `at`.
+    pub fn counts_at(&self, at: i64) -> bool {
+        self.expires.is_none_or(|expires| at < expires)
+    }
+}
+
+/// An earlier decision found by its request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The request as it was fingerprinted (JSON, defaults applied).
+    pub request: String,
+    /// The decision as answered (JSON).
+    pub decision: String,
+}
+
+/// A change to the ledger requested by an allowed decision (see the WIT `effect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "effect")]
+pub enum Effect {
+    Count {
+        counter: String,
+        amount: u64,
+    },
+    Grant {
+        asset: String,
+        amount: i64,
+        expires: Option<i64>,
+    },
+    Consume {
+        asset: String,
+        amount: i64,
+    },
+    Transfer {
+        #[serde(rename = "to-card")]
+        to_card: String,
+        asset: String,
+        amount: i64,
+    },
+    Forfeit {
+        asset: String,
+    },
+    SetState {
+        state: CardState,
+    },
+    MoveCard {
+        #[serde(rename = "new-card")]
+        new_card: String,
+    },
+}
+
+impl Effect {
+    /// The asset the effect moves, if it moves one.
+    pub fn asset(&self) -> Option<&str> {
+        match self {
+            Effect::Grant { asset, .. }
+            | Effect::Consume { asset, .. }
+            | Effect::Transfer { asset, .. }
+            | Effect::Forfeit { asset } => Some(asset),
+            Effect::Count { .. } | Effect::SetState { .. } | Effect::MoveCard { .. } => None,
+        }
+    }
+}
+
+/// Why an effect could not be applied: the policy (or a registration) asked for something
+/// impossible. Nothing of the decision is committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// What an event of the journal changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Change {
+    /// A holder was registered, or an existing holder's facts replaced (starting
+    /// balances only for a new card).
+    Registered { holder: Holder },
+    /// A decision was made and recorded; an allowed one applied `effects`.
+    Decided {
+        card: String,
+        /// The request's time (seconds since the epoch).
+        at: i64,
+        /// The idempotency key it is recorded under; none for requests without one and
+        /// for faults (`policy-error`), which a retry decides afresh.
+        #[serde(
+            rename = "request-id",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        request_id: Option<String>,
+        /// The request, as fingerprinted (JSON).
+        request: String,
+        /// The decision, as answered (JSON).
+        decision: String,
+        /// The effects applied (empty for a denial).
+        effects: Vec<Effect>,
+        /// The digest of the policy component that decided.
+        digest: String,
+        /// Fuel the policy used.
+        fuel: u64,
+    },
+}
+
+/// One entry of a program's journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Position in the program's journal, from 1.
+    pub seq: u64,
+    pub change: Change,
+}
+
+/// Changes of one program to append after its event `after`.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    pub program: &'a str,
+    /// The program's last event when the batch was decided; the batch is appended only if
+    /// it is still the last (otherwise another writer got there first).
+    pub after: u64,
+    pub changes: &'a [Change],
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable: on disk before `append` returned.
+    Done,
+    /// Another writer appended to the program after `after`: nothing was written; the
+    /// caller catches up and decides the batch again.
+    Conflict,
+}
+
+/// Where a ledger's events are kept: a backend.
+pub trait Journal: Send + Sync {
+    /// The events of `program` after position `after`, in order.
+    fn read(&self, program: &str, after: u64) -> Result<Vec<Event>>;
+
+    /// Appends each batch whose program's journal still ends at its `after`, all in one
+    /// atomic, durable commit; returns one outcome per batch, in order. An error means
+    /// nothing was written.
+    fn append(&self, batches: &[Batch<'_>]) -> Result<Vec<Appended>>;
+
+    /// Where the events are kept, for logs (never a secret).
+    fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_ledger_conforms() {
+        conformance::run_all(&|| std::sync::Arc::new(MemoryLedger::new()), &|journal| {
+            journal.clone()
+        });
+    }
+}

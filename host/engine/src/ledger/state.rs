@@ -1,0 +1,581 @@
+//! One program's ledger state, held in memory and derived from its journal: holders,
+//! counters, asset lots and the decisions recorded by request id.
+//!
+//! Every change goes through the functions here — the effects of a decision, a holder's
+//! registration, a change read back from the journal — so a state rebuilt from the
+//! journal is the state that was built live. Each change leaves an undo entry, so that a
+//! refused decision, a dry run, or a batch whose commit failed is taken back exactly.
+
+use std::collections::HashMap;
+
+use super::{Change, Effect, LotRow, MAX_UNITS, Recorded, Refused};
+use crate::model::{CardState, Holder};
+
+/// What the policy may read of its program's ledger, and nothing that writes.
+pub trait View: Send + std::any::Any {
+    /// The holder of `card`, without balances.
+    fn holder(&self, card: &str) -> Option<&Holder>;
+    /// Sum of `counter` over `[from, to)`, for one card or (`None`) all cards.
+    fn count(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64;
+    /// The latest time `counter` was recorded for `card` (late entries included).
+    fn last_use(&self, card: &str, counter: &str) -> Option<i64>;
+    /// Unexpired units of `asset` held by `card` at `at`.
+    fn balance(&self, card: &str, asset: &str, at: i64) -> i64;
+}
+
+/// The entries of one counter, kept sorted by time, and their total.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Tally {
+    entries: Vec<(i64, u64)>,
+    total: u64,
+}
+
+impl Tally {
+    fn sum(&self, from: i64, to: i64) -> u64 {
+        let start = self.entries.partition_point(|&(at, _)| at < from);
+        let end = self.entries.partition_point(|&(at, _)| at < to);
+        // Cannot overflow: `total`, the sum of every entry, is kept within `MAX_UNITS`.
+        self.entries[start..end.max(start)]
+            .iter()
+            .map(|&(_, n)| n)
+            .sum()
+    }
+
+    fn insert(&mut self, at: i64, amount: u64) {
+        // Requests may arrive late: insert in time order, after entries of the same time.
+        let index = self.entries.partition_point(|&(t, _)| t <= at);
+        self.entries.insert(index, (at, amount));
+        self.total += amount;
+    }
+
+    fn remove(&mut self, at: i64, amount: u64) {
+        if let Some(index) = self.entries.iter().rposition(|&e| e == (at, amount)) {
+            self.entries.remove(index);
+            self.total -= amount;
+        }
+    }
+}
+
+/// A change to undo, newest last.
+#[derive(Debug)]
+enum Undo {
+    Holder(String, Option<Holder>),
+    TallyAdded {
+        card: String,
+        counter: String,
+        at: i64,
+        amount: u64,
+    },
+    CardTallies(String, Option<HashMap<String, Tally>>),
+    Lots(String, Option<Vec<LotRow>>),
+    NextLot(i64),
+    Recorded(String),
+    Seq(u64),
+}
+
+/// A point to roll back to (see [`State::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(usize);
+
+/// One program's holders, counters, lots and recorded decisions.
+#[derive(Debug, Default)]
+pub struct State {
+    holders: HashMap<String, Holder>,
+    /// card → counter → entries.
+    tallies: HashMap<String, HashMap<String, Tally>>,
+    /// counter → entries over every card (capacities are counted over all cards).
+    counters: HashMap<String, Tally>,
+    /// card → lots, in the order they were granted.
+    lots: HashMap<String, Vec<LotRow>>,
+    next_lot: i64,
+    /// request id → the decision recorded under it.
+    decisions: HashMap<String, Recorded>,
+    /// The journal position this state includes: the program's last event applied.
+    seq: u64,
+    undo: Vec<Undo>,
+}
+
+impl View for State {
+    fn holder(&self, card: &str) -> Option<&Holder> {
+        self.holders.get(card)
+    }
+
+    fn count(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64 {
+        let tally = match card {
+            Some(card) => self.tallies.get(card).and_then(|t| t.get(counter)),
+            None => self.counters.get(counter),
+        };
+        tally.map_or(0, |t| t.sum(from, to))
+    }
+
+    fn last_use(&self, card: &str, counter: &str) -> Option<i64> {
+        let tally = self.tallies.get(card)?.get(counter)?;
+        tally.entries.last().map(|&(at, _)| at)
+    }
+
+    fn balance(&self, card: &str, asset: &str, at: i64) -> i64 {
+        self.lots(card)
+            .iter()
+            .filter(|lot| lot.asset == asset && lot.counts_at(at))
+            .map(|lot| lot.amount)
+            .sum()
+    }
+}
+
+impl State {
+    /// The journal position this state includes.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Every lot `card` holds, expired or not, in the order they were granted.
+    pub fn lots(&self, card: &str) -> &[LotRow] {
+        self.lots.get(card).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every asset `card` holds unexpired units of at `at` (assets it holds none of are left out).
+    pub fn balances(&self, card: &str, at: i64) -> std::collections::BTreeMap<String, i64> {
+        let mut sums = std::collections::BTreeMap::new();
+        for lot in self.lots(card).iter().filter(|lot| lot.counts_at(at)) {
+            *sums.entry(lot.asset.clone()).or_insert(0) += lot.amount;
+        }
+        sums.retain(|_, units| *units != 0);
+        sums
+    }
+
+    /// The decision recorded under `request_id`, if any.
+    pub fn recorded(&self, request_id: &str) -> Option<&Recorded> {
+        self.decisions.get(request_id)
+    }
+
+    /// Every card with a holder, sorted.
+    pub fn cards(&self) -> Vec<&str> {
+        let mut cards: Vec<&str> = self.holders.keys().map(String::as_str).collect();
+        cards.sort_unstable();
+        cards
+    }
+
+    /// A counter's entries for one card, in time order (for comparisons and reports).
+    pub fn entries(&self, card: &str, counter: &str) -> &[(i64, u64)] {
+        self.tallies
+            .get(card)
+            .and_then(|t| t.get(counter))
+            .map_or(&[], |t| t.entries.as_slice())
+    }
+
+    /// The counters recorded for `card`, sorted.
+    pub fn counters_of(&self, card: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .tallies
+            .get(card)
+            .map(|t| t.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        names
+    }
+
+    /// Where to roll back to.
+    pub fn mark(&self) -> Mark {
+        Mark(self.undo.len())
+    }
+
+    /// Takes back every change made since `mark`.
+    pub fn rollback(&mut self, mark: Mark) {
+        while self.undo.len() > mark.0 {
+            let Some(undo) = self.undo.pop() else { break };
+            match undo {
+                Undo::Holder(card, Some(old)) => {
+                    self.holders.insert(card, old);
+                }
+                Undo::Holder(card, None) => {
+                    self.holders.remove(&card);
+                }
+                Undo::TallyAdded {
+                    card,
+                    counter,
+                    at,
+                    amount,
+                } => {
+                    // Leave no empty entry behind: a rolled-back state equals one that
+                    // never saw the change.
+                    if let Some(counters) = self.tallies.get_mut(&card) {
+                        if let Some(tally) = counters.get_mut(&counter) {
+                            tally.remove(at, amount);
+                            if tally.entries.is_empty() {
+                                counters.remove(&counter);
+                            }
+                        }
+                        if counters.is_empty() {
+                            self.tallies.remove(&card);
+                        }
+                    }
+                    if let Some(tally) = self.counters.get_mut(&counter) {
+                        tally.remove(at, amount);
+                        if tally.entries.is_empty() {
+                            self.counters.remove(&counter);
+                        }
+                    }
+                }
+                Undo::CardTallies(card, Some(old)) => {
+                    self.tallies.insert(card, old);
+                }
+                Undo::CardTallies(card, None) => {
+                    self.tallies.remove(&card);
+                }
+                Undo::Lots(card, Some(old)) => {
+                    self.lots.insert(card, old);
+                }
+                Undo::Lots(card, None) => {
+                    self.lots.remove(&card);
+                }
+                Undo::NextLot(next) => self.next_lot = next,
+                Undo::Recorded(id) => {
+                    self.decisions.remove(&id);
+                }
+                Undo::Seq(seq) => self.seq = seq,
+            }
+        }
+    }
+
+    /// Keeps every change since `mark` for good: they are committed.
+    pub fn settle(&mut self, mark: Mark) {
+        self.undo.truncate(mark.0);
+    }
+
+    /// Moves the journal position on by `events`.
+    pub fn advance(&mut self, events: u64) {
+        self.undo.push(Undo::Seq(self.seq));
+        self.seq += events;
+    }
+
+    fn put_holder(&mut self, holder: Holder) {
+        let old = self.holders.insert(holder.card.clone(), holder.clone());
+        self.undo.push(Undo::Holder(holder.card, old));
+    }
+
+    fn lots_mut(&mut self, card: &str) -> &mut Vec<LotRow> {
+        self.undo
+            .push(Undo::Lots(card.to_string(), self.lots.get(card).cloned()));
+        self.lots.entry(card.to_string()).or_default()
+    }
+
+    /// Units of `asset` on `card`, expired or not: what a grant must keep within `MAX_UNITS`.
+    fn held_in_all(&self, card: &str, asset: &str) -> i64 {
+        self.lots(card)
+            .iter()
+            .filter(|lot| lot.asset == asset)
+            .map(|lot| lot.amount)
+            .sum()
+    }
+
+    fn add_lot(
+        &mut self,
+        card: &str,
+        asset: &str,
+        amount: i64,
+        expires: Option<i64>,
+    ) -> Result<(), Refused> {
+        let held = self.held_in_all(card, asset);
+        if held
+            .checked_add(amount)
+            .is_none_or(|total| total > MAX_UNITS)
+        {
+            return Err(Refused(format!(
+                "card `{card}` would hold more than {MAX_UNITS} `{asset}` ({held} + {amount})"
+            )));
+        }
+        self.undo.push(Undo::NextLot(self.next_lot));
+        self.next_lot += 1;
+        let id = self.next_lot;
+        self.lots_mut(card).push(LotRow {
+            id,
+            asset: asset.to_string(),
+            amount,
+            expires,
+        });
+        Ok(())
+    }
+
+    fn add_tally(
+        &mut self,
+        card: &str,
+        counter: &str,
+        at: i64,
+        amount: u64,
+    ) -> Result<(), Refused> {
+        let card_total = self
+            .tallies
+            .get(card)
+            .and_then(|t| t.get(counter))
+            .map_or(0, |t| t.total);
+        let all_total = self.counters.get(counter).map_or(0, |t| t.total);
+        let limit = MAX_UNITS as u64;
+        let fits = |total: u64| total.checked_add(amount).is_some_and(|sum| sum <= limit);
+        if !fits(card_total) || !fits(all_total) {
+            return Err(Refused(format!(
+                "counter `{counter}` would exceed {MAX_UNITS} (count of {amount})"
+            )));
+        }
+        self.tallies
+            .entry(card.to_string())
+            .or_default()
+            .entry(counter.to_string())
+            .or_default()
+            .insert(at, amount);
+        self.counters
+            .entry(counter.to_string())
+            .or_default()
+            .insert(at, amount);
+        self.undo.push(Undo::TallyAdded {
+            card: card.to_string(),
+            counter: counter.to_string(),
+            at,
+            amount,
+        });
+        Ok(())
+    }
+
+    /// Records `decision` under `request_id`, so that a retry gets it back.
+    pub fn record(&mut self, request_id: &str, recorded: Recorded) {
+        if self
+            .decisions
+            .insert(request_id.to_string(), recorded)
+            .is_none()
+        {
+            self.undo.push(Undo::Recorded(request_id.to_string()));
+        }
+    }
+
+    /// Registers a holder, or replaces the facts of an existing one; a new holder's
+    /// starting balances are granted without expiry.
+    pub fn register(&mut self, holder: &Holder) -> Result<(), Refused> {
+        let existed = self.holders.contains_key(&holder.card);
+        if existed && !holder.balances.is_empty() {
+            return Err(Refused(format!(
+                "holder `{}` exists already: starting balances are only for new cards",
+                holder.card
+            )));
+        }
+        let mut facts = holder.clone();
+        facts.balances.clear();
+        self.put_holder(facts);
+        for (asset, &amount) in &holder.balances {
+            if amount < 0 {
+                return Err(Refused(format!(
+                    "holder `{}`: starting balance of `{asset}` is negative",
+                    holder.card
+                )));
+            }
+            if amount > 0 {
+                self.add_lot(&holder.card, asset, amount, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a change read from the journal (or about to be written to it).
+    pub fn apply_change(&mut self, change: &Change) -> Result<(), Refused> {
+        match change {
+            Change::Registered { holder } => self.register(holder),
+            Change::Decided {
+                card,
+                at,
+                request_id,
+                effects,
+                request,
+                decision,
+                ..
+            } => {
+                self.apply(card, *at, effects)?;
+                if let Some(id) = request_id {
+                    self.record(
+                        id,
+                        Recorded {
+                            request: request.clone(),
+                            decision: decision.clone(),
+                        },
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the `effects` of a decision by `card` at `at`, in order. On a refusal some
+    /// effects may have been applied: the caller rolls back to its mark.
+    pub fn apply(&mut self, card: &str, at: i64, effects: &[Effect]) -> Result<(), Refused> {
+        for (index, effect) in effects.iter().enumerate() {
+            self.apply_one(card, at, effect)
+                .map_err(|Refused(why)| Refused(format!("effect {}: {why}", index + 1)))?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, card: &str, at: i64, effect: &Effect) -> Result<(), Refused> {
+        let refuse = |why: String| Err(Refused(why));
+        match effect {
+            Effect::Count { counter, amount } => {
+                if *amount == 0 {
+                    return refuse(format!("count of 0 `{counter}`"));
+                }
+                self.add_tally(card, counter, at, *amount)
+            }
+            Effect::Grant {
+                asset,
+                amount,
+                expires,
+            } => {
+                if *amount <= 0 {
+                    return refuse(format!("grant of {amount} `{asset}` is not positive"));
+                }
+                self.add_lot(card, asset, *amount, *expires)
+            }
+            Effect::Consume { asset, amount } => self.take(card, asset, *amount, at).map(drop),
+            Effect::Transfer {
+                to_card,
+                asset,
+                amount,
+            } => {
+                if to_card == card {
+                    return refuse(format!("transfer to the acting card `{card}` itself"));
+                }
+                if !self.holders.contains_key(to_card) {
+                    return refuse(format!("transfer to unknown card `{to_card}`"));
+                }
+                for (units, expires) in self.take(card, asset, *amount, at)? {
+                    self.add_lot(to_card, asset, units, expires)?;
+                }
+                Ok(())
+            }
+            Effect::Forfeit { asset } => {
+                if self.lots(card).iter().any(|lot| &lot.asset == asset) {
+                    self.lots_mut(card).retain(|lot| &lot.asset != asset);
+                }
+                Ok(())
+            }
+            Effect::SetState { state } => {
+                let Some(holder) = self.holders.get(card) else {
+                    return refuse(format!("card `{card}` has no holder"));
+                };
+                let mut holder = holder.clone();
+                holder.state = *state;
+                self.put_holder(holder);
+                Ok(())
+            }
+            Effect::MoveCard { new_card } => self.move_card(card, new_card),
+        }
+    }
+
+    /// Gives the holder of `card` the card `new_card`: its facts, balances and usage
+    /// history (every counter) move, and `card` stays behind, blocked.
+    fn move_card(&mut self, card: &str, new_card: &str) -> Result<(), Refused> {
+        if new_card == card {
+            return Err(Refused(format!("card `{card}` cannot move to itself")));
+        }
+        if self.holders.contains_key(new_card) {
+            return Err(Refused(format!(
+                "new card `{new_card}` already belongs to a holder"
+            )));
+        }
+        let Some(holder) = self.holders.get(card).cloned() else {
+            return Err(Refused(format!("card `{card}` has no holder")));
+        };
+        let mut moved = holder.clone();
+        moved.card = new_card.to_string();
+        self.put_holder(moved);
+        let mut old = holder;
+        old.state = CardState::Blocked;
+        self.put_holder(old);
+
+        let lots = self.lots.get(card).cloned().unwrap_or_default();
+        if !lots.is_empty() {
+            self.lots_mut(card).clear();
+            self.lots_mut(new_card).extend(lots);
+        }
+        // Usage history belongs to the holder: a lost card never resets a limit.
+        if let Some(history) = self.tallies.get(card).cloned() {
+            self.undo
+                .push(Undo::CardTallies(card.to_string(), Some(history.clone())));
+            self.tallies.remove(card);
+            let previous = self.tallies.get(new_card).cloned();
+            self.undo
+                .push(Undo::CardTallies(new_card.to_string(), previous.clone()));
+            let target = self.tallies.entry(new_card.to_string()).or_default();
+            for (counter, tally) in history {
+                let merged = target.entry(counter).or_default();
+                for (at, amount) in tally.entries {
+                    merged.insert(at, amount);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `amount` unexpired units of `asset` from `card`, earliest expiry first (units
+    /// without expiry last), and returns what was taken as (units, expiry) pairs.
+    fn take(
+        &mut self,
+        card: &str,
+        asset: &str,
+        amount: i64,
+        at: i64,
+    ) -> Result<Vec<(i64, Option<i64>)>, Refused> {
+        if amount <= 0 {
+            return Err(Refused(format!(
+                "amount {amount} of `{asset}` is not positive"
+            )));
+        }
+        let held = self.balance(card, asset, at);
+        if held < amount {
+            return Err(Refused(format!(
+                "card `{card}` holds {held} `{asset}`, fewer than {amount}"
+            )));
+        }
+        let mut order: Vec<(bool, Option<i64>, i64)> = self
+            .lots(card)
+            .iter()
+            .filter(|lot| lot.asset == asset && lot.counts_at(at))
+            .map(|lot| (lot.expires.is_none(), lot.expires, lot.id))
+            .collect();
+        order.sort_unstable();
+        let lots = self.lots_mut(card);
+        let mut left = amount;
+        let mut taken = Vec::new();
+        for (_, expires, id) in order {
+            if left == 0 {
+                break;
+            }
+            if let Some(lot) = lots.iter_mut().find(|lot| lot.id == id) {
+                let units = left.min(lot.amount);
+                lot.amount -= units;
+                taken.push((units, expires));
+                left -= units;
+            }
+        }
+        lots.retain(|lot| lot.amount > 0);
+        Ok(taken)
+    }
+
+    /// The state as comparable data: every card's holder, lots (without ids) and counter
+    /// entries, and the recorded request ids — what a rebuild from the journal must equal.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        for card in self.cards() {
+            out.push_str(&format!("card {card}: {:?}\n", self.holders.get(card)));
+            let mut lots: Vec<_> = self
+                .lots(card)
+                .iter()
+                .map(|l| (&l.asset, l.amount, l.expires))
+                .collect();
+            lots.sort();
+            out.push_str(&format!("  lots {lots:?}\n"));
+            for counter in self.counters_of(card) {
+                out.push_str(&format!("  {counter}: {:?}\n", self.entries(card, counter)));
+            }
+        }
+        let mut ids: Vec<_> = self.decisions.keys().collect();
+        ids.sort();
+        out.push_str(&format!("decisions {ids:?}\n"));
+        out
+    }
+}
