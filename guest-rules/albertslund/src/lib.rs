@@ -1,6 +1,7 @@
 //! Det Digitale Betalingskort, Albertslund Kommune: a prepaid card children use to buy
-//! food and materials at the youth clubs (PROGRAMS.md §3). Money is the asset `DKK`, in
-//! øre; parents top it up and may restrict purchases; the cashier checks the photo.
+//! food and materials at the youth clubs (rule book: docs/programs.md, `albertslund`).
+//! Money is the asset `DKK`, in øre; parents top it up and may restrict purchases; the
+//! cashier checks the photo.
 
 use cardrules_sdk::prelude::*;
 
@@ -11,8 +12,13 @@ const VERSION: &str = "2024.1.0";
 const DKK: &str = "DKK";
 /// Counts øre spent, for the daily limit of rule 6.
 const SPENT: &str = "spent";
+/// Recorded on the old card when it is replaced, after the card has moved: usage history
+/// moves to the new card with the holder, and this marker must stay behind on the old one.
+const REPLACED: &str = "replaced";
 
 const CARD_BLOCKED: &str = "card-blocked";
+const CARD_REPLACED: &str = "card-replaced";
+const CARD_NOT_BLOCKED: &str = "card-not-blocked";
 const INSUFFICIENT_FUNDS: &str = "insufficient-funds";
 /// A replacement card number that already belongs to a holder.
 const CARD_IN_USE: &str = "card-in-use";
@@ -30,6 +36,7 @@ impl Policy for Albertslund {
                 "enable-auto-top-up",
                 "replace-card",
                 "block-card",
+                "unblock-card",
                 "close-account",
             ],
             &[
@@ -43,6 +50,8 @@ impl Policy for Albertslund {
                 INSUFFICIENT_FUNDS,
                 "minimum-balance",
                 CARD_IN_USE,
+                CARD_REPLACED,
+                CARD_NOT_BLOCKED,
                 UNKNOWN_ACTION,
                 BAD_REQUEST,
             ],
@@ -56,6 +65,7 @@ impl Policy for Albertslund {
             "enable-auto-top-up" => enable_auto_top_up(&req),
             "replace-card" => replace_card(&req),
             "block-card" => Ok(allow().effect(Effect::SetState(CardState::Blocked))),
+            "unblock-card" => unblock_card(&req),
             "close-account" => close_account(&req),
             _ => Err(deny(UNKNOWN_ACTION)),
         })
@@ -157,7 +167,23 @@ fn replace_card(req: &Request) -> Rule {
     if fee > 0 {
         decision = decision.consume(DKK, fee);
     }
-    Ok(decision.effect(Effect::MoveCard(new_card)))
+    // Effects apply in order to the acting card: the marker is recorded after the move, so
+    // that it stays on the old card while the usage history moves to the new one.
+    Ok(decision
+        .effect(Effect::MoveCard(new_card))
+        .count(REPLACED, 1))
+}
+
+/// Unblocks a card the parents' portal blocked, so that a replacement can be ordered and
+/// its fee paid from the old card; the replacement blocks the old card again, for good.
+fn unblock_card(req: &Request) -> Rule {
+    // A replaced card stays blocked: its holder continues on the new card. Whether it was
+    // ever replaced, not only before `at`: an unblock stamped before the replacement that
+    // arrives after it must not bring the old card back either.
+    let replaced = ledger::last_use(&req.holder.card, REPLACED).is_some();
+    ensure(!replaced, CARD_REPLACED)?;
+    ensure(req.holder.state == CardState::Blocked, CARD_NOT_BLOCKED)?;
+    Ok(allow().effect(Effect::SetState(CardState::Active)))
 }
 
 /// Pays the whole balance out to the registered parent.

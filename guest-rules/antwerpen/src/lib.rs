@@ -1,4 +1,5 @@
-//! A-kaart, stad Antwerpen: a city card that is also a savings card (PROGRAMS.md §2).
+//! A-kaart, stad Antwerpen: a city card that is also a savings card (rule book:
+//! docs/programs.md, `antwerpen`).
 //! Each participation is a `saving`; every 10 savings become a `benefit` that must be used
 //! within six months. Prices depend on the holder's statuses.
 
@@ -9,7 +10,7 @@ const VERSION: &str = "2024.1.0";
 
 const SAVING: &str = "saving";
 const BENEFIT: &str = "benefit";
-/// Counts every saving of a card, for the 60-minute rule 7.
+/// Counts every saving of a card: the 60-minute rule 7, and when the 10th saving happened.
 const SAVINGS: &str = "savings";
 /// Counts savings at one location: rules 5 and 6.
 fn savings_at(location: &str) -> String {
@@ -125,14 +126,18 @@ fn check_in(req: &Request) -> Rule {
         let this_week = ledger::count_in(card, &here, Period::IsoWeek, req.at);
         ensure(this_week == 0, "library-weekly-limit")?;
     }
-    // 7. Savings on the same day at different locations at least 60 minutes apart.
+    // 7. Savings on the same day at different locations at least 60 minutes apart,
+    // whichever was recorded first: a till that was offline sends its check-ins late,
+    // stamped with the time they happened, so a saving recorded for a later time counts
+    // as much as one recorded for an earlier time. The window is (at - gap, at + gap),
+    // cut to the local day of `at`.
     let gap = config_int("saving-gap-minutes", 60) * 60;
     let day = calendar::period_of(Period::Day, req.at);
-    let recent = Window {
+    let near = Window {
         start: day.start.max(req.at - gap + 1),
-        end: req.at + 1,
+        end: day.end.min(req.at + gap),
     };
-    ensure(ledger::count_within(card, SAVINGS, recent) == 0, "too-soon")?;
+    ensure(ledger::count_within(card, SAVINGS, near) == 0, "too-soon")?;
 
     let bonus = offer.attr_int("bonus-savings").unwrap_or(0).max(0);
     let granted = 1 + bonus;
@@ -141,13 +146,18 @@ fn check_in(req: &Request) -> Rule {
         .count(&here, 1)
         .grant(SAVING, granted, None);
 
-    // Every 10 savings become a benefit that expires six calendar months later.
+    // Every 10 savings become a benefit that expires six calendar months after the moment
+    // it was granted: the moment the 10th saving happened. A late check-in that completes
+    // the 10 happened before savings already recorded for later times, so the 10th saving
+    // is the latest of them, not this one: a late till must not shorten the benefit.
     let per_benefit = config_int("savings-per-benefit", 10);
     let savings = ledger::balance(&holder.card, SAVING, req.at) + granted;
     let benefits = savings / per_benefit;
     if benefits > 0 {
         let months = config_int("benefit-valid-months", 6) as i32;
-        let expires = calendar::add_months(req.at, months);
+        let granted_at =
+            ledger::last_use(&holder.card, SAVINGS).map_or(req.at, |last| last.max(req.at));
+        let expires = calendar::add_months(granted_at, months);
         decision = decision.consume(SAVING, benefits * per_benefit).grant(
             BENEFIT,
             benefits,
@@ -212,12 +222,15 @@ fn rejoin(req: &Request) -> Rule {
         .effect(Effect::SetState(CardState::Active)))
 }
 
-/// Moves the holder, savings and benefits to a new card and blocks the old one.
+/// Moves the holder, savings and benefits to a new card and blocks the old one. The desk
+/// collects the administrative contribution for the new card (*config* `replacement-fee`,
+/// set by the city's fee regulation); there is no money on the card, so it is only a price.
 fn replace_card(req: &Request) -> Rule {
     let new_card = required(&req.new_card)?;
     ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
     ensure(ledger::find_holder(&new_card).is_none(), CARD_IN_USE)?;
-    Ok(allow().effect(Effect::MoveCard(new_card)))
+    let fee = config_int("replacement-fee", 500);
+    Ok(allow().price(fee).effect(Effect::MoveCard(new_card)))
 }
 
 /// What the holder pays: the social price with kansentarief, else the resident price for

@@ -1,6 +1,6 @@
 //! Aktivitetskortet, Bergen kommune: free activities for children and young people from
-//! low-income families (PROGRAMS.md §1). Everything is free; the rules limit who may use
-//! the card, how many come along, and how often.
+//! low-income families (rule book: docs/programs.md, `bergen`). Everything is free; the
+//! rules limit who may use the card, how many come along, and how often.
 
 use cardrules_sdk::prelude::*;
 
