@@ -67,15 +67,50 @@ pub struct ProgramReport {
     pub evaluation: Timing,
     pub durable_1_thread: Timing,
     pub durable_2_threads: Timing,
+    /// Durable decisions from many tills at once (`TILLS` threads): what group commit buys.
+    pub durable_many_tills: Timing,
+    /// The group commit during `durable_many_tills`.
+    pub group_commit: GroupCommit,
+    /// `durable_many_tills.per_second` over the machine's bare-fsync ceiling.
+    pub durable_over_fsync_ceiling: f64,
     pub fuel: Fuel,
     /// `evaluation.p50_us` over the floor's.
     pub evaluation_p50_over_floor: Option<f64>,
+}
+
+/// What the group commit did during a measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupCommit {
+    /// Durable commits (one fsync each).
+    pub commits: u64,
+    pub commits_per_second: f64,
+    /// Decisions per commit, on average.
+    pub decisions_per_commit: f64,
+    /// Batches decided again because another writer appended first.
+    pub conflicts: u64,
+}
+
+/// A good program's durable latency alone and beside a hostile program under load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Isolation {
+    pub program: String,
+    /// The hostile program: an endless loop its manifest allows `hostile_deadline_ms` per call.
+    pub hostile_deadline_ms: u64,
+    pub alone: Timing,
+    pub beside_hostile: Timing,
+    /// `beside_hostile.p50_us` over `alone.p50_us`.
+    pub p50_ratio: f64,
 }
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: Machine,
+    /// Commits per second of an empty durable SQLite transaction on the scratch disk: the
+    /// physical ceiling of one-fsync-per-decision designs.
+    pub fsync_ceiling_per_second: f64,
+    /// A good program beside a hostile one (null if the corpus is not built).
+    pub isolation: Option<Isolation>,
     /// Loading every program of the policies directory with the on-disk cache warm.
     pub load_all_ms: f64,
     pub seconds_per_measurement: f64,
@@ -94,9 +129,119 @@ pub struct Machine {
 
 /// The empty policy's component, as `host/cli/build.rs` builds it.
 fn floor_component() -> Option<PathBuf> {
+    guest("floor")
+}
+
+/// A guest component `host/cli/build.rs` built, if it is there.
+fn guest(name: &str) -> Option<PathBuf> {
     let dir = option_env!("CARDRULES_GUESTS_DIR")?;
-    let path = Path::new(dir).join("floor.wasm");
+    let path = Path::new(dir).join(format!("{name}.wasm"));
     path.is_file().then_some(path)
+}
+
+/// Tills deciding at once in `durable_many_tills`: a city's venues, not one terminal.
+const TILLS: usize = 32;
+/// The hostile program's deadline per call in `isolation`.
+const HOSTILE_DEADLINE_MS: u64 = 100;
+
+/// The directory of program `id` under `policies`.
+fn dirs_by_id(policies: &Path, id: &str) -> Result<PathBuf> {
+    cardrules::program_dirs(policies)?
+        .into_iter()
+        .find(|d| d.file_name().is_some_and(|n| n == id))
+        .ok_or_else(|| Error::UnknownProgram(id.to_string()))
+}
+
+/// The good program's durable decisions from one till, alone and while another till keeps
+/// the hostile endless loop busy on the same host and ledger.
+fn isolation(
+    sandbox: &Arc<Sandbox>,
+    trust: &Trust,
+    good: &Path,
+    component: &Path,
+    options: &Options,
+    scratch: &Path,
+) -> Result<Isolation> {
+    let dir = scratch.join("hostile-loop");
+    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the hostile program: {e}"));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::copy(component, dir.join("loop.wasm")).map_err(io)?;
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!("program = \"hostile-loop\"\nname = \"An endless loop\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"loop.wasm\"\n\n[limits]\nfuel = 1_000_000_000_000\ndeadline-ms = {HOSTILE_DEADLINE_MS}\n\n[messages]\nok = {{ en = \"Allowed.\" }}\nbad-request = {{ en = \"Bad request.\" }}\nunknown-action = {{ en = \"Unknown action.\" }}\n"),
+    )
+    .map_err(io)?;
+    std::fs::write(dir.join("catalogue.toml"), "# no offers\n").map_err(io)?;
+    std::fs::write(
+        dir.join("holders.toml"),
+        "[[holders]]\ncard = \"H-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+    )
+    .map_err(io)?;
+    let program = Arc::new(Program::load(sandbox, trust, good)?);
+    let hostile = Arc::new(Program::load(sandbox, &Trust::allow_unsigned(), &dir)?);
+    let host = Arc::new(Host::new(
+        sandbox.clone(),
+        Arc::new(SqliteLedger::open(&scratch.join("isolation.sqlite"))?),
+    ));
+    host.insert(program.clone());
+    host.insert(hostile);
+    host.register_demo_holders(program.id())?;
+    host.register_demo_holders("hostile-loop")?;
+    let lasting = lasting_mix(&host, &program);
+    let alone = durable_run(&host, &lasting, options.seconds, 1)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let beside_hostile = std::thread::scope(|scope| {
+        let attacker = scope.spawn(|| {
+            let attack = Request {
+                program: "hostile-loop".into(),
+                card: "H-1".into(),
+                action: "attack".into(),
+                at: jiff::Timestamp::UNIX_EPOCH,
+                offer: None,
+                party: None,
+                amount: None,
+                asset: None,
+                to_card: None,
+                new_card: None,
+                id: None,
+                dry_run: false,
+                language: None,
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = host.decide(&attack);
+            }
+        });
+        // Let the attacker get going before measuring.
+        std::thread::sleep(Duration::from_millis(HOSTILE_DEADLINE_MS));
+        let timing = durable_run(&host, &lasting, options.seconds, 1);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = attacker.join();
+        timing
+    })?;
+    Ok(Isolation {
+        program: program.id().to_string(),
+        hostile_deadline_ms: HOSTILE_DEADLINE_MS,
+        p50_ratio: beside_hostile.p50_us / alone.p50_us.max(f64::MIN_POSITIVE),
+        alone,
+        beside_hostile,
+    })
+}
+
+/// The requests of the program's mix that leave the card active when committed, so that a
+/// durable run does not end on blocked or moved cards.
+fn lasting_mix(host: &Host, program: &Program) -> Vec<Request> {
+    let mix = mix(program);
+    let lasting: Vec<Request> = mix
+        .iter()
+        .filter(|request| {
+            let mut dry = (*request).clone();
+            dry.dry_run = true;
+            host.decide(&dry)
+                .is_ok_and(|d| d.state == Some(cardrules::CardState::Active))
+        })
+        .cloned()
+        .collect();
+    if lasting.is_empty() { mix } else { lasting }
 }
 
 /// Runs every measurement.
@@ -125,12 +270,22 @@ pub fn run(options: &Options) -> Result<Report> {
             return Err(Error::UnknownProgram(only.clone()));
         }
     }
+    let fsync_ceiling_per_second = cardrules_sqlite::bare_commits_per_second(
+        &scratch.0.join("fsync.sqlite"),
+        options.seconds,
+    )?;
     let floor = match floor_component() {
         Some(component) => {
             let dir = write_floor(&scratch.0, &component)?;
             let trust = Trust::allow_unsigned();
             Some(measure(
-                &sandbox, &uncached, &trust, &dir, options, &scratch.0,
+                &sandbox,
+                &uncached,
+                &trust,
+                &dir,
+                options,
+                &scratch.0,
+                fsync_ceiling_per_second,
             )?)
         }
         None => None,
@@ -144,13 +299,30 @@ pub fn run(options: &Options) -> Result<Report> {
             &dir,
             options,
             &scratch.0,
+            fsync_ceiling_per_second,
         )?;
         report.evaluation_p50_over_floor = floor
             .as_ref()
             .map(|f| report.evaluation.p50_us / f.evaluation.p50_us);
         programs.push(report);
     }
+    let isolation = match (programs.first(), guest("hostile_loop")) {
+        (Some(good), Some(component)) => {
+            let good = dirs_by_id(&options.policies, &good.program)?;
+            Some(isolation(
+                &sandbox,
+                &options.trust,
+                &good,
+                &component,
+                options,
+                &scratch.0,
+            )?)
+        }
+        _ => None,
+    };
     Ok(Report {
+        fsync_ceiling_per_second,
+        isolation,
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             os: std::env::consts::OS.into(),
@@ -217,6 +389,7 @@ fn measure(
     dir: &Path,
     options: &Options,
     scratch: &Path,
+    fsync_ceiling_per_second: f64,
 ) -> Result<ProgramReport> {
     let start = Instant::now();
     Program::load(uncached, trust, dir)?;
@@ -255,18 +428,8 @@ fn measure(
     })?;
     // Committed, actions that block or move a card would leave the rest of the run
     // deciding on dead cards; the durable mix keeps the requests that leave it active.
-    let lasting: Vec<Request> = mix
-        .iter()
-        .filter(|request| {
-            let mut dry = (*request).clone();
-            dry.dry_run = true;
-            memory
-                .decide(&dry)
-                .is_ok_and(|d| d.state == Some(cardrules::CardState::Active))
-        })
-        .cloned()
-        .collect();
-    let durable_mix = if lasting.is_empty() { &mix } else { &lasting };
+    let lasting = lasting_mix(&memory, &program);
+    let durable_mix = &lasting;
 
     // (b) Durable decisions on a SQLite file, from one and from two threads.
     let path = scratch.join(format!("{id}.sqlite"));
@@ -278,6 +441,18 @@ fn measure(
     durable.register_demo_holders(&id)?;
     let durable_1_thread = durable_run(&durable, durable_mix, options.seconds, 1)?;
     let durable_2_threads = durable_run(&durable, durable_mix, options.seconds, 2)?;
+    let before = durable.ledger().stats();
+    let durable_many_tills = durable_run(&durable, durable_mix, options.seconds, TILLS)?;
+    let after = durable.ledger().stats();
+    let commits = after.commits - before.commits;
+    let elapsed =
+        durable_many_tills.decisions as f64 / durable_many_tills.per_second.max(f64::MIN_POSITIVE);
+    let group_commit = GroupCommit {
+        commits,
+        commits_per_second: commits as f64 / elapsed.max(f64::MIN_POSITIVE),
+        decisions_per_commit: (after.changes - before.changes) as f64 / commits.max(1) as f64,
+        conflicts: after.conflicts - before.conflicts,
+    };
 
     let fuel = Fuel {
         mean: fuel.iter().sum::<u64>() as f64 / fuel.len().max(1) as f64,
@@ -294,6 +469,10 @@ fn measure(
         evaluation,
         durable_1_thread,
         durable_2_threads,
+        durable_over_fsync_ceiling: durable_many_tills.per_second
+            / fsync_ceiling_per_second.max(f64::MIN_POSITIVE),
+        durable_many_tills,
+        group_commit,
         fuel,
         evaluation_p50_over_floor: None,
     })

@@ -303,6 +303,32 @@ pub fn recorded_decision(
     })
 }
 
+/// Commits per second of an empty durable transaction in a SQLite file at `path` (WAL,
+/// `synchronous = FULL`), measured for `seconds`: the disk's ceiling for designs that commit
+/// once per decision. The file is removed afterwards.
+pub fn bare_commits_per_second(path: &Path, seconds: f64) -> Result<f64> {
+    let context = format!("cannot measure commits in `{}`", path.display());
+    let conn = Connection::open(path).map_err(|e| fail(&context, e))?;
+    conn.pragma_update(None, "journal_mode", "wal")
+        .and_then(|()| conn.pragma_update(None, "synchronous", "full"))
+        .and_then(|()| conn.execute_batch("CREATE TABLE IF NOT EXISTS t (n INTEGER)"))
+        .map_err(|e| fail(&context, e))?;
+    let budget = Duration::from_secs_f64(seconds.max(0.05));
+    let start = std::time::Instant::now();
+    let mut commits = 0u64;
+    while start.elapsed() < budget {
+        conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT;")
+            .map_err(|e| fail(&context, e))?;
+        commits += 1;
+    }
+    let rate = commits as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(rate)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -27,7 +27,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{Appended, Batch, Change, Journal, State};
 use crate::error::{Error, Result};
@@ -71,13 +71,21 @@ type Job = Box<dyn FnMut(&mut Tx<'_>) -> Result<Staged<Box<dyn Any + Send>>> + S
 struct Slot {
     job: Mutex<Option<Job>>,
     answer: Mutex<Option<Answer>>,
+    answered: Condvar,
+}
+
+impl Slot {
+    fn set(&self, answer: Answer) {
+        *self.answer.lock() = Some(answer);
+        self.answered.notify_all();
+    }
 }
 
 /// One program's state and queue.
 struct Lane {
     program: String,
+    /// Held by the lane's leader while it runs and commits a batch.
     state: Mutex<State>,
-    /// Whether `state` has read the journal at least once.
     queue: Mutex<Vec<Arc<Slot>>>,
 }
 
@@ -173,19 +181,32 @@ impl Ledger {
                 })
             }))),
             answer: Mutex::new(None),
+            answered: Condvar::new(),
         });
         let lane = self.lane(program);
         lane.queue.lock().push(slot.clone());
-        let mut state = lane.state.lock();
-        // A batch run while we waited for the state may have answered us already.
-        if slot.answer.lock().is_none() {
-            let batch = std::mem::take(&mut *lane.queue.lock());
-            self.run(&lane, &mut state, &batch);
+        // Lead if nobody does: run what is queued, batch after batch, until the queue is
+        // empty. A job queued while the leader still holds the state is seen by its last
+        // look at the queue, after it let go (the push came before our failed attempt,
+        // which came before it let go), so no job is left behind.
+        while let Some(mut state) = lane.state.try_lock() {
+            loop {
+                let batch = std::mem::take(&mut *lane.queue.lock());
+                if batch.is_empty() {
+                    break;
+                }
+                self.run(&lane, &mut state, &batch);
+            }
+            drop(state);
+            if lane.queue.lock().is_empty() {
+                break;
+            }
         }
-        drop(state);
-        let answer = slot
-            .answer
-            .lock()
+        let mut answer = slot.answer.lock();
+        while answer.is_none() {
+            slot.answered.wait(&mut answer);
+        }
+        let answer = answer
             .take()
             .ok_or_else(|| Error::host("ledger", "a job was dropped without an answer"))?;
         answer.and_then(|any| {
@@ -284,7 +305,7 @@ impl Ledger {
             }
         };
         for (slot, answer) in batch.iter().zip(answers) {
-            *slot.answer.lock() = Some(answer);
+            slot.set(answer);
         }
     }
 
