@@ -341,3 +341,134 @@ fn malformed_requests_exit_2_and_unknown_cards_get_a_decision() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["reason"], "unknown-card");
 }
+
+/// Every file below `dir` (relative path → contents), leaving out build output and git.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap_or_default();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let relative = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn a_new_program_touches_only_its_two_directories_builds_and_passes_its_suite() {
+    // A copy of the repository, without build output.
+    let copy = tempfile::tempdir().unwrap();
+    let repo = copy.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for part in ["Cargo.toml", "wit", "guest-rules", "policies", "host"] {
+        let from = root().join(part);
+        if from.is_dir() {
+            copy_dir(&from, &repo.join(part));
+        } else {
+            std::fs::copy(&from, repo.join(part)).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(repo.join("guest-rules/target"));
+    let before = tree(&repo);
+
+    let made = cardrules(
+        &[
+            "new",
+            "demo-city",
+            "--time-zone",
+            "Europe/Copenhagen",
+            "--languages",
+            "da,en",
+        ],
+        &repo,
+    );
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let after = tree(&repo);
+    for (path, bytes) in &before {
+        assert_eq!(
+            after.get(path),
+            Some(bytes),
+            "`new` changed `{}`",
+            path.display()
+        );
+    }
+    let added: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert!(!added.is_empty());
+    for path in &added {
+        assert!(
+            path.starts_with("guest-rules/programs/demo-city")
+                || path.starts_with("policies/demo-city"),
+            "`new` wrote `{}` outside its two directories",
+            path.display()
+        );
+    }
+
+    // Scaffolding the same program again is refused, and so is a bad name.
+    let again = cardrules(&["new", "demo-city"], &repo);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = cardrules(&["new", "Demo City"], &repo);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("invalid program name `Demo City`"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // Build the guest workspace as `host/cli/build.rs` does (sharing its compiled
+    // dependencies), place the component, and run the new program's suite.
+    let guests = Path::new(env!("CARDRULES_GUESTS_DIR"));
+    let target_dir = guests.ancestors().nth(2).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(repo.join("guest-rules"))
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "demo-city",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    std::fs::copy(
+        guests.join("demo_city.wasm"),
+        repo.join("policies/demo-city/demo-city.wasm"),
+    )
+    .unwrap();
+    let tested = cardrules(&["test", "policies/demo-city/suites"], &repo);
+    assert_eq!(
+        tested.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&tested),
+        stderr(&tested)
+    );
+    assert!(
+        stdout(&tested).ends_with("2 passed, 0 failed\n"),
+        "{}",
+        stdout(&tested)
+    );
+}

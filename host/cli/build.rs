@@ -3,6 +3,10 @@
 //! (`policies/<program>/<program>.wasm`), so that `cargo build --release` leaves a
 //! policies directory ready to run. Tests find the corpus through `CARDRULES_GUESTS_DIR`.
 //!
+//! Programs are discovered, not listed: every crate under `guest-rules/programs/` (a
+//! workspace glob there) whose name is also a directory under `policies/` is a program.
+//! `cardrules new` adds both, and nothing else needs to change.
+//!
 //! The guests are built by a nested cargo into `target/guests`, a target directory of
 //! their own: the outer cargo holds the lock of the main one. Set
 //! `CARDRULES_SKIP_GUESTS=1` to build the host alone.
@@ -10,8 +14,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The policy crates and the program directory each component goes to.
-const GUESTS: &[&str] = &["bergen", "antwerpen", "albertslund"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -63,17 +65,35 @@ fn main() {
         ),
         Err(e) => panic!("cannot run cargo to build the policy components: {e}"),
     }
-    for guest in GUESTS {
+    for program in programs(&root) {
+        // Cargo names a crate's artifact with underscores for its hyphens.
         let built = target_dir
             .join(TARGET)
             .join("release")
-            .join(format!("{guest}.wasm"));
+            .join(format!("{}.wasm", program.replace('-', "_")));
         let placed = root
             .join("policies")
-            .join(guest)
-            .join(format!("{guest}.wasm"));
+            .join(&program)
+            .join(format!("{program}.wasm"));
         copy_if_changed(&built, &placed);
     }
+}
+
+/// The program crates: directories under `guest-rules/programs/` with a `Cargo.toml`, whose
+/// name also names a program directory under `policies/`.
+fn programs(root: &Path) -> Vec<String> {
+    let crates = root.join("guest-rules").join("programs");
+    let Ok(entries) = std::fs::read_dir(&crates) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| root.join("policies").join(name).is_dir())
+        .collect();
+    found.sort();
+    found
 }
 
 /// The workspace's target directory, found from `OUT_DIR` (`<target>/<profile>/build/…/out`).

@@ -12,6 +12,7 @@ use cardrules_sqlite::SqliteLedger;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod scaffold;
 
 /// The exit codes of docs/contract.md.
 mod exit {
@@ -138,6 +139,24 @@ enum Command {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Scaffold a program: its guest crate and its policies directory, with a starter rule
+    /// proved both ways by a suite; builds with `cargo build --release` as it is.
+    New {
+        /// The program id: lowercase letters, digits and hyphens.
+        program: String,
+        /// The program's time zone (IANA name).
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// The languages of its messages, the first the default.
+        #[arg(long, value_delimiter = ',', default_value = "en")]
+        languages: Vec<String>,
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Where program crates live.
+        #[arg(long, default_value = "guest-rules/programs")]
+        guests: PathBuf,
+    },
     /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
     Keygen {
         /// The files' name, without extension.
@@ -214,6 +233,19 @@ fn main() -> ExitCode {
                 },
                 json,
             )
+        }),
+        Command::New {
+            program,
+            time_zone,
+            languages,
+            policies,
+            guests,
+        } => new_program(scaffold::Scaffold {
+            program,
+            time_zone,
+            languages,
+            policies,
+            guests,
         }),
         Command::Keygen { out } => keygen(&out),
         Command::Sign { key, programs } => sign(&key, &programs),
@@ -405,6 +437,19 @@ fn serve(
         tracing::info!("shut down");
         anyhow::Ok(())
     })?;
+    Ok(exit::OK)
+}
+
+fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
+    let written =
+        scaffold::create(&s).with_context(|| format!("cannot scaffold program `{}`", s.program))?;
+    for path in written {
+        println!("created {}", path.display());
+    }
+    println!(
+        "build with `cargo build --release`, then run its suite: `cardrules test {}`",
+        s.policies.join(&s.program).join("suites").display()
+    );
     Ok(exit::OK)
 }
 

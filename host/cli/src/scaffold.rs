@@ -1,0 +1,266 @@
+//! `cardrules new`: a new program as two directories — its guest crate under
+//! `guest-rules/programs/PROGRAM/` and its files under `policies/PROGRAM/` — that build
+//! with the normal `cargo build --release` and pass `cardrules test` with no other edit.
+//! The starter rule book has one action, `visit`, with one rule, proved both ways.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// What to scaffold.
+pub struct Scaffold {
+    pub program: String,
+    pub time_zone: String,
+    pub languages: Vec<String>,
+    /// Where the program's directory goes (`policies/`).
+    pub policies: PathBuf,
+    /// Where the guest crate goes (`guest-rules/programs/`).
+    pub guests: PathBuf,
+}
+
+/// A starter message per language for each starter reason; English for languages it
+/// does not know, for the municipality to translate.
+fn message(reason: &str, language: &str) -> &'static str {
+    match (reason, language) {
+        ("ok", "nb") => "Velkommen!",
+        ("ok", "da") => "Velkommen!",
+        ("ok", "nl") => "Welkom!",
+        ("ok", _) => "Welcome!",
+        ("card-inactive", "nb") => "Kortet er ikke aktivt.",
+        ("card-inactive", "da") => "Kortet er ikke aktivt.",
+        ("card-inactive", "nl") => "De kaart is niet actief.",
+        ("card-inactive", _) => "The card is not active.",
+        ("unknown-action", _) => "This action is not part of the program.",
+        (_, _) => "The request is incomplete.",
+    }
+}
+
+const REASONS: &[&str] = &["ok", "card-inactive", "unknown-action", "bad-request"];
+
+/// Checks the names, then writes both directories; refuses to touch existing ones.
+pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
+    let valid = !s.program.is_empty()
+        && s.program.len() <= 40
+        && s.program.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.program
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.program.ends_with('-');
+    if !valid {
+        bail!(
+            "invalid program name `{}`: use lowercase letters, digits and hyphens, starting with a letter",
+            s.program
+        );
+    }
+    if ["sdk", "floor", "hostile"].contains(&s.program.as_str()) {
+        bail!("invalid program name `{}`: the name is taken", s.program);
+    }
+    jiff::tz::TimeZone::get(&s.time_zone)
+        .with_context(|| format!("unknown time zone `{}`", s.time_zone))?;
+    if s.languages.is_empty() {
+        bail!("`--languages` needs at least one language");
+    }
+    for language in &s.languages {
+        let valid =
+            (2..=3).contains(&language.len()) && language.chars().all(|c| c.is_ascii_lowercase());
+        if !valid {
+            bail!("invalid language `{language}`: use a two- or three-letter code such as `nb`");
+        }
+    }
+    let program_dir = s.policies.join(&s.program);
+    let crate_dir = s.guests.join(&s.program);
+    for dir in [&program_dir, &crate_dir] {
+        if dir.exists() {
+            bail!("`{}` exists already", dir.display());
+        }
+    }
+    if !s.guests.is_dir() {
+        bail!(
+            "`{}` is not a directory: run `cardrules new` at the root of a cardrules repository",
+            s.guests.display()
+        );
+    }
+
+    let files: Vec<(PathBuf, String)> = vec![
+        (crate_dir.join("Cargo.toml"), cargo_toml(&s.program)),
+        (crate_dir.join("src/lib.rs"), lib_rs(&s.program)),
+        (program_dir.join("policy.toml"), policy_toml(s)),
+        (program_dir.join("catalogue.toml"), CATALOGUE.to_string()),
+        (program_dir.join("holders.toml"), HOLDERS.to_string()),
+        (program_dir.join("suites/visits.toml"), suite(&s.program)),
+    ];
+    for (path, text) in &files {
+        write_new(path, text)?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+fn cargo_toml(program: &str) -> String {
+    format!(
+        r#"[package]
+name = "{program}"
+description = "The cardrules policy of program `{program}`"
+edition.workspace = true
+version.workspace = true
+license.workspace = true
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+cardrules-sdk.workspace = true
+"#
+    )
+}
+
+fn lib_rs(program: &str) -> String {
+    let name = program.replace('-', "_");
+    let kind = name
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or(String::new(), |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<String>();
+    format!(
+        r#"//! Program `{program}`: the starter rule book made by `cardrules new`. Each action is a
+//! function returning a `Rule`; its rules are checked in order and the first that fails
+//! gives the reason. Write your municipality's rules here, one `ensure` per rule.
+
+use cardrules_sdk::prelude::*;
+
+const PROGRAM: &str = "{program}";
+const VERSION: &str = "0.1.0";
+/// Counts a card's visits (a counter of the ledger).
+const VISITS: &str = "visits";
+
+struct {kind};
+
+impl Policy for {kind} {{
+    fn describe() -> PolicyInfo {{
+        policy_info(
+            PROGRAM,
+            VERSION,
+            &["visit"],
+            &[OK, "card-inactive", UNKNOWN_ACTION, BAD_REQUEST],
+        )
+    }}
+
+    fn evaluate(req: Request) -> Decision {{
+        match req.action.as_str() {{
+            "visit" => decide(visit(&req)),
+            _ => deny(UNKNOWN_ACTION),
+        }}
+    }}
+}}
+
+/// A visit to an offer of the catalogue.
+fn visit(req: &Request) -> Rule {{
+    // A visit is to an offer (the host has checked that it is in the catalogue).
+    required(&req.offer)?;
+    // 1. The card is active.
+    ensure(req.holder.state == CardState::Active, "card-inactive")?;
+    // Allowed: one person, free of charge; the visit is counted.
+    Ok(allow().admitted(1).price(0).count(VISITS, 1))
+}}
+
+export_policy!({kind});
+"#
+    )
+}
+
+fn policy_toml(s: &Scaffold) -> String {
+    let languages = s
+        .languages
+        .iter()
+        .map(|l| format!("\"{l}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        r#"# Program `{program}`, made by `cardrules new`: the manifest the host loads.
+program = "{program}"
+name = "{program}"
+time-zone = "{zone}"
+languages = [{languages}]
+component = "{program}.wasm"
+# The assets effects may name; an effect naming another is refused (policy-error).
+assets = []
+
+[limits]
+fuel = 10_000_000
+deadline-ms = 500
+
+[config]
+"#,
+        program = s.program,
+        zone = s.time_zone,
+    );
+    for reason in REASONS {
+        out.push_str(&format!("\n[messages.{reason}]\n"));
+        for language in &s.languages {
+            out.push_str(&format!("{language} = \"{}\"\n", message(reason, language)));
+        }
+    }
+    out
+}
+
+const CATALOGUE: &str = r#"# The program's offers; any key beyond the named ones is an attribute.
+[[offers]]
+id = "town-museum"
+name = "The town museum"
+provider = "The town"
+category = "museum"
+location = "town-museum"
+"#;
+
+const HOLDERS: &str = r#"# Demo holders: registered on first use of an empty ledger (`decide`, `serve`).
+[[holders]]
+card = "DEMO-1"
+birth-date = "2014-05-01"
+municipality = "town"
+"#;
+
+fn suite(program: &str) -> String {
+    format!(
+        r#"# The starter rule, both ways.
+program = "{program}"
+
+[[holders]]
+card = "S-1"
+birth-date = "2014-05-01"
+municipality = "town"
+
+[[holders]]
+card = "S-2"
+birth-date = "2014-05-01"
+municipality = "town"
+state = "blocked"
+
+[[steps]]
+name = "an active card may visit"
+at = "2024-03-01T12:00:00Z"
+card = "S-1"
+action = "visit"
+offer = "town-museum"
+expect = {{ allow = true, reason = "ok", admitted = 1, price = 0 }}
+
+[[steps]]
+name = "a blocked card may not"
+at = "2024-03-01T12:00:00Z"
+card = "S-2"
+action = "visit"
+offer = "town-museum"
+expect = {{ allow = false, reason = "card-inactive" }}
+"#
+    )
+}
