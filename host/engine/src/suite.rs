@@ -201,6 +201,17 @@ pub fn run_against(
     program: &Program,
     loaded: &LoadedSuite,
 ) -> Result<SuiteReport> {
+    run_on(sandbox, program, loaded, Arc::new(MemoryLedger::new())).map(|(report, _)| report)
+}
+
+/// Runs a suite against `program` on the ledger kept in `journal`, which should be empty;
+/// returns the report and the host, whose ledger holds what the steps left.
+pub fn run_on(
+    sandbox: &Arc<Sandbox>,
+    program: &Program,
+    loaded: &LoadedSuite,
+    journal: Arc<dyn crate::Journal>,
+) -> Result<(SuiteReport, Host)> {
     let suite = &loaded.suite;
     if suite.program != program.id() {
         return Err(cannot_run(
@@ -208,7 +219,7 @@ pub fn run_against(
             format!("it is for program `{}`", suite.program),
         ));
     }
-    let isolated = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()));
+    let isolated = Host::new(sandbox.clone(), journal);
     isolated.insert(Arc::new(program.with_offers(&suite.offers)));
     for holder in &suite.holders {
         isolated
@@ -221,11 +232,12 @@ pub fn run_against(
         .enumerate()
         .map(|(index, step)| run_step(&isolated, &suite.program, index + 1, step))
         .collect();
-    Ok(SuiteReport {
+    let report = SuiteReport {
         path: loaded.path.clone(),
         program: suite.program.clone(),
         steps,
-    })
+    };
+    Ok((report, isolated))
 }
 
 fn cannot_run(loaded: &LoadedSuite, why: impl fmt::Display) -> Error {
