@@ -214,7 +214,7 @@ fn every_limit_is_enforced_and_named_with_its_numbers() {
 fn the_wall_clock_deadline_stops_a_loop_that_has_fuel_to_spare() {
     let (world, errors) = world(&[(
         "loop",
-        "[limits]\nfuel = 1_000_000_000_000\ndeadline-ms = 50",
+        "[limits]\nfuel = 1_000_000_000\ndeadline-ms = 50",
     )]);
     assert!(errors.is_empty(), "{errors:?}");
     survives(
@@ -384,4 +384,39 @@ fn good_programs_keep_serving_while_hostile_ones_are_attacking() {
         .unwrap()
         .unwrap();
     assert_eq!(card.balances.get("DKK"), Some(&(7500 - 40 * 10)));
+}
+
+#[test]
+fn a_policy_cannot_answer_with_the_hosts_own_reasons() {
+    let (world, _) = world(&[("effects", "")]);
+    survives(
+        &world,
+        &attack("hostile-effects", "claim-fault"),
+        &["reason `policy-error` with allow, which only the host may give"],
+    );
+    survives(
+        &world,
+        &attack("hostile-effects", "claim-unknown-card"),
+        &["reason `unknown-card`, which only the host may give"],
+    );
+    // The 1 000 DKK the lie tried to grant were not committed.
+    let card = world
+        .host
+        .card("hostile-effects", "H-1", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.balances, [("DKK".to_string(), 100)].into());
+}
+
+#[test]
+fn a_fault_is_not_remembered_under_its_request_id() {
+    let (world, _) = world(&[("effects", "")]);
+    let mut request = attack("hostile-effects", "overspend");
+    request.id = Some("till-1/0001".into());
+    let first = world.host.decide(&request).unwrap();
+    assert_eq!(first.reason, "policy-error");
+    // The retry decides afresh instead of replaying "please try again later" for good.
+    let retry = world.host.decide(&request).unwrap();
+    assert_eq!(retry.reason, "policy-error");
+    assert!(!retry.replayed, "{retry:?}");
 }

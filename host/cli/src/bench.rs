@@ -168,7 +168,7 @@ fn isolation(
     std::fs::copy(component, dir.join("loop.wasm")).map_err(io)?;
     std::fs::write(
         dir.join("policy.toml"),
-        format!("program = \"hostile-loop\"\nname = \"An endless loop\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"loop.wasm\"\n\n[limits]\nfuel = 1_000_000_000_000\ndeadline-ms = {HOSTILE_DEADLINE_MS}\n\n[messages]\nok = {{ en = \"Allowed.\" }}\nbad-request = {{ en = \"Bad request.\" }}\nunknown-action = {{ en = \"Unknown action.\" }}\n"),
+        format!("program = \"hostile-loop\"\nname = \"An endless loop\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"loop.wasm\"\n\n[limits]\nfuel = 1_000_000_000\ndeadline-ms = {HOSTILE_DEADLINE_MS}\n\n[messages]\nok = {{ en = \"Allowed.\" }}\nbad-request = {{ en = \"Bad request.\" }}\nunknown-action = {{ en = \"Unknown action.\" }}\n"),
     )
     .map_err(io)?;
     std::fs::write(dir.join("catalogue.toml"), "# no offers\n").map_err(io)?;

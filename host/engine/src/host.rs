@@ -624,6 +624,18 @@ fn evaluate(
 
 /// Turns the policy's answer into a verdict, refusing answers that make no sense.
 fn check_decision(program: &Program, d: wit::Decision, party: u32) -> Verdict {
+    // The host's reasons are the host's: a policy never claims a fault, and gives
+    // `unknown-card` or `unknown-offer` (e.g. for a transfer's other card) only as a
+    // denial it declares.
+    let host_reason = HOST_MESSAGES.iter().any(|(code, _)| *code == d.reason);
+    let declared = program.policy.info.reasons.contains(&d.reason);
+    if d.reason == POLICY_ERROR || (host_reason && (d.allow || !declared)) {
+        return Verdict::policy_error(format!(
+            "the policy returned reason `{}`{}, which only the host may give",
+            d.reason,
+            if d.allow { " with allow" } else { "" }
+        ));
+    }
     if !program.reasons.contains(&d.reason) {
         return Verdict::policy_error(format!(
             "the policy returned reason `{}`, which it does not declare",
@@ -671,6 +683,8 @@ fn fingerprint(request: &Request) -> Result<String> {
     let mut canonical = request.clone();
     canonical.dry_run = false;
     canonical.language = None;
+    // Compared after defaults are applied: `"party": 1` is the same request as no party.
+    canonical.party = Some(request.party.unwrap_or(1));
     serde_json::to_string(&canonical)
         .map_err(|e| Error::invalid(format!("cannot encode request: {e}")))
 }

@@ -24,6 +24,21 @@ pub const DEFAULT_MAX_EFFECTS: usize = 256;
 /// Default cap on the size of one decision's strings (reason, notes, effects).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 << 10;
 
+/// The most a manifest may ask for, whatever it says: a policy's limits bound what one
+/// decision costs the host, so the host bounds the limits. A manifest above a ceiling is
+/// refused at load.
+pub const CEILING: Limits = Limits {
+    // About a second of wasm on a slow core.
+    fuel: 1_000_000_000,
+    // A till waits no longer than this for one decision.
+    deadline_ms: 2_000,
+    // The sandbox's own maximum (the instance pool reserves this much per slot).
+    memory_bytes: crate::sandbox::MAX_MEMORY_BYTES,
+    table_elements: 100_000,
+    max_effects: 4_096,
+    max_output_bytes: 1 << 20,
+};
+
 /// The limits every evaluation of a program runs under (`[limits]` in the manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -191,6 +206,38 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
     }
     if manifest.languages.is_empty() {
         return Err(Error::invalid("`policy.toml` lists no languages"));
+    }
+    let (asked, most) = (&manifest.limits, &CEILING);
+    let over = [
+        ("fuel", asked.fuel, most.fuel),
+        ("deadline-ms", asked.deadline_ms, most.deadline_ms),
+        (
+            "memory-bytes",
+            asked.memory_bytes as u64,
+            most.memory_bytes as u64,
+        ),
+        (
+            "table-elements",
+            asked.table_elements as u64,
+            most.table_elements as u64,
+        ),
+        (
+            "max-effects",
+            asked.max_effects as u64,
+            most.max_effects as u64,
+        ),
+        (
+            "max-output-bytes",
+            asked.max_output_bytes as u64,
+            most.max_output_bytes as u64,
+        ),
+    ];
+    for (name, asked, most) in over {
+        if asked > most {
+            return Err(Error::invalid(format!(
+                "`policy.toml` asks for `{name}` = {asked}, above the host's ceiling of {most}"
+            )));
+        }
     }
     Ok(())
 }

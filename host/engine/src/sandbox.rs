@@ -183,6 +183,7 @@ impl Sandbox {
                 let used = fuel_used(&store);
                 format!("`describe` failed: {}", failure(&e, store.data(), used))
             })?;
+        check_info(&info)?;
         Ok(CompiledPolicy {
             pre,
             info: PolicyInfo {
@@ -270,6 +271,43 @@ impl Sandbox {
             view,
         })
     }
+}
+
+/// The longest name `describe` may give (program, version, action, reason): each is copied
+/// into decisions and the ledger, so none may be large.
+const MAX_NAME_BYTES: usize = 64;
+/// The most actions or reasons `describe` may list.
+const MAX_NAMES: usize = 256;
+
+/// Bounds what `describe` answered.
+fn check_info(info: &world::wit::PolicyInfo) -> std::result::Result<(), String> {
+    let names = [("program", &info.program), ("version", &info.version)];
+    for (what, name) in names {
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "`describe` gave a {what} of {} bytes (1 to {MAX_NAME_BYTES} allowed)",
+                name.len()
+            ));
+        }
+    }
+    for (what, list) in [("actions", &info.actions), ("reasons", &info.reasons)] {
+        if list.len() > MAX_NAMES {
+            return Err(format!(
+                "`describe` listed {} {what} (at most {MAX_NAMES})",
+                list.len()
+            ));
+        }
+        if let Some(long) = list
+            .iter()
+            .find(|n| n.is_empty() || n.len() > MAX_NAME_BYTES)
+        {
+            return Err(format!(
+                "`describe` listed one of its {what} with {} bytes (1 to {MAX_NAME_BYTES} allowed)",
+                long.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_output(

@@ -62,6 +62,9 @@ pub struct Expect {
     /// Each note listed must be present.
     pub notes: Option<Vec<String>>,
     pub state: Option<CardState>,
+    /// The decision's end-user message, exactly (in the step's `language`, or the
+    /// program's first).
+    pub message: Option<String>,
 }
 
 /// A suite read from a file, ready to run.
@@ -375,6 +378,9 @@ pub fn compare(expect: &Expect, decision: &Decision) -> Vec<Mismatch> {
     if let Some(state) = expect.state {
         let actual = decision.state.map_or("none", CardState::as_str);
         check("state", quoted(state.as_str()), quoted(actual));
+    }
+    if let Some(message) = &expect.message {
+        check("message", quoted(message), quoted(&decision.message));
     }
     out
 }

@@ -1,4 +1,4 @@
-//! Hostile-guest corpus, program `hostile-effects`. Effects the ledger must refuse: overspending (`overspend`) or an undeclared asset (`unknown-asset`).
+//! Hostile-guest corpus, program `hostile-effects`. Effects the ledger must refuse: overspending (`overspend`) or an undeclared asset (`unknown-asset`); and answers in the host's own reasons: an allowed `policy-error` that grants money (`claim-fault`), an undeclared `unknown-card` (`claim-unknown-card`).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 
 use cardrules_sdk::prelude::*;
@@ -23,6 +23,12 @@ impl Policy for Hostile {
 fn evaluate(req: Request) -> Decision {
     match req.action.as_str() {
         "overspend" => allow().count("tries", 1).consume("DKK", 1_000_000),
+        "claim-fault" => {
+            let mut lie = allow().grant("DKK", 1_000, None);
+            lie.reason = "policy-error".into();
+            lie
+        }
+        "claim-unknown-card" => deny("unknown-card"),
         _ => allow().count("tries", 1).grant("GOLD", 1_000, None),
     }
 }

@@ -1,0 +1,127 @@
+//! The decision pipeline's checks of what callers send, on the shipped programs over an
+//! in-memory ledger: amounts out of range, retries that spell out defaults, starting
+//! balances in assets a program does not have, and manifests above the host's ceilings.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cardrules::{Error, Host, MemoryLedger, Request, Sandbox, Trust};
+
+fn host() -> Host {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let host = Host::new(
+        Arc::new(Sandbox::new().unwrap()),
+        Arc::new(MemoryLedger::new()),
+    )
+    .with_trust(Trust::allow_unsigned());
+    assert!(host.load_dir(&policies).unwrap().is_empty());
+    for program in host.programs() {
+        host.register_demo_holders(program.id()).unwrap();
+    }
+    host
+}
+
+fn request(json: serde_json::Value) -> Request {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn amounts_outside_the_sane_range_are_the_callers_error_for_every_money_action() {
+    let host = host();
+    let actions = [
+        ("albertslund", "BK-2002", "top-up", Some("sg-perler")),
+        ("albertslund", "BK-2002", "purchase", Some("sg-perler")),
+        ("antwerpen", "A-3001", "transfer", None),
+    ];
+    for (program, card, action, offer) in actions {
+        for amount in [i64::MAX, -1, 0, i64::MIN, 1_000_000_000_000_001] {
+            let mut json = serde_json::json!({
+                "program": program, "card": card, "action": action,
+                "at": "2024-05-07T16:00:00+02:00", "amount": amount,
+                "asset": "saving", "to-card": "A-3002",
+            });
+            if let Some(offer) = offer {
+                json["offer"] = offer.into();
+            }
+            let refused = host.decide(&request(json)).unwrap_err();
+            assert!(refused.is_bad_input(), "{refused}");
+            assert!(
+                refused
+                    .to_string()
+                    .contains("`amount` must be between 1 and"),
+                "{refused}"
+            );
+        }
+    }
+    // u64::MAX does not even parse as an amount.
+    let json = r#"{"program":"albertslund","card":"BK-2002","action":"top-up","at":"2024-05-07T16:00:00+02:00","amount":18446744073709551615}"#;
+    assert!(cardrules::inputs::request(json).is_err());
+}
+
+#[test]
+fn a_retry_that_spells_out_the_default_party_is_the_same_request() {
+    let host = host();
+    let first = request(serde_json::json!({
+        "program": "bergen", "card": "AK-1001", "action": "redeem", "offer": "bergen-kino",
+        "at": "2024-03-01T18:00:00+01:00", "id": "till-7/0001",
+    }));
+    let decided = host.decide(&first).unwrap();
+    assert!(decided.allow, "{decided:?}");
+    let mut spelled = first.clone();
+    spelled.party = Some(1);
+    let again = host.decide(&spelled).unwrap();
+    assert!(again.replayed, "{again:?}");
+    let mut other = first;
+    other.party = Some(2);
+    assert!(matches!(host.decide(&other), Err(Error::IdReused(_))));
+}
+
+#[test]
+fn starting_balances_must_be_in_the_programs_assets_and_in_range() {
+    let host = host();
+    let holder = |balances: serde_json::Value| -> cardrules::Holder {
+        serde_json::from_value(serde_json::json!({
+            "card": "NEW-1", "birth-date": "2012-01-01", "municipality": "albertslund",
+            "balances": balances,
+        }))
+        .unwrap()
+    };
+    let gold = host.register("albertslund", &holder(serde_json::json!({"GOLD": 5})));
+    let gold = gold.unwrap_err();
+    assert!(gold.is_bad_input());
+    assert!(gold.to_string().contains("has no asset `GOLD`"), "{gold}");
+    let huge = host
+        .register("albertslund", &holder(serde_json::json!({"DKK": i64::MAX})))
+        .unwrap_err();
+    assert!(huge.to_string().contains("must be between 0 and"), "{huge}");
+    assert!(
+        host.register("albertslund", &holder(serde_json::json!({"DKK": 500})))
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_manifest_asking_for_more_than_the_hosts_ceilings_is_refused() {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/bergen/policy.toml"),
+    )
+    .unwrap();
+    for (line, name) in [
+        ("deadline-ms = 15000", "deadline-ms"),
+        ("fuel = 100_000_000_000", "fuel"),
+        ("max-effects = 100000", "max-effects"),
+    ] {
+        let asked = shipped.replace("[limits]\n", &format!("[limits]\n{line}\n"));
+        let asked = asked
+            .lines()
+            .filter(|l| !(l.starts_with(name) && *l != line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let refused = cardrules::inputs::manifest(&asked).unwrap_err();
+        assert!(
+            refused.to_string().contains(&format!("`{name}`"))
+                && refused.to_string().contains("ceiling"),
+            "{refused}"
+        );
+    }
+}
