@@ -472,3 +472,28 @@ fn a_new_program_touches_only_its_two_directories_builds_and_passes_its_suite() 
         stdout(&tested)
     );
 }
+
+#[test]
+fn an_unreachable_postgres_ledger_is_a_clear_error_and_decides_nothing() {
+    let out = cardrules(
+        &[
+            "decide",
+            "--allow-unsigned",
+            "--ledger",
+            "postgres://cardrules:secret@127.0.0.1:1/none",
+            "--request",
+            "examples/redeem.json",
+        ],
+        &root(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let error = stderr(&out);
+    assert!(
+        error.contains(
+            "error: ledger unavailable: cannot connect to `postgres://cardrules@127.0.0.1:1/none`"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("secret"), "{error}");
+    assert!(stdout(&out).is_empty());
+}

@@ -7,6 +7,9 @@ use std::sync::{Arc, Barrier};
 use cardrules::{Decision, Holder, Host, Request, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 
+#[path = "support/postgres.rs"]
+mod postgres_support;
+
 const TERMINALS: usize = 8;
 
 /// One host per terminal, each with its own connection to `ledger`, sharing compiled programs.
@@ -151,4 +154,34 @@ fn the_shipped_suites_pass_on_sqlite_and_their_ledgers_rebuild_from_the_journal(
         );
     }
     assert!(steps > 150, "{steps}");
+}
+
+/// Every shipped suite on PostgreSQL too, each on a fresh database, and the same rebuild.
+#[test]
+fn the_shipped_suites_pass_on_postgres_and_their_ledgers_rebuild_from_the_journal() {
+    if postgres_support::Database::fresh().is_none() {
+        return;
+    }
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let sandbox = Arc::new(Sandbox::new().unwrap());
+    let loader = Host::new(sandbox.clone(), Arc::new(cardrules::MemoryLedger::new()))
+        .with_trust(Trust::allow_unsigned());
+    assert!(loader.load_dir(&policies).unwrap().is_empty());
+    for file in cardrules::suite::discover(&policies, &[]).unwrap() {
+        let database = postgres_support::Database::fresh().unwrap();
+        let loaded = cardrules::suite::load(&file).unwrap();
+        let program = loader.program(&loaded.suite.program).unwrap();
+        let journal = Arc::new(cardrules_postgres::PostgresLedger::open(&database.url).unwrap());
+        let (report, host) =
+            cardrules::suite::run_on(&sandbox, &program, &loaded, journal).unwrap();
+        for step in &report.steps {
+            assert!(step.passed(), "{} on PostgreSQL: {step}", file.display());
+        }
+        let live = host.ledger().read(program.id(), |s| s.canonical()).unwrap();
+        let other_host = cardrules::Ledger::new(Arc::new(
+            cardrules_postgres::PostgresLedger::open(&database.url).unwrap(),
+        ));
+        let rebuilt = other_host.read(program.id(), |s| s.canonical()).unwrap();
+        assert_eq!(rebuilt, live, "{} rebuilt from its journal", file.display());
+    }
 }

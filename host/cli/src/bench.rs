@@ -29,6 +29,8 @@ pub struct Options {
     pub program: Option<String>,
     /// Seconds per measurement.
     pub seconds: f64,
+    /// The ledger for the durable measurements; a scratch SQLite file if none.
+    pub ledger: Option<crate::LedgerSpec>,
     pub trust: Trust,
 }
 
@@ -67,6 +69,9 @@ pub struct ProgramReport {
     pub evaluation: Timing,
     pub durable_1_thread: Timing,
     pub durable_2_threads: Timing,
+    /// Two hosts (separate ledger handles, as two machines would have) on one ledger, a
+    /// till each: what the optimistic append costs when writers race.
+    pub durable_2_hosts: Timing,
     /// Durable decisions from many tills at once (`TILLS` threads): what group commit buys.
     pub durable_many_tills: Timing,
     /// The group commit during `durable_many_tills`.
@@ -431,16 +436,24 @@ fn measure(
     let lasting = lasting_mix(&memory, &program);
     let durable_mix = &lasting;
 
-    // (b) Durable decisions on a SQLite file, from one and from two threads.
-    let path = scratch.join(format!("{id}.sqlite"));
-    let durable = Arc::new(Host::new(
-        sandbox.clone(),
-        Arc::new(SqliteLedger::open(&path)?),
-    ));
+    // (b) Durable decisions on a SQLite file (or the given ledger), from one thread, from
+    // two threads, and — for `--ledger` — from two hosts, each with its own connections.
+    let open = || -> Result<Arc<dyn cardrules::Journal>> {
+        match &options.ledger {
+            Some(spec) => spec.open(),
+            None => Ok(Arc::new(SqliteLedger::open(
+                &scratch.join(format!("{id}.sqlite")),
+            )?)),
+        }
+    };
+    let durable = Arc::new(Host::new(sandbox.clone(), open()?));
     durable.insert(program.clone());
     durable.register_demo_holders(&id)?;
     let durable_1_thread = durable_run(&durable, durable_mix, options.seconds, 1)?;
     let durable_2_threads = durable_run(&durable, durable_mix, options.seconds, 2)?;
+    let second = Arc::new(Host::new(sandbox.clone(), open()?));
+    second.insert(program.clone());
+    let durable_2_hosts = durable_hosts(&[durable.clone(), second], durable_mix, options.seconds)?;
     let before = durable.ledger().stats();
     let durable_many_tills = durable_run(&durable, durable_mix, options.seconds, TILLS)?;
     let after = durable.ledger().stats();
@@ -469,6 +482,7 @@ fn measure(
         evaluation,
         durable_1_thread,
         durable_2_threads,
+        durable_2_hosts,
         durable_over_fsync_ceiling: durable_many_tills.per_second
             / fsync_ceiling_per_second.max(f64::MIN_POSITIVE),
         durable_many_tills,
@@ -478,14 +492,28 @@ fn measure(
     })
 }
 
-/// Durable decisions from `threads` threads, each on its own run of request ids.
-fn durable_run(host: &Arc<Host>, mix: &[Request], seconds: f64, threads: usize) -> Result<Timing> {
+/// A prefix no earlier run used, so that request ids on a kept ledger are new.
+fn run_prefix() -> String {
     static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    timed(seconds, threads, |thread, n| {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("bench/{}-{started}/{run}", std::process::id())
+}
+
+/// Durable decisions from `threads` threads, each on its own run of request ids.
+fn durable_run(host: &Arc<Host>, mix: &[Request], seconds: f64, threads: usize) -> Result<Timing> {
+    durable_hosts(&vec![host.clone(); threads], mix, seconds)
+}
+
+/// Durable decisions from one thread per entry of `hosts`.
+fn durable_hosts(hosts: &[Arc<Host>], mix: &[Request], seconds: f64) -> Result<Timing> {
+    let prefix = run_prefix();
+    timed(seconds, hosts.len(), |thread, n| {
         let mut request = mix[(n * 7 + thread) % mix.len()].clone();
-        request.id = Some(format!("bench/{run}/{thread}/{n}"));
-        host.decide(&request).map(|d| d.fuel)
+        request.id = Some(format!("{prefix}/{thread}/{n}"));
+        hosts[thread].decide(&request).map(|d| d.fuel)
     })
     .map(|(timing, _)| timing)
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use cardrules::suite::{self, SuiteReport};
 use cardrules::{Host, MemoryLedger, Request, Sandbox, Trust};
-use cardrules_sqlite::SqliteLedger;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod ledger;
 mod scaffold;
+
+use ledger::LedgerSpec;
 
 /// The exit codes of docs/contract.md.
 mod exit {
@@ -89,9 +91,10 @@ enum Command {
         /// The policies directory.
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
-        /// The SQLite ledger file; created with the programs' demo holders on first use.
+        /// The ledger: a file path or `sqlite:PATH` (created on first use), or a
+        /// `postgres://user@host:port/db` URL (`PG*` variables fill in the rest).
         #[arg(long, default_value = DEFAULT_LEDGER)]
-        ledger: PathBuf,
+        ledger: LedgerSpec,
         /// Evaluate, but commit nothing.
         #[arg(long)]
         dry_run: bool,
@@ -106,9 +109,11 @@ enum Command {
         /// The policies directory, watched for changes.
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
-        /// The SQLite ledger file; created on first use. Demo holders are registered.
+        /// The ledger: a file path or `sqlite:PATH` (created on first use), or a
+        /// `postgres://user@host:port/db` URL shared with other hosts. Demo holders are
+        /// registered.
         #[arg(long, default_value = DEFAULT_LEDGER)]
-        ledger: PathBuf,
+        ledger: LedgerSpec,
         /// The address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
@@ -132,6 +137,10 @@ enum Command {
         /// Seconds per measurement (three per program).
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Run the durable measurements on this ledger instead of a scratch SQLite file
+        /// (e.g. a `postgres://` URL; its data is kept).
+        #[arg(long)]
+        ledger: Option<LedgerSpec>,
         /// Print one JSON object (keys documented in the README).
         #[arg(long)]
         json: bool,
@@ -221,6 +230,7 @@ fn main() -> ExitCode {
             policies,
             program,
             seconds,
+            ledger,
             json,
             trust,
         } => trust.resolve(true).and_then(|trust| {
@@ -229,6 +239,7 @@ fn main() -> ExitCode {
                     policies,
                     program,
                     seconds,
+                    ledger,
                     trust,
                 },
                 json,
@@ -253,10 +264,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::from(exit::BAD_INPUT)
         }
     }
+}
+
+/// The error and its causes, joined with `: `, leaving out a cause whose text the message
+/// already carries (the library's messages name their causes themselves).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn test(
@@ -365,7 +390,7 @@ fn write_junit(path: &Path, reports: &[SuiteReport]) -> anyhow::Result<()> {
 
 fn decide(
     policies: &Path,
-    ledger: &Path,
+    ledger: &LedgerSpec,
     dry_run: bool,
     request_path: &Path,
     trust: Trust,
@@ -384,8 +409,7 @@ fn decide(
         .with_context(|| format!("cannot parse request `{}`", request_path.display()))?;
     request.dry_run |= dry_run;
 
-    let ledger = SqliteLedger::open(ledger)?;
-    let host = Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)).with_trust(trust);
+    let host = Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust);
     for error in host.load_dir(policies)? {
         eprintln!("warning: {error}");
     }
@@ -397,15 +421,15 @@ fn decide(
 
 fn serve(
     policies: &Path,
-    ledger: &Path,
+    ledger: &LedgerSpec,
     listen: &str,
     body_limit: usize,
     watch: bool,
     trust: Trust,
 ) -> anyhow::Result<u8> {
     use cardrules_server as server;
-    let ledger = SqliteLedger::open(ledger)?;
-    let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), Arc::new(ledger)).with_trust(trust));
+    tracing::info!("ledger: {ledger}");
+    let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust));
     let served = server::load_programs(&host, policies)?;
     if served == 0 {
         return Err(anyhow!(
