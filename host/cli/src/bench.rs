@@ -43,6 +43,9 @@ pub struct Timing {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// Requests answered 'ledger unavailable' (another host kept appending first); they
+    /// are not among `decisions`.
+    pub unavailable: u64,
 }
 
 /// Fuel per decision.
@@ -429,7 +432,7 @@ fn measure(
     let (evaluation, fuel) = timed(options.seconds, 1, |_, n| {
         let mut request = mix[n % mix.len()].clone();
         request.dry_run = true;
-        memory.decide(&request).map(|d| d.fuel)
+        memory.decide(&request).map(|d| Some(d.fuel))
     })?;
     // Committed, actions that block or move a card would leave the rest of the run
     // deciding on dead cards; the durable mix keeps the requests that leave it active.
@@ -510,19 +513,30 @@ fn durable_run(host: &Arc<Host>, mix: &[Request], seconds: f64, threads: usize) 
 /// Durable decisions from one thread per entry of `hosts`.
 fn durable_hosts(hosts: &[Arc<Host>], mix: &[Request], seconds: f64) -> Result<Timing> {
     let prefix = run_prefix();
-    timed(seconds, hosts.len(), |thread, n| {
+    let unavailable = std::sync::atomic::AtomicU64::new(0);
+    let (mut timing, fuel) = timed(seconds, hosts.len(), |thread, n| {
         let mut request = mix[(n * 7 + thread) % mix.len()].clone();
         request.id = Some(format!("{prefix}/{thread}/{n}"));
-        hosts[thread].decide(&request).map(|d| d.fuel)
-    })
-    .map(|(timing, _)| timing)
+        match hosts[thread].decide(&request) {
+            Ok(decision) => Ok(Some(decision.fuel)),
+            // A till would retry later; the figure says how often it had to.
+            Err(Error::Unavailable { .. }) => {
+                unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    })?;
+    drop(fuel);
+    timing.unavailable = unavailable.into_inner();
+    Ok(timing)
 }
 
 /// Calls `decide(thread, n)` from `threads` threads for `seconds`, timing each call;
 /// returns the timing and the fuel each decision reported.
 fn timed<F>(seconds: f64, threads: usize, decide: F) -> Result<(Timing, Vec<u64>)>
 where
-    F: Fn(usize, usize) -> Result<u64> + Sync,
+    F: Fn(usize, usize) -> Result<Option<u64>> + Sync,
 {
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();
@@ -535,8 +549,10 @@ where
                     let mut n = 0;
                     while start.elapsed() < budget {
                         let began = Instant::now();
-                        fuel.push(decide(thread, n)?);
-                        latencies.push(began.elapsed());
+                        if let Some(used) = decide(thread, n)? {
+                            fuel.push(used);
+                            latencies.push(began.elapsed());
+                        }
                         n += 1;
                     }
                     Ok((latencies, fuel))
@@ -572,6 +588,7 @@ where
         p50_us: pick(0.50),
         p99_us: pick(0.99),
         max_us: latencies.last().copied().map_or(0.0, us),
+        unavailable: 0,
     };
     Ok((timing, fuel))
 }

@@ -285,6 +285,9 @@ impl Ledger {
                 Ok(Appended::Conflict) if attempt < MAX_ATTEMPTS => {
                     self.stats.lock().conflicts += 1;
                     state.rollback(start);
+                    // The host that won is already deciding its next batch on a fresh state;
+                    // without a random pause this one would arrive second every time.
+                    std::thread::sleep(backoff(attempt));
                 }
                 Ok(Appended::Conflict) => {
                     state.rollback(start);
@@ -363,6 +366,16 @@ impl Ledger {
         let outcome = pending.outcome.lock().take();
         outcome.unwrap_or_else(|| Err(Error::host("ledger", "a batch was not appended")))
     }
+}
+
+/// A random pause before deciding a batch again after losing a race, growing with the
+/// attempts (up to about 4 ms), so that racing hosts fall out of step.
+fn backoff(attempt: usize) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_usize(attempt);
+    let spread = 250 * attempt.min(16) as u64;
+    std::time::Duration::from_micros(hasher.finish() % spread.max(1))
 }
 
 /// The same error for another waiter (errors are not `Clone`; their sources are kept as text).
