@@ -96,6 +96,8 @@ pub struct GroupCommit {
     pub decisions_per_commit: f64,
     /// Batches decided again because another writer appended first.
     pub conflicts: u64,
+    /// Mean time of one append (write and fsync), in microseconds.
+    pub append_mean_us: f64,
 }
 
 /// A good program's durable latency alone and beside a hostile program under load.
@@ -468,6 +470,7 @@ fn measure(
         commits_per_second: commits as f64 / elapsed.max(f64::MIN_POSITIVE),
         decisions_per_commit: (after.changes - before.changes) as f64 / commits.max(1) as f64,
         conflicts: after.conflicts - before.conflicts,
+        append_mean_us: (after.append_us - before.append_us) as f64 / commits.max(1) as f64,
     };
 
     let fuel = Fuel {

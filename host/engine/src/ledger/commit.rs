@@ -118,6 +118,8 @@ pub struct Stats {
     pub changes: u64,
     /// Batches decided again after another writer appended first.
     pub conflicts: u64,
+    /// Time spent in the journal's appends, in microseconds.
+    pub append_us: u64,
 }
 
 impl Ledger {
@@ -334,11 +336,14 @@ impl Ledger {
                 changes: &p.changes,
             })
             .collect();
+        let began = std::time::Instant::now();
         let result = self.journal.append(&batches);
+        let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &result {
             Ok(outcomes) if outcomes.len() == group.len() => {
                 let mut stats = self.stats.lock();
                 stats.commits += 1;
+                stats.append_us = stats.append_us.saturating_add(took);
                 for (p, outcome) in group.iter().zip(outcomes) {
                     if *outcome == Appended::Done {
                         stats.batches += 1;
