@@ -497,3 +497,178 @@ fn an_unreachable_postgres_ledger_is_a_clear_error_and_decides_nothing() {
     assert!(!error.contains("secret"), "{error}");
     assert!(stdout(&out).is_empty());
 }
+
+/// Runs `cardrules test` on the copied policies with one suite; returns the exit code and
+/// the `error: ` line it printed.
+fn test_with_suite(dir: &Path, suite: &Path) -> (Option<i32>, String) {
+    let out = cardrules(
+        &["test", "--policies", "policies", suite.to_str().unwrap()],
+        dir,
+    );
+    let text = stdout(&out);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {text}"))
+        .to_string();
+    (out.status.code(), error)
+}
+
+/// Edits one file of the copied `program`; the edit must change it.
+fn edit(dir: &Path, program: &str, file: &str, from: &str, to: &str) {
+    let path = dir.join("policies").join(program).join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in {program}/{file}");
+    write(&path, &text.replacen(from, to, 1));
+}
+
+#[test]
+fn a_mistyped_catalogue_attribute_is_a_load_error_naming_file_offer_key_type_and_value() {
+    let cases = [
+        (
+            "yearly-limit = 4\n",
+            "yearly-limit = 4\nparticipating = \"nei\"\n",
+            "cannot load policy `bergen`: `catalogue.toml`, offer `bergen-kino`: \
+             `participating` must be a boolean, not the text \"nei\"",
+        ),
+        (
+            "yearly-limit = 4\n",
+            "yearly-limit = true\n",
+            "cannot load policy `bergen`: `catalogue.toml`, offer `bergen-kino`: \
+             `yearly-limit` must be an integer of at least 1, not the boolean true",
+        ),
+        (
+            "yearly-limit = 4\n",
+            "yearly-limt = 4\n",
+            "cannot load policy `bergen`: `catalogue.toml`, offer `bergen-kino`: \
+             `yearly-limt` is not an offer attribute declared in `[schema.offer]`",
+        ),
+    ];
+    for (from, to, message) in cases {
+        let dir = policies_copy();
+        edit(dir.path(), "bergen", "catalogue.toml", from, to);
+        let suite = root().join("policies/bergen/suites/eligibility.toml");
+        let (code, error) = test_with_suite(dir.path(), &suite);
+        assert_eq!(code, Some(2), "{to}: {error}");
+        assert!(error.contains(message), "{to}: {error}");
+    }
+}
+
+#[test]
+fn a_mistyped_or_undeclared_config_key_is_a_load_error() {
+    let cases = [
+        (
+            "max-age = 17",
+            "max-age = \"17\"",
+            "cannot load policy `bergen`: `policy.toml`, `[config]`: `max-age` must be an \
+             integer of at least 0, not the text \"17\"",
+        ),
+        (
+            "[config]\n",
+            "[config]\nmax-agee = 17\n",
+            "cannot load policy `bergen`: `policy.toml`, `[config]`: `max-agee` is not a \
+             config key declared in `[schema.config]` of `policy.toml` (declared: \
+             `leisure-per-semester`, `max-age`, `public-event-party`, `residence`)",
+        ),
+    ];
+    for (from, to, message) in cases {
+        let dir = policies_copy();
+        edit(dir.path(), "bergen", "policy.toml", from, to);
+        let suite = root().join("policies/bergen/suites/eligibility.toml");
+        let (code, error) = test_with_suite(dir.path(), &suite);
+        assert_eq!(code, Some(2), "{to}: {error}");
+        assert!(error.contains(message), "{to}: {error}");
+    }
+}
+
+#[test]
+fn a_mistyped_suite_holder_or_offer_exits_2_naming_the_card_or_offer_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = dir.path().join("holder.toml");
+    write(
+        &holder,
+        r#"program = "albertslund"
+
+[[holders]]
+card = "TYPO-1"
+birth-date = "2012-09-14"
+municipality = "albertslund"
+statuses = ["member:bakkens-hjerte"]
+balances = { DKK = 20000 }
+attributes = { daily-limit = "500" }
+
+[[steps]]
+at = "2024-05-07T16:00:00+02:00"
+card = "TYPO-1"
+action = "purchase"
+offer = "bh-toast"
+amount = 1000
+expect = { allow = false, reason = "daily-limit" }
+"#,
+    );
+    let offer = dir.path().join("offer.toml");
+    write(
+        &offer,
+        r#"program = "bergen"
+
+[[holders]]
+card = "TYPO-2"
+birth-date = "2012-05-01"
+municipality = "bergen"
+
+[[offers]]
+id = "test-cinema"
+category = "public-event"
+location = "test-cinema"
+yearly-limit = "1"
+
+[[steps]]
+at = "2024-03-01T18:00:00+01:00"
+card = "TYPO-2"
+action = "redeem"
+offer = "test-cinema"
+expect = { allow = true }
+"#,
+    );
+    let cases = [
+        (
+            &holder,
+            "holder `TYPO-1`: `daily-limit` must be an integer of at least 0, not the text \"500\"",
+        ),
+        (
+            &offer,
+            "offer `test-cinema`: `yearly-limit` must be an integer of at least 1, not the text \"1\"",
+        ),
+    ];
+    for (suite, message) in cases {
+        let (code, error) = test_with_suite(&root(), suite);
+        assert_eq!(code, Some(2), "{error}");
+        assert!(
+            error.starts_with(&format!("error: cannot run suite `{}`: ", suite.display())),
+            "{error}"
+        );
+        assert!(error.ends_with(message), "{error}");
+    }
+}
+
+#[test]
+fn a_mistyped_demo_holder_is_a_load_error() {
+    let dir = policies_copy();
+    edit(
+        dir.path(),
+        "albertslund",
+        "holders.toml",
+        "daily-limit = 6000",
+        "daily-limit = \"6000\"",
+    );
+    let suite = root().join("policies/albertslund/suites/purchases.toml");
+    let (code, error) = test_with_suite(dir.path(), &suite);
+    assert_eq!(code, Some(2), "{error}");
+    assert!(
+        error.contains("cannot load policy `albertslund`: `holders.toml`, holder `")
+            && error
+                .ends_with("`daily-limit` must be an integer of at least 0, not the text \"6000\""),
+        "{error}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The decision pipeline's checks of what callers send, on the shipped programs over an
 //! in-memory ledger: amounts out of range, retries that spell out defaults, starting
-//! balances in assets a program does not have, and manifests above the host's ceilings.
+//! balances in assets a program does not have, holder attributes its schema does not
+//! declare or types differently, and manifests above the host's ceilings.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,4 +125,57 @@ fn a_manifest_asking_for_more_than_the_hosts_ceilings_is_refused() {
             "{refused}"
         );
     }
+}
+
+#[test]
+fn holder_attributes_must_be_declared_and_typed_when_registered() {
+    let host = host();
+    let holder = |attributes: serde_json::Value| -> cardrules::Holder {
+        serde_json::from_value(serde_json::json!({
+            "card": "NEW-2", "birth-date": "2012-01-01", "municipality": "albertslund",
+            "attributes": attributes,
+        }))
+        .unwrap()
+    };
+    // What `PUT …/holders/NEW-2` sends: a bad-input error (400), nothing registered.
+    for (attributes, message) in [
+        (
+            serde_json::json!({"daily-limit": "500"}),
+            "holder `NEW-2`: `daily-limit` must be an integer of at least 0, not the text \"500\"",
+        ),
+        (
+            serde_json::json!({"purchase-limit": -1}),
+            "holder `NEW-2`: `purchase-limit` must be an integer of at least 0, not the integer -1",
+        ),
+        (
+            serde_json::json!({"blocked-categories": true}),
+            "holder `NEW-2`: `blocked-categories` must be text, not the boolean true",
+        ),
+        (
+            serde_json::json!({"dailylimit": 500}),
+            "holder `NEW-2`: `dailylimit` is not a holder attribute declared in `[schema.holder]`",
+        ),
+    ] {
+        let refused = host
+            .register("albertslund", &holder(attributes))
+            .unwrap_err();
+        assert!(refused.is_bad_input(), "{refused}");
+        assert!(refused.to_string().starts_with(message), "{refused}");
+        assert!(host.card("albertslund", "NEW-2", 0).unwrap().is_none());
+    }
+    // Bergen's policy reads no holder attribute: any is refused.
+    let refused = host
+        .register("bergen", &holder(serde_json::json!({"school": "x"})))
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("(it declares none)"),
+        "{refused}"
+    );
+    assert!(
+        host.register(
+            "albertslund",
+            &holder(serde_json::json!({"daily-limit": 500, "blocked-categories": "sweets"}))
+        )
+        .unwrap()
+    );
 }

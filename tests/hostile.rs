@@ -46,6 +46,14 @@ component = "policy.wasm"
 {assets}
 {extra}
 
+# What the snoop reads from its holders (the host refuses undeclared attributes).
+[schema.holder.victim-card]
+type = "text"
+[schema.holder.victim-counter]
+type = "text"
+[schema.holder.victim-asset]
+type = "text"
+
 [messages]
 ok = {{ en = "Allowed." }}
 bad-request = {{ en = "Bad request." }}

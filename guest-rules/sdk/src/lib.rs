@@ -204,6 +204,15 @@ impl DecisionExt for Decision {
 }
 
 /// Typed look-ups in a list of attributes (of an offer or a holder).
+///
+/// The host checks every attribute against the schema of the program's manifest
+/// (`[schema.offer]` and `[schema.holder]` in `policy.toml`): an undeclared key, a value
+/// of another type than the one declared, or an integer outside its `min`/`max` or text
+/// outside its `one-of` is refused when the catalogue is loaded (offers of a suite: when
+/// the suite runs) and when a holder is registered. So a declared attribute arrives with
+/// its declared type, and `None` from a typed reader means the attribute is absent — a
+/// typo does not turn into the rule's default. Text that parses as an integer or boolean
+/// still counts, for holders a ledger kept from before the host checked types.
 pub trait AttributesExt {
     /// The attribute's raw value.
     fn attr(&self, key: &str) -> Option<&Value>;
@@ -274,17 +283,24 @@ pub fn age_on(birth: &Date, day: &Date) -> i32 {
     day.year - birth.year - if had_birthday { 0 } else { 1 }
 }
 
-/// An integer from the manifest's `[config]`, or `default` when it is not set.
+/// An integer from the manifest's `[config]`, or `default` when the key is not set.
 ///
-/// A value that is set but is not an integer is the manifest's fault; the default is not
-/// silently used in its place: the host checks `[config]` types when it loads the manifest.
+/// The host checks `[config]` when it loads the manifest, against `[schema.config]`: a
+/// key that is not declared there, a value that is not of its declared type, an integer
+/// outside its `min`/`max`, and a `required` key left out are refused and the program
+/// does not load. So for a key declared `type = "integer"` this never falls back to
+/// `default` because of a typo; only an absent (optional) key gives `default`.
 pub fn config_int(key: &str, default: i64) -> i64 {
     ledger::config(key)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
 }
 
-/// Text from the manifest's `[config]`, or `default` when it is not set.
+/// Text from the manifest's `[config]`, or `default` when the key is not set.
+///
+/// As for [`config_int`], the host refuses at load a value that is not of the type
+/// declared for the key in `[schema.config]` (or not one of its `one-of` words), so for a
+/// key declared `type = "text"` only an absent (optional) key gives `default`.
 pub fn config_text(key: &str, default: &str) -> String {
     ledger::config(key).unwrap_or_else(|| default.to_string())
 }

@@ -201,6 +201,25 @@ fuel = 10_000_000
 deadline-ms = 500
 
 [config]
+
+# What the policy reads from offers, holders and `[config]`, typed. The host refuses an
+# undeclared key, or a value of another type, when it loads the program or registers a
+# holder. Declare each key the policy reads, for example:
+#   [schema.offer.yearly-limit]    # an offer attribute, read with `attr_int`
+#   type = "integer"               # "text", "integer" or "boolean"
+#   min = 1                        # integers: optional `min` and `max`
+#   required = false               # the default: the policy has a default when absent
+#   doc = "visits per card per calendar year"
+#   [schema.holder.school]         # a holder attribute, read with `attr_text`
+#   type = "text"
+#   one-of = ["north", "south"]    # text: optional allowed words
+#   [schema.config.max-age]        # a `[config]` key, read with `config_int`
+#   type = "integer"
+[schema.offer]
+
+[schema.holder]
+
+[schema.config]
 "#,
         program = s.program,
         zone = s.time_zone,

@@ -128,20 +128,28 @@ impl Program {
         })
     }
 
-    /// The same program with `offers` added to, or replacing entries of, its catalogue.
-    pub fn with_offers(&self, offers: &[Offer]) -> Program {
+    /// The same program with `offers` added to, or replacing entries of, its catalogue
+    /// (a suite's `[[offers]]`). Each offer's attributes are checked against the
+    /// manifest's `[schema.offer]`, as the catalogue's are at load; the error names the
+    /// offer, the key, the type expected and the value.
+    pub fn with_offers(&self, offers: &[Offer]) -> Result<Program> {
         let mut files = self.files.clone();
         for offer in offers {
+            files
+                .manifest
+                .schema
+                .check_offer(offer)
+                .map_err(Error::invalid)?;
             files.catalogue.insert(offer.id.clone(), offer.clone());
         }
-        Program {
+        Ok(Program {
             files,
             calendar: self.calendar.clone(),
             policy: self.policy.clone(),
             loaded_at: self.loaded_at,
             context: self.context.clone(),
             reasons: self.reasons.clone(),
-        }
+        })
     }
 
     /// The message for `reason` in `language` (default: the program's first language).
@@ -464,9 +472,17 @@ fn check_request(program: &Program, request: &Request) -> Result<u32> {
     Ok(party)
 }
 
-/// Checks a holder about to be registered: starting balances must be in assets the
-/// program declares and within the ledger's range.
+/// Checks a holder about to be registered: its attributes must be declared in the
+/// manifest's `[schema.holder]` with values of their declared type (and range or words),
+/// required ones present; starting balances must be in assets the program declares and
+/// within the ledger's range. A failure is the caller's (bad input: HTTP 400, exit 2).
 fn check_holder(program: &Program, holder: &Holder) -> Result<()> {
+    program
+        .files
+        .manifest
+        .schema
+        .check_holder(holder)
+        .map_err(Error::invalid)?;
     for (asset, &units) in &holder.balances {
         if !program.files.manifest.assets.iter().any(|a| a == asset) {
             return Err(Error::invalid(format!(

@@ -28,20 +28,23 @@ pub fn suite(toml: &str) -> Result<Suite> {
     suite::parse(toml, Path::new("suite.toml"))
 }
 
-/// A program's `policy.toml`: parsed, and at least one language. (That it names its
-/// directory is checked when the program is read from one.)
+/// A program's `policy.toml`: parsed, at least one language, limits under the host's
+/// ceilings, a well-formed `[schema]` and `[config]` matching `[schema.config]`. (That it
+/// names its directory is checked when the program is read from one.)
 pub fn manifest(toml: &str) -> Result<Manifest> {
     let manifest: Manifest = parse_toml(toml, Path::new("policy.toml"))?;
     manifest::check_manifest(&manifest, None)?;
     Ok(manifest)
 }
 
-/// A program's `catalogue.toml`: its offers by id (no empty or repeated ids).
+/// A program's `catalogue.toml`: its offers by id (no empty or repeated ids). Their
+/// attributes are checked against the manifest's `[schema.offer]` when a program is read.
 pub fn catalogue(toml: &str) -> Result<HashMap<String, Offer>> {
     manifest::parse_catalogue(toml, Path::new("catalogue.toml"))
 }
 
-/// A program's `holders.toml`: its demo holders.
+/// A program's `holders.toml`: its demo holders. Their attributes are checked against the
+/// manifest's `[schema.holder]` when a program is read and when they are registered.
 pub fn holders(toml: &str) -> Result<Vec<Holder>> {
     manifest::parse_holders(toml, Path::new("holders.toml"))
 }
@@ -163,6 +166,22 @@ mod tests {
             "program = \"x\"\nname = \"X\"\ntime-zone = \"UTC\"\nlanguages = []\ncomponent = \"x.wasm\"\n",
         ));
         assert_eq!(e, "`policy.toml` lists no languages");
+        let typed = "program = \"x\"\nname = \"X\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\n\
+                     component = \"x.wasm\"\n[config]\nlimit = \"5\"\n";
+        let e = message(manifest(typed));
+        assert_eq!(
+            e,
+            "`policy.toml`, `[config]`: `limit` is not a config key declared in \
+             `[schema.config]` of `policy.toml` (it declares none)"
+        );
+        let e = message(manifest(&format!(
+            "{typed}[schema.config.limit]\ntype = \"integer\"\n"
+        )));
+        assert_eq!(
+            e,
+            "`policy.toml`, `[config]`: `limit` must be an integer, not the text \"5\""
+        );
+        manifest(&format!("{typed}[schema.config.limit]\ntype = \"text\"\n")).unwrap();
     }
 
     #[test]

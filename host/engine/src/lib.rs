@@ -13,7 +13,9 @@ pub mod inputs;
 pub mod ledger;
 mod manifest;
 mod model;
+pub mod replay;
 mod sandbox;
+mod schema;
 pub mod signing;
 pub mod suite;
 mod world;
@@ -27,4 +29,5 @@ pub use model::{
     AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request, parse_instant,
 };
 pub use sandbox::{CompiledPolicy, PolicyInfo, Sandbox};
+pub use schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
 pub use signing::Trust;

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::model::{AttributeValue, Holder, Offer};
+use crate::schema::Schema;
 
 /// Default fuel per evaluation: about ten million wasm instructions. The shipped policies
 /// need a few thousand; the margin is for honest policies with large catalogues.
@@ -83,9 +84,12 @@ pub struct Manifest {
     pub assets: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
-    /// Values the policy reads with `config`.
+    /// Values the policy reads with `config`; each must be declared in `[schema.config]`.
     #[serde(default)]
     pub config: BTreeMap<String, AttributeValue>,
+    /// The offer attributes, holder attributes and config keys the policy reads, typed.
+    #[serde(default)]
+    pub schema: Schema,
     /// reason code → language → message.
     #[serde(default)]
     pub messages: BTreeMap<String, BTreeMap<String, String>>,
@@ -172,17 +176,30 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let fail = |e: Error| Error::load(&name, e);
+    let refuse = |why: String| Error::load(&name, why);
     let manifest: Manifest = read_toml(&dir.join("policy.toml")).map_err(fail)?;
     check_manifest(&manifest, Some(&name)).map_err(fail)?;
+    let schema = &manifest.schema;
     let catalogue_path = dir.join("catalogue.toml");
-    let catalogue = parse_catalogue(&read_text(&catalogue_path).map_err(fail)?, &catalogue_path)
-        .map_err(fail)?;
+    let offers =
+        parse_offers(&read_text(&catalogue_path).map_err(fail)?, &catalogue_path).map_err(fail)?;
+    for offer in &offers {
+        schema
+            .check_offer(offer)
+            .map_err(|why| refuse(format!("`catalogue.toml`, {why}")))?;
+    }
+    let catalogue = index_offers(offers, &catalogue_path).map_err(fail)?;
     let holders_path = dir.join("holders.toml");
     let holders = if holders_path.exists() {
         parse_holders(&read_text(&holders_path).map_err(fail)?, &holders_path).map_err(fail)?
     } else {
         Vec::new()
     };
+    for holder in &holders {
+        schema
+            .check_holder(holder)
+            .map_err(|why| refuse(format!("`holders.toml`, {why}")))?;
+    }
     let component_path = dir.join(&manifest.component);
     Ok(ProgramFiles {
         dir: dir.to_path_buf(),
@@ -194,7 +211,8 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
 }
 
 /// The checks on a parsed `policy.toml`: it names the program of its directory (when
-/// `directory` is known) and lists at least one language.
+/// `directory` is known), lists at least one language, stays under the host's ceilings,
+/// has a well-formed `[schema]`, and its `[config]` matches `[schema.config]`.
 pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Result<()> {
     if let Some(name) = directory
         && manifest.program != name
@@ -239,13 +257,26 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
             )));
         }
     }
+    manifest
+        .schema
+        .check()
+        .map_err(|why| Error::invalid(format!("`policy.toml`: {why}")))?;
+    manifest
+        .schema
+        .check_config(&manifest.config)
+        .map_err(|why| Error::invalid(format!("`policy.toml`, `[config]`: {why}")))?;
     Ok(())
 }
 
-/// Parses a `catalogue.toml` read from `source` into its index of offers by id.
+/// Parses a `catalogue.toml` read from `source` into its index of offers by id. (Its
+/// attributes are checked against a manifest's schema when a program is read.)
 pub(crate) fn parse_catalogue(text: &str, source: &Path) -> Result<HashMap<String, Offer>> {
-    let catalogue: Catalogue = parse_toml(text, source)?;
-    index_offers(catalogue.offers, source)
+    index_offers(parse_offers(text, source)?, source)
+}
+
+/// Parses a `catalogue.toml` read from `source` into its offers, in the file's order.
+fn parse_offers(text: &str, source: &Path) -> Result<Vec<Offer>> {
+    Ok(parse_toml::<Catalogue>(text, source)?.offers)
 }
 
 /// Parses a `holders.toml` read from `source`.
@@ -267,4 +298,237 @@ pub fn program_dirs(policies: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     dirs.sort();
     Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::schema::ValueType;
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    const SHIPPED: [&str; 3] = ["bergen", "antwerpen", "albertslund"];
+
+    fn shipped(program: &str) -> PathBuf {
+        Path::new(ROOT).join("policies").join(program)
+    }
+
+    /// A copy of a shipped program's files with `file` edited by `edit`; returns the
+    /// error of reading it.
+    fn refused(program: &str, file: &str, edit: impl Fn(String) -> String) -> String {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join(program);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["policy.toml", "catalogue.toml", "holders.toml"] {
+            let mut text = std::fs::read_to_string(shipped(program).join(name)).unwrap();
+            if name == file {
+                let edited = edit(text.clone());
+                assert_ne!(edited, text, "the edit of `{file}` changed nothing");
+                text = edited;
+            }
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let error = read_program(&dir).unwrap_err();
+        assert!(matches!(error, Error::Load { .. }), "{error:?}");
+        error.to_string()
+    }
+
+    #[test]
+    fn the_shipped_programs_match_their_schemas() {
+        for program in SHIPPED {
+            let files = read_program(&shipped(program)).unwrap();
+            let schema = &files.manifest.schema;
+            assert!(
+                !schema.config.is_empty(),
+                "{program} declares no config keys"
+            );
+            // Every suite's holders and offers are in the schema too.
+            let suites = shipped(program).join("suites");
+            for entry in std::fs::read_dir(suites).unwrap() {
+                let path = entry.unwrap().path();
+                let suite = crate::suite::parse(&read_text(&path).unwrap(), &path).unwrap();
+                for holder in &suite.holders {
+                    schema.check_holder(holder).unwrap();
+                }
+                for offer in &suite.offers {
+                    schema.check_offer(offer).unwrap();
+                }
+            }
+        }
+    }
+
+    /// The keys a guest's source reads with each typed reader of the SDK, and their types.
+    fn reads(source: &str) -> (BTreeMap<String, ValueType>, BTreeMap<String, ValueType>) {
+        let readers = [
+            ("attr_int(\"", false, ValueType::Integer),
+            ("attr_bool(\"", false, ValueType::Boolean),
+            ("attr_text(\"", false, ValueType::Text),
+            ("config_int(\"", true, ValueType::Integer),
+            ("config_text(\"", true, ValueType::Text),
+        ];
+        let (mut attributes, mut config) = (BTreeMap::new(), BTreeMap::new());
+        for (reader, is_config, value_type) in readers {
+            for (start, _) in source.match_indices(reader) {
+                let rest = &source[start + reader.len()..];
+                let key = &rest[..rest.find('"').unwrap()];
+                let into = if is_config {
+                    &mut config
+                } else {
+                    &mut attributes
+                };
+                let before = into.insert(key.to_string(), value_type);
+                assert!(
+                    before.is_none_or(|t| t == value_type),
+                    "{key} read as two types"
+                );
+            }
+        }
+        (attributes, config)
+    }
+
+    #[test]
+    fn each_shipped_schema_declares_exactly_what_its_guest_reads() {
+        for program in SHIPPED {
+            let source = std::fs::read_to_string(format!(
+                "{ROOT}/guest-rules/programs/{program}/src/lib.rs"
+            ))
+            .unwrap();
+            let (attributes, config) = reads(&source);
+            let schema = read_program(&shipped(program)).unwrap().manifest.schema;
+            let declared = |map: &BTreeMap<String, crate::schema::Declaration>| {
+                map.iter()
+                    .map(|(key, d)| (key.clone(), d.value_type))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            assert_eq!(declared(&schema.config), config, "{program}: config");
+            let mut both = declared(&schema.offer);
+            let holder = declared(&schema.holder);
+            let overlap: BTreeSet<_> = both.keys().filter(|k| holder.contains_key(*k)).collect();
+            assert!(overlap.is_empty(), "{program}: {overlap:?}");
+            both.extend(holder);
+            assert_eq!(both, attributes, "{program}: attributes");
+        }
+    }
+
+    #[test]
+    fn a_mistyped_offer_attribute_is_refused_at_load_with_file_offer_key_type_and_value() {
+        let error = refused("bergen", "catalogue.toml", |text| {
+            text.replace("participating = false", "participating = \"nei\"")
+        });
+        assert_eq!(
+            error,
+            "cannot load policy `bergen`: `catalogue.toml`, offer `lagunen-kino`: \
+             `participating` must be a boolean, not the text \"nei\""
+        );
+        let error = refused("bergen", "catalogue.toml", |text| {
+            text.replace("yearly-limit = 4", "yearly-limit = 0")
+        });
+        assert_eq!(
+            error,
+            "cannot load policy `bergen`: `catalogue.toml`, offer `bergen-kino`: \
+             `yearly-limit` must be an integer of at least 1, not the integer 0"
+        );
+        let error = refused("antwerpen", "catalogue.toml", |text| {
+            text.replacen("social-price = 100", "socialprice = 100", 1)
+        });
+        assert_eq!(
+            error,
+            "cannot load policy `antwerpen`: `catalogue.toml`, offer `mas`: `socialprice` is \
+             not an offer attribute declared in `[schema.offer]` of `policy.toml` (declared: \
+             `bonus-savings`, `price`, `resident-price`, `social-price`)"
+        );
+    }
+
+    #[test]
+    fn mistyped_or_undeclared_config_is_refused_at_load() {
+        let error = refused("bergen", "policy.toml", |text| {
+            text.replace("max-age = 17 ", "max-age = \"17\"")
+        });
+        assert_eq!(
+            error,
+            "cannot load policy `bergen`: `policy.toml`, `[config]`: `max-age` must be an \
+             integer of at least 0, not the text \"17\""
+        );
+        let error = refused("bergen", "policy.toml", |text| {
+            text.replace("[config]\n", "[config]\nmaxage = 17\n")
+        });
+        assert!(
+            error.starts_with(
+                "cannot load policy `bergen`: `policy.toml`, `[config]`: `maxage` is not a \
+                 config key declared in `[schema.config]`"
+            ),
+            "{error}"
+        );
+        // Optional keys may be left out: the policy has a default.
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("bergen");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["catalogue.toml", "holders.toml"] {
+            std::fs::copy(shipped("bergen").join(name), dir.join(name)).unwrap();
+        }
+        let manifest = std::fs::read_to_string(shipped("bergen").join("policy.toml")).unwrap();
+        let without: String = manifest
+            .lines()
+            .filter(|line| !line.starts_with("max-age ="))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(dir.join("policy.toml"), &without).unwrap();
+        read_program(&dir).unwrap();
+        // Unless the schema says it is required.
+        let required = without.replace(
+            "[schema.config.max-age]\n",
+            "[schema.config.max-age]\nrequired = true\n",
+        );
+        std::fs::write(dir.join("policy.toml"), required).unwrap();
+        let error = read_program(&dir).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "cannot load policy `bergen`: `policy.toml`, `[config]`: `max-age` is missing: \
+             `[schema.config]` declares it `required`"
+        );
+    }
+
+    #[test]
+    fn a_malformed_schema_is_refused_at_load() {
+        let error = refused("bergen", "policy.toml", |text| {
+            text.replace(
+                "[schema.offer.capacity]\ntype = \"integer\"",
+                "[schema.offer.capacity]\ntype = \"number\"",
+            )
+        });
+        assert!(
+            error.starts_with("cannot load policy `bergen`: cannot parse `")
+                && error.contains("policy.toml` at line ")
+                && error.contains("unknown variant `number`"),
+            "{error}"
+        );
+        let error = refused("bergen", "policy.toml", |text| {
+            text.replace(
+                "[schema.offer.capacity]\n",
+                "[schema.offer.capacity]\nmax = 0\n",
+            )
+        });
+        assert_eq!(
+            error,
+            "cannot load policy `bergen`: `policy.toml`: `[schema.offer.capacity]`: `min` 1 is \
+             above `max` 0"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_demo_holder_is_refused_at_load() {
+        let error = refused("albertslund", "holders.toml", |text| {
+            text.replace("daily-limit = 6000", "daily-limit = \"6000\"")
+        });
+        assert!(
+            error.starts_with("cannot load policy `albertslund`: `holders.toml`, holder `"),
+            "{error}"
+        );
+        assert!(
+            error
+                .ends_with("`daily-limit` must be an integer of at least 0, not the text \"6000\""),
+            "{error}"
+        );
+    }
 }

@@ -223,7 +223,10 @@ pub fn run_on(
         ));
     }
     let isolated = Host::new(sandbox.clone(), journal);
-    isolated.insert(Arc::new(program.with_offers(&suite.offers)));
+    let program = program
+        .with_offers(&suite.offers)
+        .map_err(|e| cannot_run(loaded, e))?;
+    isolated.insert(Arc::new(program));
     for holder in &suite.holders {
         isolated
             .register(&suite.program, holder)

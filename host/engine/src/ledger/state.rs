@@ -143,6 +143,18 @@ impl State {
         sums
     }
 
+    /// Units of each asset over every card, expired ones included: what was granted less
+    /// what was consumed or forfeited (summed wide, so no number of cards overflows it).
+    pub fn units(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut sums: std::collections::BTreeMap<String, i128> = Default::default();
+        for lot in self.lots.values().flatten() {
+            *sums.entry(lot.asset.clone()).or_insert(0) += i128::from(lot.amount);
+        }
+        sums.into_iter()
+            .map(|(asset, units)| (asset, i64::try_from(units).unwrap_or(i64::MAX)))
+            .collect()
+    }
+
     /// The decision recorded under `request_id`, if any.
     pub fn recorded(&self, request_id: &str) -> Option<&Recorded> {
         self.decisions.get(request_id)
