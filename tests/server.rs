@@ -44,6 +44,16 @@ impl Server {
 
     /// Starts a server over `dir/policies` and `ledger` with `extra` flags.
     fn start_on(dir: Arc<tempfile::TempDir>, ledger: &str, extra: &[&str]) -> Server {
+        Server::start_listening(dir, ledger, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a server over `dir/policies` and `ledger` on `listen` with `extra` flags.
+    fn start_listening(
+        dir: Arc<tempfile::TempDir>,
+        ledger: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -54,7 +64,7 @@ impl Server {
             .arg("--policies")
             .arg(dir.path().join("policies"))
             .args(["--ledger", ledger])
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -981,4 +991,393 @@ fn two_hosts_on_one_postgres_ledger_cannot_both_win_and_lose_nothing_to_a_sigkil
     }
     let (_, card) = survivor.get("/v1/programs/albertslund/cards/LOAD-1");
     assert_eq!(card["balances"]["DKK"], START - allowed * PRICE);
+}
+
+/// A new token made by `cardrules token ARGS`: the token and its `[[tokens]]` entry.
+fn make_token(args: &[&str]) -> (String, String) {
+    let out = cardrules(&[&["token"], args].concat());
+    let token = out
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token in {out:?}"))
+        .to_string();
+    let entry = out[out.find("[[tokens]]").expect("an entry")..].to_string();
+    assert!(
+        !entry.contains(&token),
+        "the entry holds the hash, not the token"
+    );
+    (token, entry)
+}
+
+/// A request as the caller holding `token` (none: no `Authorization` header) sends it.
+fn call(
+    server: &Server,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
+    let url = server.url(path);
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let agent = agent();
+    match method {
+        "GET" => {
+            let mut request = agent.get(&url);
+            if let Some(bearer) = &bearer {
+                request = request.header("Authorization", bearer);
+            }
+            answer(request.call())
+        }
+        "POST" | "PUT" => {
+            let mut request = if method == "POST" {
+                agent.post(&url)
+            } else {
+                agent.put(&url)
+            };
+            if let Some(bearer) = &bearer {
+                request = request.header("Authorization", bearer);
+            }
+            answer(request.send(body))
+        }
+        _ => unreachable!("{method}"),
+    }
+}
+
+fn purchase(program: &str, action: &str) -> String {
+    json!({"program": program, "card": "BK-2002", "action": action, "offer": "sg-perler",
+           "amount": 1500, "at": "2024-05-07T16:00:00+02:00", "dry-run": true})
+    .to_string()
+}
+
+#[test]
+fn with_auth_each_role_gets_its_routes_programs_and_actions_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (till_token, till_entry) = make_token(&[
+        "--name",
+        "bakkens-hjerte-till-1",
+        "--role",
+        "terminal",
+        "--program",
+        "albertslund",
+        "--action",
+        "purchase",
+    ]);
+    let (desk_token, desk_entry) = make_token(&[
+        "--name",
+        "borgerservice-desk",
+        "--role",
+        "registrar",
+        "--program",
+        "albertslund",
+        "--program",
+        "bergen",
+    ]);
+    let (ops_token, ops_entry) =
+        make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let (till, desk, ops) = (till_token.as_str(), desk_token.as_str(), ops_token.as_str());
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, format!("{till_entry}\n{desk_entry}\n{ops_entry}")).unwrap();
+    let server = Server::start_with(
+        Arc::new(dir),
+        &["--allow-unsigned", "--auth", auth.to_str().unwrap()],
+    );
+    let log = server.log();
+    assert!(
+        log.contains("callers need a bearer token: 3 known"),
+        "{log}"
+    );
+
+    // Liveness needs nothing.
+    assert_eq!(call(&server, None, "GET", "/healthz", "").0, 200);
+
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"albertslund"}"#;
+    let decision = purchase("albertslund", "purchase");
+    let routes: [(&str, &str, &str, &str); 4] = [
+        ("POST", "/v1/decisions", &decision, "POST /v1/decisions"),
+        (
+            "GET",
+            "/v1/programs/albertslund/cards/BK-2002",
+            "",
+            "GET /v1/programs/{program}/cards/{card}",
+        ),
+        (
+            "PUT",
+            "/v1/programs/albertslund/holders/NEW-1",
+            holder,
+            "PUT /v1/programs/{program}/holders/{card}",
+        ),
+        ("GET", "/v1/programs", "", "GET /v1/programs"),
+    ];
+    // Without a known token: 401 on every route, naming it, never the token.
+    for (method, path, body, _) in routes {
+        for token in [
+            None,
+            Some("not-a-token"),
+            Some(sha256_hex(ops.as_bytes()).as_str()),
+        ] {
+            let (status, error) = call(&server, token, method, path, body);
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {error}");
+            let message = error["error"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("`{method} {path}`: ")),
+                "{message}"
+            );
+            let expected = if token.is_some() {
+                "unknown bearer token"
+            } else {
+                "Authorization: Bearer <token>"
+            };
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+    let mut basic = agent().get(server.url("/v1/programs"));
+    basic = basic.header("Authorization", format!("Basic {ops}"));
+    let response = basic.call().unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+
+    // Each role × route: allowed, or 403 naming the route and the role it needs.
+    let rights = [
+        (till, [true, true, false, false]),
+        (desk, [true, true, true, false]),
+        (ops, [true, true, true, true]),
+    ];
+    for (token, allowed) in rights {
+        for ((method, path, body, route), allowed) in routes.into_iter().zip(allowed) {
+            let (status, answer) = call(&server, Some(token), method, path, body);
+            if allowed {
+                assert!(
+                    [200, 201].contains(&status),
+                    "{method} {path}: {status} {answer}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path}: {answer}");
+                let message = answer["error"].as_str().unwrap();
+                assert!(
+                    message.contains(&format!("may not call `{route}`")),
+                    "{message}"
+                );
+                assert!(!message.contains(token));
+            }
+        }
+    }
+
+    // Programs: a token acts for its programs only, known or not.
+    for (token, method, path, body) in [
+        (
+            till,
+            "POST",
+            "/v1/decisions",
+            purchase("bergen", "purchase"),
+        ),
+        (
+            till,
+            "POST",
+            "/v1/decisions",
+            purchase("gotham", "purchase"),
+        ),
+        (
+            till,
+            "GET",
+            "/v1/programs/bergen/cards/AK-1001",
+            String::new(),
+        ),
+        (
+            desk,
+            "GET",
+            "/v1/programs/antwerpen/cards/A-3001",
+            String::new(),
+        ),
+        (
+            desk,
+            "PUT",
+            "/v1/programs/antwerpen/holders/X-1",
+            holder.to_string(),
+        ),
+        (
+            desk,
+            "POST",
+            "/v1/decisions",
+            purchase("antwerpen", "purchase"),
+        ),
+    ] {
+        let (status, error) = call(&server, Some(token), method, path, &body);
+        assert_eq!(status, 403, "{method} {path} {body}: {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("this token may not act for program `"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        call(
+            &server,
+            Some(desk),
+            "GET",
+            "/v1/programs/bergen/cards/AK-1001",
+            ""
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &server,
+            Some(ops),
+            "POST",
+            "/v1/decisions",
+            &purchase("gotham", "purchase")
+        )
+        .0,
+        404
+    );
+
+    // Actions: the terminal's list restricts it; the registrar may ask for any.
+    let (status, error) = call(
+        &server,
+        Some(till),
+        "POST",
+        "/v1/decisions",
+        &purchase("albertslund", "top-up"),
+    );
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(
+        error["error"],
+        "this token may not ask for action `top-up` (it may ask for `purchase`)"
+    );
+    let (status, _) = call(
+        &server,
+        Some(desk),
+        "POST",
+        "/v1/decisions",
+        &purchase("albertslund", "top-up"),
+    );
+    assert_eq!(status, 200);
+
+    // Starting balances: a registrar may not create a card with one; an admin may.
+    let funded =
+        r#"{"birth-date":"2012-01-01","municipality":"albertslund","balances":{"DKK":5000}}"#;
+    let (status, error) = call(
+        &server,
+        Some(desk),
+        "PUT",
+        "/v1/programs/albertslund/holders/RICH-1",
+        funded,
+    );
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(
+        error["error"],
+        "role `registrar` may not give a card starting balances (`DKK`): that needs role `admin`"
+    );
+    assert_eq!(
+        call(
+            &server,
+            Some(ops),
+            "GET",
+            "/v1/programs/albertslund/cards/RICH-1",
+            ""
+        )
+        .0,
+        404
+    );
+    let (status, card) = call(
+        &server,
+        Some(ops),
+        "PUT",
+        "/v1/programs/albertslund/holders/RICH-1",
+        funded,
+    );
+    assert_eq!(status, 201, "{card}");
+    assert_eq!(card["balances"]["DKK"], 5000);
+    let zero = r#"{"birth-date":"2012-01-01","municipality":"albertslund","balances":{"DKK":0}}"#;
+    assert_eq!(
+        call(
+            &server,
+            Some(desk),
+            "PUT",
+            "/v1/programs/albertslund/holders/POOR-1",
+            zero
+        )
+        .0,
+        201
+    );
+
+    // Unknown routes need a token too; with one they are a 404.
+    assert_eq!(call(&server, None, "GET", "/v2/nothing", "").0, 401);
+    assert_eq!(call(&server, Some(ops), "GET", "/v2/nothing", "").0, 404);
+
+    // Logs name the caller with each decision, and never hold a token.
+    let log = server.log();
+    let decision_line = log
+        .lines()
+        .find(|line| line.contains("decision") && line.contains("bakkens-hjerte-till-1"))
+        .unwrap_or_else(|| panic!("no decision logged with the till's name:\n{log}"));
+    assert!(decision_line.contains("albertslund"), "{decision_line}");
+    assert!(log.contains("borgerservice-desk"));
+    for secret in [till, desk, ops] {
+        assert!(!log.contains(secret), "a token is in the log");
+    }
+}
+
+#[test]
+fn without_auth_only_loopback_addresses_are_served_unless_insecure_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let policies = dir.path().join("policies");
+    let ledger = dir.path().join("ledger.sqlite");
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8080"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+            .arg("serve")
+            .arg("--policies")
+            .arg(&policies)
+            .arg("--ledger")
+            .arg(&ledger)
+            .args(["--listen", listen, "--allow-unsigned"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: refusing to listen on `{listen}` without `--auth`: it is not a loopback address"
+            )),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert!(!ledger.exists(), "refused before the ledger is opened");
+
+    let dir = Arc::new(dir);
+    let open = Server::start_listening(
+        dir.clone(),
+        ledger.to_str().unwrap(),
+        "0.0.0.0:0",
+        &["--allow-unsigned", "--insecure-no-auth"],
+    );
+    assert!(
+        open.log()
+            .contains("WITHOUT ACCESS CONTROL (`--insecure-no-auth`)"),
+        "{}",
+        open.log()
+    );
+    let port = open.base.rsplit_once(':').unwrap().1;
+    let (status, _) = answer(
+        agent()
+            .get(format!("http://127.0.0.1:{port}/v1/programs"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+    drop(open);
+
+    let local = Server::start_with(dir, &["--allow-unsigned"]);
+    assert!(
+        local.log().contains(
+            "no `--auth`: every caller may do everything, so only loopback addresses are served"
+        ),
+        "{}",
+        local.log()
+    );
+    assert_eq!(local.get("/v1/programs").0, 200);
 }

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ledger;
+mod replay;
 mod scaffold;
 
 use ledger::LedgerSpec;
@@ -123,8 +124,33 @@ enum Command {
         /// Do not watch the policies directory (no hot reload).
         #[arg(long)]
         no_watch: bool,
+        /// The auth file: the `[[tokens]]` callers may use (see `cardrules token`). Without
+        /// it every caller may do everything, so only loopback addresses are served.
+        #[arg(long, value_name = "FILE")]
+        auth: Option<PathBuf>,
+        /// Serve a non-loopback address without `--auth`: anyone who can reach it may
+        /// decide, register holders and read cards.
+        #[arg(long, conflicts_with = "auth")]
+        insecure_no_auth: bool,
         #[command(flatten)]
         trust: TrustArgs,
+    },
+    /// Make an API token for `serve --auth`: prints the token once, and the `[[tokens]]`
+    /// entry (its SHA-256, not the token) to append to the auth file.
+    Token {
+        /// The token's name, shown in the server's logs.
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_parser = ["terminal", "registrar", "admin"])]
+        role: String,
+        /// A program the token may act for; `*` for every program. Repeat for more.
+        #[arg(long = "program", value_name = "PROGRAM", required = true)]
+        programs: Vec<String>,
+        /// An action a terminal may ask for (every action if none is given). Repeat for
+        /// more.
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
     },
     /// Measure decision latency and throughput per program, beside the empty policy.
     Bench {
@@ -145,6 +171,33 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Unsigned policies are accepted here unless a trust file is given or present.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Re-run a ledger's history against the programs in DIR on a scratch ledger and report
+    /// what would have been decided differently; the ledger is only read.
+    Replay {
+        /// The ledger whose history is replayed (never written).
+        #[arg(long)]
+        ledger: LedgerSpec,
+        /// The programs to replay against (the candidate versions).
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Only this program.
+        #[arg(long)]
+        program: Option<String>,
+        /// Compare decisions from this time on (RFC 3339); earlier ones still shape the state.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Replay decisions up to this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Print one JSON object (keys documented in the README).
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as one self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -222,10 +275,29 @@ fn main() -> ExitCode {
             listen,
             body_limit,
             no_watch,
+            auth,
+            insecure_no_auth,
             trust,
-        } => trust
-            .resolve(false)
-            .and_then(|trust| serve(&policies, &ledger, &listen, body_limit, !no_watch, trust)),
+        } => trust.resolve(false).and_then(|trust| {
+            serve(
+                ServeOptions {
+                    policies: &policies,
+                    ledger: &ledger,
+                    listen: &listen,
+                    body_limit,
+                    watch: !no_watch,
+                    auth: auth.as_deref(),
+                    insecure_no_auth,
+                },
+                trust,
+            )
+        }),
+        Command::Token {
+            name,
+            role,
+            programs,
+            actions,
+        } => token(&name, &role, &programs, &actions),
         Command::Bench {
             policies,
             program,
@@ -243,6 +315,26 @@ fn main() -> ExitCode {
                     trust,
                 },
                 json,
+            )
+        }),
+        Command::Replay {
+            ledger,
+            policies,
+            program,
+            since,
+            until,
+            json,
+            html,
+            trust,
+        } => trust.resolve(true).and_then(|trust| {
+            replay_ledger(
+                &ledger,
+                &policies,
+                program.as_deref(),
+                cardrules::replay::Window { since, until },
+                json,
+                html.as_deref(),
+                trust,
             )
         }),
         Command::New {
@@ -419,15 +511,47 @@ fn decide(
     Ok(exit::OK)
 }
 
-fn serve(
-    policies: &Path,
-    ledger: &LedgerSpec,
-    listen: &str,
+/// What `cardrules serve` was asked for.
+struct ServeOptions<'a> {
+    policies: &'a Path,
+    ledger: &'a LedgerSpec,
+    listen: &'a str,
     body_limit: usize,
     watch: bool,
-    trust: Trust,
-) -> anyhow::Result<u8> {
+    auth: Option<&'a Path>,
+    insecure_no_auth: bool,
+}
+
+/// Why a server without `--auth` refuses a non-loopback address.
+fn not_loopback(listen: &str) -> anyhow::Error {
+    anyhow!(
+        "refusing to listen on `{listen}` without `--auth`: it is not a loopback address \
+         (127.0.0.0/8, ::1, localhost), and without tokens anyone who can reach it could \
+         decide, register holders and read cards; give `--auth FILE` (make tokens with \
+         `cardrules token`), or `--insecure-no-auth` to serve it open anyway"
+    )
+}
+
+fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
     use cardrules_server as server;
+    let ServeOptions {
+        policies,
+        ledger,
+        listen,
+        body_limit,
+        watch,
+        auth,
+        insecure_no_auth,
+    } = options;
+    // Who may call is settled before anything is loaded, so a refusal is immediate.
+    let tokens = match auth {
+        Some(path) => Some(Arc::new(server::auth::Tokens::load(path)?)),
+        None => None,
+    };
+    let loopback_only = tokens.is_none() && !insecure_no_auth;
+    if loopback_only && !server::auth::is_loopback_listen(listen) {
+        return Err(not_loopback(listen));
+    }
     tracing::info!("ledger: {ledger}");
     let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust));
     let served = server::load_programs(&host, policies)?;
@@ -451,16 +575,108 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on `{listen}`"))?;
         let address = listener.local_addr()?;
-        tracing::info!(programs = served, "listening on http://{address}");
+        // `localhost` is resolved by the system: check what was actually bound.
+        if loopback_only && !address.ip().to_canonical().is_loopback() {
+            return Err(not_loopback(&address.to_string()));
+        }
+        match (&tokens, auth) {
+            (Some(tokens), Some(path)) => tracing::info!(
+                programs = served,
+                "listening on http://{address}; callers need a bearer token: {} known, from `{}`",
+                tokens.len(),
+                path.display()
+            ),
+            _ if insecure_no_auth => tracing::warn!(
+                programs = served,
+                "listening on http://{address} WITHOUT ACCESS CONTROL (`--insecure-no-auth`): \
+                 anyone who can reach it may decide, register holders and read cards"
+            ),
+            _ => tracing::info!(
+                programs = served,
+                "listening on http://{address}; no `--auth`: every caller may do everything, \
+                 so only loopback addresses are served"
+            ),
+        }
         // Tests and scripts read the bound address (useful with port 0) from stdout.
         println!("listening on http://{address}");
         std::io::stdout().flush()?;
-        server::serve(listener, host, body_limit)
+        server::serve(listener, host, body_limit, tokens)
             .await
             .context("server failed")?;
         tracing::info!("shut down");
         anyhow::Ok(())
     })?;
+    Ok(exit::OK)
+}
+
+fn token(name: &str, role: &str, programs: &[String], actions: &[String]) -> anyhow::Result<u8> {
+    use cardrules_server::auth::{self, Role};
+    let role: Role = role.parse()?;
+    if !actions.is_empty() && role != Role::Terminal {
+        return Err(anyhow!(
+            "`--action` is for role `terminal` only; role `{role}` may ask for every action"
+        ));
+    }
+    let made = auth::new_token(name, role, programs, actions)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "token: {}", made.token)?;
+    writeln!(
+        out,
+        "# The token above is shown once and stored nowhere: give it to the caller, who sends\n\
+         # `Authorization: Bearer <token>`. Append this entry (the token's SHA-256) to the\n\
+         # auth file of `cardrules serve --auth FILE`, then restart the server:"
+    )?;
+    write!(out, "{}", made.entry)?;
+    Ok(exit::OK)
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    cardrules::parse_instant(text).map(|t| t.as_second())
+}
+
+fn replay_ledger(
+    ledger: &LedgerSpec,
+    policies: &Path,
+    only: Option<&str>,
+    window: cardrules::replay::Window,
+    json: bool,
+    html: Option<&Path>,
+    trust: Trust,
+) -> anyhow::Result<u8> {
+    if let LedgerSpec::Sqlite(path) = ledger
+        && !path.is_file()
+    {
+        return Err(anyhow!("no ledger at `{}`", path.display()));
+    }
+    let original = ledger.open()?;
+    let sandbox = Arc::new(Sandbox::new()?);
+    let loader = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new())).with_trust(trust);
+    if let Some(e) = loader.load_dir(policies)?.into_iter().next() {
+        return Err(e.into());
+    }
+    let mut programs = loader.programs();
+    if let Some(only) = only {
+        programs.retain(|p| p.id() == only);
+        if programs.is_empty() {
+            return Err(anyhow!(
+                "no program `{only}` under `{}`",
+                policies.display()
+            ));
+        }
+    }
+    let report = cardrules::replay::replay(&sandbox, &original, &programs, window)?;
+    if let Some(path) = html {
+        let page = replay::html(
+            &report,
+            &format!("Replay of {ledger} against {}", policies.display()),
+        );
+        std::fs::write(path, page).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::table(&report));
+    }
     Ok(exit::OK)
 }
 

@@ -4,25 +4,33 @@
 //! Decisions run on tokio's blocking pool (a policy evaluation and a durable SQLite commit
 //! are blocking work); the answer is sent only after the commit returned, so an answered
 //! decision is on disk. Bad input is a 400 with `{"error": "…"}`, never a 500.
+//!
+//! With [`auth::Tokens`], every route but `/healthz` needs a bearer token (401 without a
+//! known one) and each handler checks the caller's rights before acting (403 outside them);
+//! the token's name is recorded on the request's log span.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::extract::{Path as UrlPath, Request as HttpRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::json;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use cardrules::{CardView, Error, Holder, Host, Request};
+
+pub mod auth;
+
+use auth::{Caller, Route, Tokens};
 
 /// The default limit on a request body.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -35,11 +43,19 @@ const SETTLE: Duration = Duration::from_millis(300);
 struct AppState {
     host: Arc<Host>,
     body_limit: usize,
+    /// The known tokens; `None`: every caller may do everything.
+    tokens: Option<Arc<Tokens>>,
 }
 
 /// The routes of docs/contract.md over `host`, with request logs; bodies larger than
-/// `body_limit` bytes are refused with a 400.
-pub fn router(host: Arc<Host>, body_limit: usize) -> Router {
+/// `body_limit` bytes are refused with a 400. With `tokens`, callers need a known bearer
+/// token and act within its rights; without, every caller may do everything.
+pub fn router(host: Arc<Host>, body_limit: usize, tokens: Option<Arc<Tokens>>) -> Router {
+    let state = AppState {
+        host,
+        body_limit,
+        tokens,
+    };
     Router::new()
         .route("/v1/decisions", post(decide))
         .route("/v1/programs", get(programs))
@@ -47,12 +63,100 @@ pub fn router(host: Arc<Host>, body_limit: usize) -> Router {
         .route("/v1/programs/{program}/cards/{card}", get(card))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .with_state(AppState { host, body_limit })
+        .with_state(state)
+}
+
+/// A request's log span: method, URI and version (never headers, which carry the token),
+/// and the caller's token name once it is known.
+fn request_span(request: &axum::http::Request<Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+        caller = tracing::field::Empty,
+    )
+}
+
+/// Who is calling, as the handlers see it.
+#[derive(Clone)]
+enum Access {
+    /// No `--auth`: everything is allowed.
+    Open,
+    /// A known token.
+    Caller(Arc<Caller>),
+}
+
+impl Access {
+    /// Applies `rule` to a known caller; outside its rights is a 403 naming what was refused.
+    fn check(&self, rule: impl FnOnce(&Caller) -> Result<(), auth::Refusal>) -> ApiResult<()> {
+        match self {
+            Access::Open => Ok(()),
+            Access::Caller(caller) => rule(caller).map_err(|refusal| {
+                tracing::warn!("refused: {refusal}");
+                ApiError::new(StatusCode::FORBIDDEN, refusal.to_string())
+            }),
+        }
+    }
+}
+
+/// Identifies the caller by its bearer token (401 if none or unknown), except on
+/// `/healthz`, and hands the handlers its [`Access`].
+async fn authenticate(
+    State(state): State<AppState>,
+    mut request: HttpRequest,
+    next: Next,
+) -> Response {
+    let access = match &state.tokens {
+        None => Access::Open,
+        Some(_) if request.uri().path() == "/healthz" => Access::Open,
+        Some(tokens) => match identify(tokens, &request) {
+            Ok(caller) => {
+                tracing::Span::current().record("caller", caller.name());
+                Access::Caller(caller)
+            }
+            Err(message) => {
+                let message = format!("`{} {}`: {message}", request.method(), request.uri().path());
+                tracing::warn!("refused: {message}");
+                let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        },
+    };
+    request.extensions_mut().insert(access);
+    next.run(request).await
+}
+
+/// The caller a request's `Authorization: Bearer <token>` names, or why there is none.
+fn identify(tokens: &Tokens, request: &HttpRequest) -> Result<Arc<Caller>, &'static str> {
+    const NEEDED: &str = "a bearer token is needed: send `Authorization: Bearer <token>`";
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err(NEEDED);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "the `Authorization` header is not readable text")?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("the `Authorization` header must be `Bearer <token>`");
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(NEEDED);
+    }
+    tokens.identify(token).ok_or("unknown bearer token")
 }
 
 /// An error answer: a status and `{"error": "…"}`.
@@ -140,8 +244,14 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn decide(State(state): State<AppState>, body: Body) -> ApiResult<Response> {
+async fn decide(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    body: Body,
+) -> ApiResult<Response> {
+    access.check(|c| c.may_call(Route::Decide))?;
     let request: Request = json_body(body, state.body_limit, "request").await?;
+    access.check(|c| c.may_decide(&request.program, &request.action))?;
     let host = state.host.clone();
     let (program, card, action) = (
         request.program.clone(),
@@ -163,9 +273,12 @@ async fn decide(State(state): State<AppState>, body: Body) -> ApiResult<Response
 
 async fn register(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     UrlPath((program, card)): UrlPath<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
+    access.check(|c| c.may_call(Route::Register))?;
+    access.check(|c| c.may_act_for(&program))?;
     let mut fields: serde_json::Value = json_body(body, state.body_limit, "holder").await?;
     let object = fields
         .as_object_mut()
@@ -184,6 +297,9 @@ async fn register(
     }
     let holder: Holder = serde_json::from_value(fields)
         .map_err(|e| ApiError::bad_request(format!("cannot parse holder: {e}")))?;
+    // Starting balances count only for a new card; whether the card is new is known only
+    // inside the commit, so any non-zero balance in the body needs the right to give one.
+    access.check(|c| c.may_grant(&holder.balances))?;
     let host = state.host.clone();
     let view = blocking(move || {
         let created = host.register(&program, &holder)?;
@@ -201,8 +317,11 @@ async fn register(
 
 async fn card(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     UrlPath((program, card)): UrlPath<(String, String)>,
 ) -> ApiResult<Json<CardView>> {
+    access.check(|c| c.may_call(Route::Card))?;
+    access.check(|c| c.may_act_for(&program))?;
     let host = state.host.clone();
     let (p, c) = (program.clone(), card.clone());
     let view = blocking(move || host.card(&p, &c, jiff::Timestamp::now().as_second())).await?;
@@ -241,7 +360,11 @@ struct ProgramsView {
     refused: Vec<RefusedView>,
 }
 
-async fn programs(State(state): State<AppState>) -> Json<ProgramsView> {
+async fn programs(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> ApiResult<Json<ProgramsView>> {
+    access.check(|c| c.may_call(Route::Programs))?;
     let programs: Vec<ProgramView> = state
         .host
         .programs()
@@ -265,7 +388,7 @@ async fn programs(State(state): State<AppState>) -> Json<ProgramsView> {
         .into_iter()
         .map(|(program, error)| RefusedView { program, error })
         .collect();
-    Json(ProgramsView { programs, refused })
+    Ok(Json(ProgramsView { programs, refused }))
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -361,12 +484,14 @@ pub fn watch(host: Arc<Host>, policies: &Path) -> cardrules::Result<notify::Reco
 }
 
 /// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight then finish.
+/// With `tokens`, callers need a known bearer token (see [`router`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<Host>,
     body_limit: usize,
+    tokens: Option<Arc<Tokens>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(host, body_limit))
+    axum::serve(listener, router(host, body_limit, tokens))
         .with_graceful_shutdown(shutdown_signal())
         .await
 }

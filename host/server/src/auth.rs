@@ -1,0 +1,795 @@
+//! Who may call the API (`cardrules serve --auth FILE`, docs/contract.md "Access control"):
+//! the auth file of token hashes, the rights of each role, and new tokens for
+//! `cardrules token`.
+//!
+//! The file holds each token's SHA-256, never the token: a presented bearer token is hashed
+//! and compared with every entry in constant time. A token's `name` is what logs show.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a token may do; each role may do what the one before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A point of sale: decisions for its programs (and only its `actions`, if listed), and
+    /// reading cards.
+    Terminal,
+    /// A terminal that may also register and replace holders, without starting balances.
+    Registrar,
+    /// Every route, including listing programs and creating cards with starting balances.
+    Admin,
+}
+
+impl Role {
+    /// The role's name, as the auth file and `--role` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Terminal => "terminal",
+            Role::Registrar => "registrar",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = AuthError;
+
+    fn from_str(s: &str) -> Result<Role, AuthError> {
+        match s {
+            "terminal" => Ok(Role::Terminal),
+            "registrar" => Ok(Role::Registrar),
+            "admin" => Ok(Role::Admin),
+            _ => Err(AuthError(format!(
+                "unknown role `{s}`: expected `terminal`, `registrar` or `admin`"
+            ))),
+        }
+    }
+}
+
+/// An auth file that cannot be used, or a token entry that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError(String);
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A `[[tokens]]` entry of the auth file, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Shown in logs; never the secret.
+    pub name: String,
+    /// The hex SHA-256 of the token.
+    pub sha256: String,
+    pub role: Role,
+    /// Program ids, or `["*"]` for every program.
+    pub programs: Vec<String>,
+    /// The actions a terminal may ask for; every action when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<String>>,
+}
+
+/// The auth file.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    tokens: Vec<TokenEntry>,
+}
+
+/// The programs a token may act for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Programs {
+    All,
+    Only(BTreeSet<String>),
+}
+
+/// A known caller: what a presented token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    name: String,
+    role: Role,
+    programs: Programs,
+    actions: Option<BTreeSet<String>>,
+}
+
+/// The routes whose use depends on the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/decisions`
+    Decide,
+    /// `GET /v1/programs/{program}/cards/{card}`
+    Card,
+    /// `PUT /v1/programs/{program}/holders/{card}`
+    Register,
+    /// `GET /v1/programs`
+    Programs,
+}
+
+impl Route {
+    /// The route as the contract writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Decide => "POST /v1/decisions",
+            Route::Card => "GET /v1/programs/{program}/cards/{card}",
+            Route::Register => "PUT /v1/programs/{program}/holders/{card}",
+            Route::Programs => "GET /v1/programs",
+        }
+    }
+
+    /// The least role that may call the route.
+    fn least_role(self) -> Role {
+        match self {
+            Route::Decide | Route::Card => Role::Terminal,
+            Route::Register => Role::Registrar,
+            Route::Programs => Role::Admin,
+        }
+    }
+}
+
+/// Why a known caller was refused (a 403): names the route, program, action or balance,
+/// never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Caller {
+    /// The token's name, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether the caller's role may call `route` at all.
+    pub fn may_call(&self, route: Route) -> Result<(), Refusal> {
+        let least = route.least_role();
+        if self.role >= least {
+            Ok(())
+        } else {
+            Err(Refusal(format!(
+                "role `{}` may not call `{}`: that needs role `{least}`",
+                self.role,
+                route.as_str()
+            )))
+        }
+    }
+
+    /// Whether the caller may act for `program`.
+    pub fn may_act_for(&self, program: &str) -> Result<(), Refusal> {
+        match &self.programs {
+            Programs::All => Ok(()),
+            Programs::Only(programs) if programs.contains(program) => Ok(()),
+            Programs::Only(_) => Err(Refusal(format!(
+                "this token may not act for program `{program}`"
+            ))),
+        }
+    }
+
+    /// Whether the caller may ask `program` for a decision on `action`.
+    pub fn may_decide(&self, program: &str, action: &str) -> Result<(), Refusal> {
+        self.may_call(Route::Decide)?;
+        self.may_act_for(program)?;
+        match &self.actions {
+            Some(actions) if !actions.contains(action) => Err(Refusal(format!(
+                "this token may not ask for action `{action}` (it may ask for {})",
+                actions
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller may give a card these starting balances (asset → units): only an
+    /// admin may give non-zero ones.
+    pub fn may_grant(&self, balances: &BTreeMap<String, i64>) -> Result<(), Refusal> {
+        let granted: Vec<String> = balances
+            .iter()
+            .filter(|(_, units)| **units != 0)
+            .map(|(asset, _)| format!("`{asset}`"))
+            .collect();
+        if granted.is_empty() || self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Refusal(format!(
+                "role `{}` may not give a card starting balances ({}): that needs role `admin`",
+                self.role,
+                granted.join(", ")
+            )))
+        }
+    }
+}
+
+/// The known tokens, by the SHA-256 of each.
+#[derive(Debug)]
+pub struct Tokens {
+    entries: Vec<([u8; 32], Arc<Caller>)>,
+}
+
+impl Tokens {
+    /// Reads and checks the auth file at `path`.
+    pub fn load(path: &Path) -> Result<Tokens, AuthError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AuthError(format!("cannot read auth file `{}`: {e}", path.display())))?;
+        Tokens::parse(&text, path)
+    }
+
+    /// Parses and checks an auth file's text; errors name `source` and the entry.
+    pub fn parse(text: &str, source: &Path) -> Result<Tokens, AuthError> {
+        let file: AuthFile = toml::from_str(text).map_err(|e| {
+            let location = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" at line {line}")
+                })
+                .unwrap_or_default();
+            let message = e.message().trim().trim_end_matches('.').to_string();
+            AuthError(format!(
+                "cannot parse auth file `{}`{location}: {message}",
+                source.display()
+            ))
+        })?;
+        if file.tokens.is_empty() {
+            return Err(AuthError(format!(
+                "auth file `{}` lists no `[[tokens]]`: nobody could call the API",
+                source.display()
+            )));
+        }
+        let mut entries: Vec<([u8; 32], Arc<Caller>)> = Vec::with_capacity(file.tokens.len());
+        for (index, entry) in file.tokens.iter().enumerate() {
+            let number = index + 1;
+            let what = if entry.name.is_empty() {
+                format!("auth file `{}`, entry {number}", source.display())
+            } else {
+                format!(
+                    "auth file `{}`, token `{}` (entry {number})",
+                    source.display(),
+                    entry.name
+                )
+            };
+            let (digest, caller) =
+                check_entry(entry).map_err(|problem| AuthError(format!("{what}: {problem}")))?;
+            for (other, (other_digest, other_caller)) in entries.iter().enumerate() {
+                let other = other + 1;
+                if other_caller.name == caller.name {
+                    return Err(AuthError(format!(
+                        "{what}: the name is used by entry {other} too; names must be unique"
+                    )));
+                }
+                if *other_digest == digest {
+                    return Err(AuthError(format!(
+                        "{what}: the same sha256 as token `{}` (entry {other}); every token must be different",
+                        other_caller.name
+                    )));
+                }
+            }
+            entries.push((digest, Arc::new(caller)));
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// How many tokens are known.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no token is known (never true of a parsed file).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The caller a presented token stands for: its SHA-256 is compared with every entry's
+    /// in constant time, without stopping at a match.
+    pub fn identify(&self, token: &str) -> Option<Arc<Caller>> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (digest, caller) in &self.entries {
+            if bool::from(digest.ct_eq(&presented)) {
+                found = Some(caller.clone());
+            }
+        }
+        found
+    }
+}
+
+/// Checks one entry: its name, hash, programs and actions.
+fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
+    if entry.name.trim().is_empty() {
+        return Err("`name` is empty".into());
+    }
+    if entry.name.chars().any(char::is_control) || entry.name.chars().count() > 100 {
+        return Err("`name` must be at most 100 characters, none a control character".into());
+    }
+    let digest = parse_sha256(&entry.sha256)?;
+    if entry.programs.is_empty() {
+        return Err("`programs` is empty: list program ids, or `[\"*\"]` for every program".into());
+    }
+    let programs = if entry.programs.iter().any(|p| p == "*") {
+        if entry.programs.len() > 1 {
+            return Err(
+                "`programs` lists `\"*\"` beside other programs: give one or the other".into(),
+            );
+        }
+        Programs::All
+    } else {
+        Programs::Only(unique(&entry.programs, "programs", "program")?)
+    };
+    let actions = match &entry.actions {
+        None => None,
+        Some(_) if entry.role != Role::Terminal => {
+            return Err(format!(
+                "`actions` is for role `terminal` only; role `{}` may ask for every action",
+                entry.role
+            ));
+        }
+        Some(actions) if actions.is_empty() => {
+            return Err(
+                "`actions` is empty: list the actions allowed, or leave it out to allow every action"
+                    .into(),
+            );
+        }
+        Some(actions) => Some(unique(actions, "actions", "action")?),
+    };
+    Ok((
+        digest,
+        Caller {
+            name: entry.name.clone(),
+            role: entry.role,
+            programs,
+            actions,
+        },
+    ))
+}
+
+/// The items of a list, refusing empty and repeated ones.
+fn unique(items: &[String], key: &str, what: &str) -> Result<BTreeSet<String>, String> {
+    let mut set = BTreeSet::new();
+    for item in items {
+        if item.is_empty() {
+            return Err(format!("`{key}` has an empty {what}"));
+        }
+        if !set.insert(item.clone()) {
+            return Err(format!("`{key}` lists {what} `{item}` twice"));
+        }
+    }
+    Ok(set)
+}
+
+/// A hex SHA-256: exactly 64 hex digits (either case).
+fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+    let malformed = || {
+        format!(
+            "`sha256` must be 64 hex digits (the SHA-256 of the token), not {} characters{}",
+            hex.chars().count(),
+            if hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                ""
+            } else {
+                " with non-hex ones"
+            }
+        )
+    };
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return Err(malformed());
+    }
+    let mut digest = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let high = hex_value(pair[0]).ok_or_else(malformed)?;
+        let low = hex_value(pair[1]).ok_or_else(malformed)?;
+        digest[i] = (high << 4) | low;
+    }
+    Ok(digest)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The lowercase hex SHA-256 of a token, as the auth file stores it.
+pub fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new token and the auth file entry that admits it.
+#[derive(Debug)]
+pub struct NewToken {
+    /// The secret: 32 random bytes, base64url without padding. Shown once, stored nowhere.
+    pub token: String,
+    /// The `[[tokens]]` entry to append to the auth file (TOML, ending in a newline).
+    pub entry: String,
+}
+
+/// Makes a new random token for a caller named `name`, checked as the auth file would be.
+pub fn new_token(
+    name: &str,
+    role: Role,
+    programs: &[String],
+    actions: &[String],
+) -> Result<NewToken, AuthError> {
+    use base64::Engine;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| AuthError(format!("cannot get random bytes for a token: {e}")))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let entry = TokenEntry {
+        name: name.to_string(),
+        sha256: sha256_hex(&token),
+        role,
+        programs: programs.to_vec(),
+        actions: (!actions.is_empty()).then(|| actions.to_vec()),
+    };
+    check_entry(&entry).map_err(|problem| {
+        AuthError(if name.is_empty() {
+            format!("the token's {problem}")
+        } else {
+            format!("token `{name}`: {problem}")
+        })
+    })?;
+    let entry = toml::to_string(&AuthFile {
+        tokens: vec![entry],
+    })
+    .map_err(|e| AuthError(format!("cannot write the entry for token `{name}`: {e}")))?;
+    Ok(NewToken { token, entry })
+}
+
+/// Whether `listen` (a `--listen` address) is a loopback address: an IP address in
+/// 127.0.0.0/8 or `::1` (IPv4-mapped too), or `localhost`. Host names are not resolved;
+/// any other is not loopback.
+pub fn is_loopback_listen(listen: &str) -> bool {
+    if let Ok(address) = listen.parse::<std::net::SocketAddr>() {
+        return address.ip().to_canonical().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.to_canonical().is_loopback();
+    }
+    host.eq_ignore_ascii_case("localhost")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Tokens, String> {
+        Tokens::parse(text, Path::new("auth.toml")).map_err(|e| e.to_string())
+    }
+
+    fn entry(name: &str, token: &str, role: &str, rest: &str) -> String {
+        format!(
+            "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n{rest}\n",
+            sha256_hex(token)
+        )
+    }
+
+    fn caller(tokens: &Tokens, token: &str) -> Arc<Caller> {
+        tokens.identify(token).unwrap()
+    }
+
+    fn three() -> Tokens {
+        let text = [
+            entry(
+                "till-1",
+                "t-secret",
+                "terminal",
+                "programs = [\"albertslund\"]\nactions = [\"purchase\"]",
+            ),
+            entry(
+                "desk",
+                "r-secret",
+                "registrar",
+                "programs = [\"albertslund\", \"bergen\"]",
+            ),
+            entry("ops", "a-secret", "admin", "programs = [\"*\"]"),
+        ]
+        .concat();
+        parse(&text).unwrap()
+    }
+
+    #[test]
+    fn a_good_file_identifies_its_tokens_and_nothing_else() {
+        let tokens = three();
+        assert_eq!(tokens.len(), 3);
+        let till = caller(&tokens, "t-secret");
+        assert_eq!((till.name(), till.role()), ("till-1", Role::Terminal));
+        assert_eq!(caller(&tokens, "r-secret").role(), Role::Registrar);
+        assert_eq!(caller(&tokens, "a-secret").name(), "ops");
+        for unknown in [
+            "",
+            "t-secret ",
+            "T-SECRET",
+            "a-secre",
+            &sha256_hex("a-secret"),
+        ] {
+            assert!(tokens.identify(unknown).is_none(), "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn uppercase_hashes_are_accepted() {
+        let text = format!(
+            "[[tokens]]\nname = \"x\"\nsha256 = \"{}\"\nrole = \"admin\"\nprograms = [\"*\"]\n",
+            sha256_hex("s").to_uppercase()
+        );
+        assert_eq!(caller(&parse(&text).unwrap(), "s").name(), "x");
+    }
+
+    #[test]
+    fn the_rights_of_each_role() {
+        let tokens = three();
+        let (till, desk, ops) = (
+            caller(&tokens, "t-secret"),
+            caller(&tokens, "r-secret"),
+            caller(&tokens, "a-secret"),
+        );
+        use Route::*;
+        for (who, allowed) in [
+            (&till, [true, true, false, false]),
+            (&desk, [true, true, true, false]),
+            (&ops, [true, true, true, true]),
+        ] {
+            for (route, allowed) in [Decide, Card, Register, Programs].into_iter().zip(allowed) {
+                assert_eq!(
+                    who.may_call(route).is_ok(),
+                    allowed,
+                    "{} {route:?}",
+                    who.name()
+                );
+            }
+        }
+        let refusal = till.may_call(Programs).unwrap_err().to_string();
+        assert_eq!(
+            refusal,
+            "role `terminal` may not call `GET /v1/programs`: that needs role `admin`"
+        );
+        assert!(
+            desk.may_call(Programs)
+                .unwrap_err()
+                .to_string()
+                .contains("role `registrar`")
+        );
+
+        // Programs.
+        assert!(till.may_act_for("albertslund").is_ok());
+        assert_eq!(
+            till.may_act_for("bergen").unwrap_err().to_string(),
+            "this token may not act for program `bergen`"
+        );
+        assert!(desk.may_act_for("bergen").is_ok());
+        assert!(desk.may_act_for("antwerpen").is_err());
+        assert!(ops.may_act_for("anything").is_ok());
+
+        // Actions: only the terminal's list restricts.
+        assert!(till.may_decide("albertslund", "purchase").is_ok());
+        assert_eq!(
+            till.may_decide("albertslund", "topup")
+                .unwrap_err()
+                .to_string(),
+            "this token may not ask for action `topup` (it may ask for `purchase`)"
+        );
+        assert!(till.may_decide("bergen", "purchase").is_err());
+        assert!(desk.may_decide("bergen", "redeem").is_ok());
+        assert!(ops.may_decide("antwerpen", "transfer").is_ok());
+
+        // Starting balances: only an admin gives non-zero ones.
+        let none = BTreeMap::new();
+        let zero = BTreeMap::from([("DKK".to_string(), 0)]);
+        let some = BTreeMap::from([("DKK".to_string(), 5000), ("saving".to_string(), 0)]);
+        assert!(desk.may_grant(&none).is_ok());
+        assert!(desk.may_grant(&zero).is_ok());
+        assert_eq!(
+            desk.may_grant(&some).unwrap_err().to_string(),
+            "role `registrar` may not give a card starting balances (`DKK`): that needs role `admin`"
+        );
+        assert!(ops.may_grant(&some).is_ok());
+    }
+
+    #[test]
+    fn malformed_files_are_refused_naming_the_file_and_entry() {
+        let good = entry("a", "a", "admin", "programs = [\"*\"]");
+        let cases: Vec<(String, &str)> = vec![
+            ("tokens = 3".into(), "cannot parse auth file `auth.toml` at line 1"),
+            (String::new(), "missing field `tokens`"),
+            ("tokens = []".into(), "lists no `[[tokens]]`"),
+            (format!("{good}extra = 1\n"), "unknown field `extra`"),
+            (format!("owner = \"x\"\n{good}"), "unknown field `owner`"),
+            (
+                entry("a", "a", "admin", "programs = [\"*\"]\nprogram = \"x\""),
+                "unknown field `program`",
+            ),
+            (
+                entry("a", "a", "root", "programs = [\"*\"]"),
+                "unknown variant `root`",
+            ),
+            (
+                "[[tokens]]\nname = \"a\"\nrole = \"admin\"\nprograms = [\"*\"]\n".into(),
+                "missing field `sha256`",
+            ),
+            (
+                "[[tokens]]\nname = \"a\"\nsha256 = \"abc\"\nrole = \"admin\"\nprograms = [\"*\"]\n"
+                    .into(),
+                "token `a` (entry 1): `sha256` must be 64 hex digits (the SHA-256 of the token), not 3 characters",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname = \"a\"\nsha256 = \"{}\"\nrole = \"admin\"\nprograms = [\"*\"]\n",
+                    "g".repeat(64)
+                ),
+                "not 64 characters with non-hex ones",
+            ),
+            (
+                format!("{good}{}", entry("a", "b", "admin", "programs = [\"*\"]")),
+                "token `a` (entry 2): the name is used by entry 1 too",
+            ),
+            (
+                format!("{good}{}", entry("b", "a", "terminal", "programs = [\"*\"]")),
+                "token `b` (entry 2): the same sha256 as token `a` (entry 1)",
+            ),
+            (
+                entry("", "a", "admin", "programs = [\"*\"]"),
+                "auth file `auth.toml`, entry 1: `name` is empty",
+            ),
+            (entry("a", "a", "admin", "programs = []"), "`programs` is empty"),
+            (
+                entry("a", "a", "admin", "programs = [\"*\", \"bergen\"]"),
+                "beside other programs",
+            ),
+            (
+                entry("a", "a", "admin", "programs = [\"bergen\", \"bergen\"]"),
+                "lists program `bergen` twice",
+            ),
+            (
+                entry("a", "a", "admin", "programs = [\"\"]"),
+                "`programs` has an empty program",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "registrar",
+                    "programs = [\"*\"]\nactions = [\"purchase\"]",
+                ),
+                "`actions` is for role `terminal` only",
+            ),
+            (
+                entry("a", "a", "terminal", "programs = [\"*\"]\nactions = []"),
+                "`actions` is empty",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted:\n{text}"));
+            assert!(error.contains(expected), "{error}\n  expected: {expected}");
+            assert!(error.contains("auth.toml"), "{error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_named() {
+        let error = Tokens::load(Path::new("/no/such/auth.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("cannot read auth file `/no/such/auth.toml`: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn new_tokens_are_random_and_their_entries_parse_back() {
+        let actions = ["purchase".to_string()];
+        let made = new_token(
+            "bakkens-hjerte-till-1",
+            Role::Terminal,
+            &["albertslund".into()],
+            &actions,
+        )
+        .unwrap();
+        assert_eq!(made.token.len(), 43, "{}", made.token);
+        assert!(
+            made.token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert!(made.entry.starts_with("[[tokens]]\n"), "{}", made.entry);
+        assert!(!made.entry.contains(&made.token));
+        let other = new_token("other", Role::Admin, &["*".into()], &[]).unwrap();
+        assert_ne!(made.token, other.token);
+        assert!(!other.entry.contains("actions"), "{}", other.entry);
+
+        let tokens = parse(&format!("{}{}", made.entry, other.entry)).unwrap();
+        let till = caller(&tokens, &made.token);
+        assert_eq!(till.name(), "bakkens-hjerte-till-1");
+        assert!(till.may_decide("albertslund", "purchase").is_ok());
+        assert!(till.may_decide("albertslund", "topup").is_err());
+        assert_eq!(caller(&tokens, &other.token).role(), Role::Admin);
+
+        // Checked as the file would be.
+        let e = new_token("x", Role::Admin, &["*".into()], &actions).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`actions` is for role `terminal` only"),
+            "{e}"
+        );
+        assert!(new_token("", Role::Admin, &["*".into()], &[]).is_err());
+        assert!(new_token("x", Role::Admin, &[], &[]).is_err());
+        // A name that needs quoting survives the round trip.
+        let quoted = new_token("till \"7\" \\ øst", Role::Terminal, &["*".into()], &[]).unwrap();
+        assert_eq!(
+            caller(&parse(&quoted.entry).unwrap(), &quoted.token).name(),
+            "till \"7\" \\ øst"
+        );
+    }
+
+    #[test]
+    fn roles_parse_by_name() {
+        assert_eq!("registrar".parse::<Role>().unwrap(), Role::Registrar);
+        assert!("Admin".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn loopback_listen_addresses() {
+        for loopback in [
+            "127.0.0.1:8080",
+            "127.1.2.3:0",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST:0",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(is_loopback_listen(loopback), "{loopback}");
+        }
+        for open in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.10:80",
+            "example.org:80",
+            "localhost.example.org:80",
+            "128.0.0.1:80",
+        ] {
+            assert!(!is_loopback_listen(open), "{open}");
+        }
+    }
+}
