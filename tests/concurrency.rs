@@ -21,7 +21,11 @@ fn terminals(ledger: &Path) -> Vec<Arc<Host>> {
         Arc::new(SqliteLedger::open(ledger).unwrap()),
     )
     .with_trust(Trust::allow_unsigned());
-    assert!(first.load_dir(&policies).unwrap().is_empty());
+    assert!(
+        cardrules::loader::load_dir(&first, &policies)
+            .unwrap()
+            .is_empty()
+    );
     let programs = first.programs();
     let mut hosts = vec![Arc::new(first)];
     for _ in 1..TERMINALS {
@@ -129,7 +133,11 @@ fn the_shipped_suites_pass_on_sqlite_and_their_ledgers_rebuild_from_the_journal(
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let loader = Host::new(sandbox.clone(), Arc::new(cardrules::MemoryLedger::new()))
         .with_trust(Trust::allow_unsigned());
-    assert!(loader.load_dir(&policies).unwrap().is_empty());
+    assert!(
+        cardrules::loader::load_dir(&loader, &policies)
+            .unwrap()
+            .is_empty()
+    );
     let files = cardrules::suite::discover(&policies, &[]).unwrap();
     assert!(files.len() >= 10, "{files:?}");
     let mut steps = 0;
@@ -166,7 +174,11 @@ fn the_shipped_suites_pass_on_postgres_and_their_ledgers_rebuild_from_the_journa
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let loader = Host::new(sandbox.clone(), Arc::new(cardrules::MemoryLedger::new()))
         .with_trust(Trust::allow_unsigned());
-    assert!(loader.load_dir(&policies).unwrap().is_empty());
+    assert!(
+        cardrules::loader::load_dir(&loader, &policies)
+            .unwrap()
+            .is_empty()
+    );
     for file in cardrules::suite::discover(&policies, &[]).unwrap() {
         let database = postgres_support::Database::fresh().unwrap();
         let loaded = cardrules::suite::load(&file).unwrap();

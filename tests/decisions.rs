@@ -15,7 +15,11 @@ fn host() -> Host {
         Arc::new(MemoryLedger::new()),
     )
     .with_trust(Trust::allow_unsigned());
-    assert!(host.load_dir(&policies).unwrap().is_empty());
+    assert!(
+        cardrules::loader::load_dir(&host, &policies)
+            .unwrap()
+            .is_empty()
+    );
     for program in host.programs() {
         host.register_demo_holders(program.id()).unwrap();
     }

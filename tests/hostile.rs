@@ -105,7 +105,7 @@ fn world(hostile: &[(&str, &str)]) -> (World, Vec<Error>) {
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap());
     let host =
         Host::new(Arc::new(Sandbox::new().unwrap()), ledger).with_trust(Trust::allow_unsigned());
-    let errors = host.load_dir(&policies).unwrap();
+    let errors = cardrules::loader::load_dir(&host, &policies).unwrap();
     for program in host.programs() {
         host.register_demo_holders(program.id()).unwrap();
     }

@@ -37,7 +37,11 @@ fn a_year_of_traffic(dir: &Path) -> (PathBuf, Vec<(String, i16, bool)>) {
         Arc::new(SqliteLedger::open(&file).unwrap()),
     )
     .with_trust(Trust::allow_unsigned());
-    assert!(host.load_dir(&policies).unwrap().is_empty());
+    assert!(
+        cardrules::loader::load_dir(&host, &policies)
+            .unwrap()
+            .is_empty()
+    );
     for program in host.programs() {
         host.register_demo_holders(program.id()).unwrap();
     }

@@ -266,7 +266,7 @@ pub fn run(options: &Options) -> Result<Report> {
         let host = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()))
             .with_trust(options.trust.clone());
         let start = Instant::now();
-        let errors = host.load_dir(&options.policies)?;
+        let errors = cardrules::loader::load_dir(&host, &options.policies)?;
         load_all_ms = load_all_ms.min(ms(start.elapsed()));
         if let Some(e) = errors.into_iter().next() {
             return Err(e);

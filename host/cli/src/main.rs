@@ -396,7 +396,7 @@ fn test(
     }
     let host =
         Host::new(Arc::new(Sandbox::new()?), Arc::new(MemoryLedger::new())).with_trust(trust);
-    let program_errors = host.load_dir(policies)?;
+    let program_errors = cardrules::loader::load_dir(&host, policies)?;
     for error in &program_errors {
         // Only the programs a suite needs are fatal; the rest are reported as warnings.
         let needed = suites.iter().any(|s| matches!(error, cardrules::Error::Load { program, .. } if *program == s.suite.program));
@@ -502,7 +502,7 @@ fn decide(
     request.dry_run |= dry_run;
 
     let host = Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust);
-    for error in host.load_dir(policies)? {
+    for error in cardrules::loader::load_dir(&host, policies)? {
         eprintln!("warning: {error}");
     }
     host.register_demo_holders(&request.program)?;
@@ -651,7 +651,10 @@ fn replay_ledger(
     let original = ledger.open()?;
     let sandbox = Arc::new(Sandbox::new()?);
     let loader = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new())).with_trust(trust);
-    if let Some(e) = loader.load_dir(policies)?.into_iter().next() {
+    if let Some(e) = cardrules::loader::load_dir(&loader, policies)?
+        .into_iter()
+        .next()
+    {
         return Err(e.into());
     }
     let mut programs = loader.programs();

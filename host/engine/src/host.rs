@@ -83,10 +83,9 @@ impl Program {
                 files.component_path.display()
             ))
         })?;
-        let manifest_bytes = std::fs::read(dir.join("policy.toml"))
-            .map_err(|e| fail(format!("cannot read `policy.toml`: {e}")))?;
+        // The very bytes the manifest was parsed from: what is verified is what is served.
         trust
-            .verify(&id, dir, &bytes, &manifest_bytes)
+            .verify(&id, dir, &bytes, &files.manifest_bytes)
             .map_err(fail)?;
         let policy = sandbox.compile(&bytes, context.clone()).map_err(fail)?;
         if policy.info.program != id {
@@ -259,47 +258,9 @@ impl Host {
         &self.sandbox
     }
 
-    /// Loads every program under `policies`. A program that fails to load is left out
-    /// and its error returned; the others are served.
-    pub fn load_dir(&self, policies: &Path) -> Result<Vec<Error>> {
-        let mut errors = Vec::new();
-        for dir in manifest::program_dirs(policies)? {
-            if let Err(e) =
-                Program::load(&self.sandbox, &self.trust, &dir).map(|p| self.insert(Arc::new(p)))
-            {
-                self.refuse(&dir, &e);
-                errors.push(e);
-            }
-        }
-        Ok(errors)
-    }
-
-    /// Loads the program in `dir`, checks it against its own suites (`dir/suites`), and
-    /// only then serves it in place of the running version; also registers its new demo
-    /// holders. Requests already deciding finish on the version they started with. A
-    /// program that fails is refused: the running version, if any, keeps serving.
-    pub fn update(&self, dir: &Path) -> Result<Arc<Program>> {
-        let checked = Program::load(&self.sandbox, &self.trust, dir).and_then(|program| {
-            let program = Arc::new(program);
-            crate::suite::check(&self.sandbox, &program)?;
-            Ok(program)
-        });
-        match checked {
-            Ok(program) => {
-                self.insert(program.clone());
-                self.register_demo_holders(program.id())?;
-                Ok(program)
-            }
-            Err(e) => {
-                self.refuse(dir, &e);
-                Err(e)
-            }
-        }
-    }
-
     /// Remembers why the program in `dir` was refused, for [`Host::refused`] and for
     /// requests to a program that has no running version.
-    fn refuse(&self, dir: &Path, error: &Error) {
+    pub(crate) fn refuse(&self, dir: &Path, error: &Error) {
         let (name, reason) = match error {
             Error::Load { program, reason } => (program.clone(), reason.clone()),
             other => (
@@ -354,6 +315,21 @@ impl Host {
         let mut all: Vec<_> = self.programs.read().values().cloned().collect();
         all.sort_by(|a, b| a.id().cmp(b.id()));
         all
+    }
+
+    /// The trust programs are loaded with.
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// Checks the program's demo holders as registration would, without registering them.
+    pub(crate) fn check_demo_holders(program: &Program) -> Result<()> {
+        program
+            .files
+            .holders
+            .iter()
+            .try_for_each(|holder| check_holder(program, holder))
+            .map_err(|e| Error::load(program.id(), format!("`holders.toml`: {e}")))
     }
 
     /// The ledger: programs' states over the journal.

@@ -9,8 +9,10 @@
 mod calendar;
 mod error;
 mod host;
+mod imports;
 pub mod inputs;
 pub mod ledger;
+pub mod loader;
 mod manifest;
 mod model;
 pub mod replay;

@@ -117,6 +117,8 @@ pub struct ProgramFiles {
     pub catalogue: HashMap<String, Offer>,
     pub holders: Vec<Holder>,
     pub component_path: PathBuf,
+    /// `policy.toml` as read, once: the bytes parsed are the bytes a signature covers.
+    pub manifest_bytes: Vec<u8>,
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -177,7 +179,9 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         .unwrap_or_default();
     let fail = |e: Error| Error::load(&name, e);
     let refuse = |why: String| Error::load(&name, why);
-    let manifest: Manifest = read_toml(&dir.join("policy.toml")).map_err(fail)?;
+    let manifest_path = dir.join("policy.toml");
+    let manifest_text = read_text(&manifest_path).map_err(fail)?;
+    let manifest: Manifest = parse_toml(&manifest_text, &manifest_path).map_err(fail)?;
     check_manifest(&manifest, Some(&name)).map_err(fail)?;
     let schema = &manifest.schema;
     let catalogue_path = dir.join("catalogue.toml");
@@ -207,6 +211,7 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         catalogue,
         holders,
         component_path,
+        manifest_bytes: manifest_text.into_bytes(),
     })
 }
 

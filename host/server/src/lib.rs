@@ -399,29 +399,23 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
-/// Loads (through [`Host::update`], so each program passes its own suites) every program
+/// Loads (through [`cardrules::loader::update`], so each program passes its own suites) every program
 /// under `policies`; returns how many are served. Refusals are logged.
 pub fn load_programs(host: &Host, policies: &Path) -> cardrules::Result<usize> {
-    let mut served = 0;
-    for dir in cardrules::program_dirs(policies)? {
-        match host.update(&dir) {
-            Ok(program) => {
-                served += 1;
-                tracing::info!(
-                    program = program.id(),
-                    version = program.policy.info.version,
-                    digest = program.policy.digest,
-                    "serving"
-                );
-            }
-            Err(e) => tracing::error!("{e}"),
-        }
+    let served = cardrules::loader::serve_dir(host, policies)?;
+    for program in &served {
+        tracing::info!(
+            program = program.id(),
+            version = program.policy.info.version,
+            digest = program.policy.digest,
+            "serving"
+        );
     }
-    Ok(served)
+    Ok(served.len())
 }
 
 /// Watches `policies` and hot-reloads each program whose files change (see
-/// [`Host::update`]). The watch ends when the returned watcher is dropped.
+/// [`cardrules::loader::update`]). The watch ends when the returned watcher is dropped.
 pub fn watch(host: Arc<Host>, policies: &Path) -> cardrules::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let root = policies
@@ -466,7 +460,9 @@ pub fn watch(host: Arc<Host>, policies: &Path) -> cardrules::Result<notify::Reco
             for dir in dirs {
                 let host = host.clone();
                 let shown = dir.display().to_string();
-                let outcome = tokio::task::spawn_blocking(move || host.update(&dir)).await;
+                let outcome =
+                    tokio::task::spawn_blocking(move || cardrules::loader::update(&host, &dir))
+                        .await;
                 match outcome {
                     Ok(Ok(program)) => tracing::info!(
                         program = program.id(),

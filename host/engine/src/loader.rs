@@ -1,0 +1,71 @@
+//! The one way programs are loaded into a [`Host`], for the command, the server, hot
+//! reload and benchmarks alike: read the program's files once, verify their signature,
+//! compile and `describe` the component ([`Program::load`]), optionally gate the new version
+//! on the program's own suites, and only then serve it.
+//!
+//! It sits above both the host and the suites (the gate runs suites, which run on a host),
+//! so neither depends on the other's loading.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::host::{Host, Program};
+use crate::manifest;
+
+/// Loads every program under `policies` into `host`, ungated (for `test`, `decide`,
+/// `bench`, `replay`). A program that fails to load is left out and its error returned;
+/// the others are served.
+pub fn load_dir(host: &Host, policies: &Path) -> Result<Vec<Error>> {
+    let mut errors = Vec::new();
+    for dir in manifest::program_dirs(policies)? {
+        match Program::load(host.sandbox(), host.trust(), &dir) {
+            Ok(program) => host.insert(Arc::new(program)),
+            Err(e) => {
+                host.refuse(&dir, &e);
+                errors.push(e);
+            }
+        }
+    }
+    Ok(errors)
+}
+
+/// Loads the program in `dir`, checks its demo holders and runs its own suites
+/// (`dir/suites`) against it on a scratch ledger, and only if all of that passes serves it
+/// in place of the running version and registers its new demo holders. Requests already
+/// deciding finish on the version they started with. A refused version changes nothing:
+/// the running version, if any, keeps serving, and the refusal is listed.
+pub fn update(host: &Host, dir: &Path) -> Result<Arc<Program>> {
+    let checked = Program::load(host.sandbox(), host.trust(), dir).and_then(|program| {
+        let program = Arc::new(program);
+        Host::check_demo_holders(&program)?;
+        crate::suite::check(host.sandbox(), &program)?;
+        Ok(program)
+    });
+    match checked {
+        Ok(program) => {
+            host.insert(program.clone());
+            // The version is accepted; a ledger failure here leaves its demo holders for
+            // the next start, and is reported as what it is.
+            host.register_demo_holders(program.id())?;
+            Ok(program)
+        }
+        Err(e) => {
+            host.refuse(dir, &e);
+            Err(e)
+        }
+    }
+}
+
+/// [`update`] for every program under `policies`, as a server starts; returns the programs
+/// served. Refusals are logged.
+pub fn serve_dir(host: &Host, policies: &Path) -> Result<Vec<Arc<Program>>> {
+    let mut served = Vec::new();
+    for dir in manifest::program_dirs(policies)? {
+        match update(host, &dir) {
+            Ok(program) => served.push(program),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+    Ok(served)
+}
