@@ -1381,3 +1381,17 @@ fn without_auth_only_loopback_addresses_are_served_unless_insecure_no_auth() {
     );
     assert_eq!(local.get("/v1/programs").0, 200);
 }
+
+#[test]
+fn an_unknown_method_is_a_405_with_a_json_error() {
+    let server = Server::start();
+    let (status, body) = answer(agent().delete(server.url("/v1/decisions")).call());
+    assert_eq!(status, 405, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`DELETE /v1/decisions` is not a route"),
+        "{body}"
+    );
+}

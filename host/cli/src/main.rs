@@ -497,8 +497,8 @@ fn decide(
         std::fs::read_to_string(request_path)
             .with_context(|| format!("cannot read request `{}`", request_path.display()))?
     };
-    let mut request: Request = serde_json::from_str(&text)
-        .with_context(|| format!("cannot parse request `{}`", request_path.display()))?;
+    let mut request: Request = cardrules::inputs::request(&text)
+        .with_context(|| format!("cannot use request `{}`", request_path.display()))?;
     request.dry_run |= dry_run;
 
     let host = Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust);

@@ -63,6 +63,7 @@ pub fn router(host: Arc<Host>, body_limit: usize, tokens: Option<Arc<Tokens>>) -
         .route("/v1/programs/{program}/cards/{card}", get(card))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -207,12 +208,8 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Reads a JSON body of at most `limit` bytes into `T`.
-async fn json_body<T: serde::de::DeserializeOwned>(
-    body: Body,
-    limit: usize,
-    what: &str,
-) -> ApiResult<T> {
+/// Reads a body of at most `limit` bytes as text.
+async fn body_text(body: Body, limit: usize, what: &str) -> ApiResult<String> {
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -224,7 +221,18 @@ async fn json_body<T: serde::de::DeserializeOwned>(
             ApiError::bad_request(format!("cannot read {what}: {e}"))
         }
     })?;
-    serde_json::from_slice(&bytes)
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::bad_request(format!("cannot parse {what}: the body is not UTF-8")))
+}
+
+/// Reads a JSON body of at most `limit` bytes into `T`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> ApiResult<T> {
+    let text = body_text(body, limit, what).await?;
+    serde_json::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("cannot parse {what}: {e}")))
 }
 
@@ -250,7 +258,9 @@ async fn decide(
     body: Body,
 ) -> ApiResult<Response> {
     access.check(|c| c.may_call(Route::Decide))?;
-    let request: Request = json_body(body, state.body_limit, "request").await?;
+    // The one parse path of requests, shared with the command and the fuzz targets.
+    let text = body_text(body, state.body_limit, "request").await?;
+    let request: Request = cardrules::inputs::request(&text)?;
     access.check(|c| c.may_decide(&request.program, &request.action))?;
     let host = state.host.clone();
     let (program, card, action) = (
@@ -393,6 +403,13 @@ async fn programs(
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "status": "serving", "programs": state.host.programs().len() }))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("`{method} {}` is not a route: see the HTTP API", uri.path()),
+    )
 }
 
 async fn not_found() -> ApiError {
