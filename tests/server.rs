@@ -1395,3 +1395,49 @@ fn an_unknown_method_is_a_405_with_a_json_error() {
         "{body}"
     );
 }
+
+#[test]
+fn a_shadow_candidate_is_compared_on_the_same_state_without_touching_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    // The candidate: Bergen kino's yearly limit lowered from 4 to 2.
+    let candidate = dir.path().join("candidate");
+    copy_dir(&shipped_policies(), &candidate);
+    let catalogue = candidate.join("bergen/catalogue.toml");
+    let text = std::fs::read_to_string(&catalogue).unwrap();
+    let lowered = text.replacen(
+        "location = \"bergen-kino\"\nyearly-limit = 4",
+        "location = \"bergen-kino\"\nyearly-limit = 2",
+        1,
+    );
+    assert_ne!(text, lowered);
+    std::fs::write(&catalogue, lowered).unwrap();
+    let shadow = candidate.display().to_string();
+    let server = Server::start_with(Arc::new(dir), &["--allow-unsigned", "--shadow", &shadow]);
+
+    for month in 1..=4 {
+        let request = json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                             "offer": "bergen-kino", "id": format!("kino-{month}"),
+                             "at": format!("2024-0{month}-10T17:00:00+01:00")});
+        // The answers are the serving version's: all four visits allowed.
+        assert_eq!(server.decide(&request)["allow"], true);
+    }
+    eventually("the shadow has compared the four visits", &server, || {
+        let (_, all) = server.get("/v1/programs");
+        let bergen = &all["shadow"]["bergen"];
+        bergen["agreed"].as_u64().unwrap_or(0) + bergen["differed"].as_u64().unwrap_or(0) >= 4
+    });
+    let (_, all) = server.get("/v1/programs");
+    let bergen = &all["shadow"]["bergen"];
+    assert_eq!(bergen["agreed"], 2, "{all:#}");
+    assert_eq!(bergen["differed"], 2, "{all:#}");
+    assert_eq!(
+        bergen["transitions"],
+        json!([{"from": "allow", "to": "quota-exhausted", "count": 2}])
+    );
+    assert!(server.log().contains("shadow differs"), "{}", server.log());
+    // Nothing of the candidate was committed: the card's visits are the served ones.
+    let fifth = json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                       "offer": "bergen-kino", "at": "2024-05-10T17:00:00+02:00"});
+    assert_eq!(server.decide(&fifth)["reason"], "quota-exhausted");
+}

@@ -132,6 +132,11 @@ enum Command {
         /// decide, register holders and read cards.
         #[arg(long, conflicts_with = "auth")]
         insecure_no_auth: bool,
+        /// Candidate versions of the programs: each decision is also evaluated against its
+        /// program's candidate here (a dry run on the same ledger state, off the answer's
+        /// path); agreements and differences show under `shadow` in `GET /v1/programs`.
+        #[arg(long, value_name = "DIR")]
+        shadow: Option<PathBuf>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -277,6 +282,7 @@ fn main() -> ExitCode {
             no_watch,
             auth,
             insecure_no_auth,
+            shadow,
             trust,
         } => trust.resolve(false).and_then(|trust| {
             serve(
@@ -288,6 +294,7 @@ fn main() -> ExitCode {
                     watch: !no_watch,
                     auth: auth.as_deref(),
                     insecure_no_auth,
+                    shadow: shadow.as_deref(),
                 },
                 trust,
             )
@@ -520,6 +527,7 @@ struct ServeOptions<'a> {
     watch: bool,
     auth: Option<&'a Path>,
     insecure_no_auth: bool,
+    shadow: Option<&'a Path>,
 }
 
 /// Why a server without `--auth` refuses a non-loopback address.
@@ -542,6 +550,7 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
         watch,
         auth,
         insecure_no_auth,
+        shadow,
     } = options;
     // Who may call is settled before anything is loaded, so a refusal is immediate.
     let tokens = match auth {
@@ -561,6 +570,29 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
             policies.display()
         ));
     }
+    let shadow = match shadow {
+        None => None,
+        Some(dir) => {
+            let candidates = Host::new(host.sandbox().clone(), Arc::new(MemoryLedger::new()))
+                .with_trust(host.trust_for_candidates());
+            if let Some(e) = cardrules::loader::load_dir(&candidates, dir)?
+                .into_iter()
+                .next()
+            {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot shadow `{}`", dir.display()))
+                );
+            }
+            let shadow = Arc::new(cardrules::shadow::Shadow::new(
+                host.sandbox().clone(),
+                host.ledger().journal().clone(),
+                candidates.programs(),
+            ));
+            server::follow(shadow.clone()).context("cannot start the shadow")?;
+            tracing::info!("shadow: candidates from `{}`", dir.display());
+            Some(shadow)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -600,7 +632,7 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
         // Tests and scripts read the bound address (useful with port 0) from stdout.
         println!("listening on http://{address}");
         std::io::stdout().flush()?;
-        server::serve(listener, host, body_limit, tokens)
+        server::serve(listener, host, body_limit, tokens, shadow)
             .await
             .context("server failed")?;
         tracing::info!("shut down");

@@ -322,6 +322,12 @@ impl Host {
         &self.trust
     }
 
+    /// The trust the host's own programs are loaded with, for loading candidates beside
+    /// them (shadow evaluation): a candidate must be signed like a served version.
+    pub fn trust_for_candidates(&self) -> Trust {
+        self.trust.clone()
+    }
+
     /// Checks the program's demo holders as registration would, without registering them.
     pub(crate) fn check_demo_holders(program: &Program) -> Result<()> {
         program
@@ -422,6 +428,23 @@ impl Host {
             )
         })
     }
+}
+
+/// What `program` would decide for `request` on `state`, as a dry run: nothing of it
+/// stays in the state. (Shadow evaluation: see [`crate::shadow`].)
+pub(crate) fn dry_run_on(
+    sandbox: &Sandbox,
+    program: &Program,
+    request: &Request,
+    state: &mut State,
+) -> Result<Decision> {
+    let mut request = request.clone();
+    request.dry_run = true;
+    // A recorded id would answer with the recorded decision: the candidate decides afresh.
+    request.id = None;
+    let party = check_request(program, &request)?;
+    let fingerprint = fingerprint(&request)?;
+    decide_on(sandbox, program, &request, party, &fingerprint, state).map(|staged| staged.answer)
 }
 
 /// Checks what the caller sent before anything is decided; returns the party size.

@@ -18,6 +18,7 @@ mod model;
 pub mod replay;
 mod sandbox;
 mod schema;
+pub mod shadow;
 pub mod signing;
 pub mod suite;
 mod world;

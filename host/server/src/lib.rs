@@ -45,16 +45,24 @@ struct AppState {
     body_limit: usize,
     /// The known tokens; `None`: every caller may do everything.
     tokens: Option<Arc<Tokens>>,
+    /// Candidate versions following the live decisions (`serve --shadow`).
+    shadow: Option<Arc<cardrules::shadow::Shadow>>,
 }
 
 /// The routes of docs/contract.md over `host`, with request logs; bodies larger than
 /// `body_limit` bytes are refused with a 400. With `tokens`, callers need a known bearer
 /// token and act within its rights; without, every caller may do everything.
-pub fn router(host: Arc<Host>, body_limit: usize, tokens: Option<Arc<Tokens>>) -> Router {
+pub fn router(
+    host: Arc<Host>,
+    body_limit: usize,
+    tokens: Option<Arc<Tokens>>,
+    shadow: Option<Arc<cardrules::shadow::Shadow>>,
+) -> Router {
     let state = AppState {
         host,
         body_limit,
         tokens,
+        shadow,
     };
     Router::new()
         .route("/v1/decisions", post(decide))
@@ -368,6 +376,9 @@ struct RefusedView {
 struct ProgramsView {
     programs: Vec<ProgramView>,
     refused: Vec<RefusedView>,
+    /// With `--shadow`: per program, how often its candidate agreed and differed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<std::collections::BTreeMap<String, cardrules::shadow::Tally>>,
 }
 
 async fn programs(
@@ -398,7 +409,12 @@ async fn programs(
         .into_iter()
         .map(|(program, error)| RefusedView { program, error })
         .collect();
-    Ok(Json(ProgramsView { programs, refused }))
+    let shadow = state.shadow.as_ref().map(|shadow| shadow.tallies());
+    Ok(Json(ProgramsView {
+        programs,
+        refused,
+        shadow,
+    }))
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -503,8 +519,9 @@ pub async fn serve(
     host: Arc<Host>,
     body_limit: usize,
     tokens: Option<Arc<Tokens>>,
+    shadow: Option<Arc<cardrules::shadow::Shadow>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(host, body_limit, tokens))
+    axum::serve(listener, router(host, body_limit, tokens, shadow))
         .with_graceful_shutdown(shutdown_signal())
         .await
 }
@@ -534,3 +551,22 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing requests in flight");
 }
+
+/// Keeps `shadow` following the live journal, a moment behind, on its own thread; logs and
+/// carries on when the journal cannot be read.
+pub fn follow(shadow: Arc<cardrules::shadow::Shadow>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("cardrules-shadow".into())
+        .spawn(move || {
+            loop {
+                if let Err(e) = shadow.follow() {
+                    tracing::warn!("shadow: {e}");
+                }
+                std::thread::sleep(SHADOW_PERIOD);
+            }
+        })
+        .map(drop)
+}
+
+/// How often the shadow reads the journal's new decisions.
+const SHADOW_PERIOD: Duration = Duration::from_millis(200);
