@@ -160,6 +160,24 @@ fn the_shipped_suites_pass_on_sqlite_and_their_ledgers_rebuild_from_the_journal(
             "{}: the suite left no cards",
             file.display()
         );
+        // Replayed against the very program that wrote it, nothing changes.
+        let journal: Arc<dyn cardrules::Journal> =
+            Arc::new(SqliteLedger::open(&guard.file()).unwrap());
+        let suite_program = Arc::new(program.with_offers(&loaded.suite.offers).unwrap());
+        let replayed = cardrules::replay::replay(
+            &sandbox,
+            &journal,
+            &[suite_program],
+            cardrules::replay::Window::default(),
+        )
+        .unwrap();
+        // Every committed step is a recorded decision (dry runs are not recorded).
+        assert!(
+            replayed.replayed > 0 && replayed.replayed <= report.steps.len() as u64,
+            "{}: {replayed:?}",
+            file.display()
+        );
+        assert_eq!(replayed.changed, 0, "{}: {replayed:?}", file.display());
     }
     assert!(steps > 150, "{steps}");
 }
