@@ -672,3 +672,35 @@ fn a_mistyped_demo_holder_is_a_load_error() {
         "{error}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_program_directory_with_link_loops_fifos_or_devices_is_refused_clearly_and_never_hangs() {
+    let dir = policies_copy();
+    let suites = dir.path().join("policies/bergen/suites");
+    // Two directories linking to each other: 2^40 paths if links were followed.
+    std::fs::create_dir_all(suites.join("a")).unwrap();
+    std::os::unix::fs::symlink(suites.join("a"), suites.join("a/loop")).unwrap();
+    std::os::unix::fs::symlink(&suites, suites.join("a/up")).unwrap();
+    let started = std::time::Instant::now();
+    let out = cardrules(&["test", "--policies", "policies"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // A suite that is a link to a device that never ends.
+    std::os::unix::fs::symlink("/dev/zero", suites.join("zero.toml")).unwrap();
+    let out = cardrules(&["test", "--policies", "policies"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let said = stdout(&out) + &stderr(&out);
+    assert!(said.contains("zero.toml`: not a regular file"), "{said}");
+    std::fs::remove_file(suites.join("zero.toml")).unwrap();
+
+    // A FIFO named like a suite would block a reader for ever.
+    let fifo = suites.join("x.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = cardrules(&["test", "--policies", "policies"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let said = stdout(&out) + &stderr(&out);
+    assert!(said.contains("x.toml`: not a regular file"), "{said}");
+}

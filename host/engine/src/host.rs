@@ -77,12 +77,12 @@ impl Program {
             config: Arc::new(config),
             limits: files.manifest.limits,
         });
-        let bytes = std::fs::read(&files.component_path).map_err(|e| {
-            fail(format!(
-                "cannot read component `{}`: {e} (build the policies with `cargo build --release`)",
-                files.component_path.display()
-            ))
-        })?;
+        let bytes = manifest::read_file(&files.component_path, manifest::MAX_COMPONENT_BYTES)
+            .map_err(|e| {
+                fail(format!(
+                    "{e} (build the policies with `cargo build --release`)"
+                ))
+            })?;
         // The very bytes the manifest was parsed from: what is verified is what is served.
         trust
             .verify(&id, dir, &bytes, &files.manifest_bytes)

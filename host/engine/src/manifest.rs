@@ -126,10 +126,44 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     parse_toml(&read_text(path)?, path)
 }
 
-/// Reads a text file, naming it in the error.
+/// The largest TOML file read (manifest, catalogue, holders, suite).
+pub const MAX_TEXT_BYTES: u64 = 8 << 20;
+/// The largest policy component read.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// Reads a text file, naming it in the error (see [`read_file`]).
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", path.display())))
+    let bytes = read_file(path, MAX_TEXT_BYTES)?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::invalid(format!("cannot read `{}`: not UTF-8 text", path.display())))
+}
+
+/// Reads a program's file: only a regular file (a link to one is fine), of at most
+/// `limit` bytes — never a FIFO that would block, a device that never ends, or a file
+/// that would exhaust memory.
+pub(crate) fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let fail = |why: String| Error::invalid(format!("cannot read `{}`: {why}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    if meta.len() > limit {
+        return Err(fail(format!(
+            "{} bytes, more than the limit of {limit}",
+            meta.len()
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut bytes = Vec::new();
+    // The length can change between the check and the read: read one byte past the limit.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(fail(format!("more than the limit of {limit} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// Parses TOML `text` into `T`, naming `source` (and the line, when known) in every error.

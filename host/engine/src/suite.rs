@@ -151,14 +151,41 @@ pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    collect_toml_within(dir, found, 0)
+}
+
+/// How deep suite directories may nest.
+const MAX_SUITE_DEPTH: usize = 8;
+/// The most suite files one directory tree may hold.
+const MAX_SUITE_FILES: usize = 10_000;
+
+/// Walks `dir` for `*.toml` files without following links to directories (two links to
+/// each other would make 2^40 paths), to a bounded depth and count.
+fn collect_toml_within(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
+    if depth > MAX_SUITE_DEPTH {
+        return Err(Error::invalid(format!(
+            "cannot read `{}`: suites nest deeper than {MAX_SUITE_DEPTH} directories",
+            dir.display()
+        )));
+    }
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", dir.display())))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
-        if path.is_dir() {
-            collect_toml(&path, found)?;
+        let linked_or_plain = std::fs::symlink_metadata(&path)
+            .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", path.display())))?;
+        if linked_or_plain.is_dir() {
+            collect_toml_within(&path, found, depth + 1)?;
         } else if path.extension().is_some_and(|ext| ext == "toml") {
+            if found.len() >= MAX_SUITE_FILES {
+                return Err(Error::invalid(format!(
+                    "cannot read `{}`: more than {MAX_SUITE_FILES} suite files",
+                    dir.display()
+                )));
+            }
+            // Read when loaded, where anything but a regular file (a FIFO, a link to a
+            // device) is refused with a clear error; a link to a directory is not followed.
             found.push(path);
         }
     }
