@@ -10,18 +10,9 @@ use cardrules::{Host, Request, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 use serde_json::{Value, json};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+#[path = "support/files.rs"]
+mod files;
+use files::copy_dir;
 
 /// A year of traffic on the three programs, on a SQLite ledger; returns the ledger file and
 /// the recorded bergen-kino decisions (card, year, allowed).

@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 mod postgres_support;
 use postgres_support::Database;
 
+#[path = "support/files.rs"]
+mod files;
+use files::copy_dir;
+
 /// A running server over its own copy of the shipped policies and its own ledger.
 struct Server {
     child: Child,
@@ -152,19 +156,6 @@ fn log_of(dir: &tempfile::TempDir) -> String {
 
 fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Replaces `path` at once (write aside, rename), as a deployment should.

@@ -13,6 +13,12 @@ use crate::manifest::{self, Manifest, parse_toml};
 use crate::model::{Holder, Offer, Request};
 use crate::suite::{self, Suite};
 
+/// Any TOML input of ours (the server's auth file too): parsed into `T` with errors that
+/// name `source` and the line, as every file the engine reads.
+pub fn toml<T: serde::de::DeserializeOwned>(text: &str, source: &Path) -> Result<T> {
+    parse_toml(text, source)
+}
+
 /// A request, as the body of `POST /v1/decisions` or the file of `cardrules decide`.
 pub fn request(json: &str) -> Result<Request> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("cannot parse request: {e}")))

@@ -244,20 +244,9 @@ impl Tokens {
 
     /// Parses and checks an auth file's text; errors name `source` and the entry.
     pub fn parse(text: &str, source: &Path) -> Result<Tokens, AuthError> {
-        let file: AuthFile = toml::from_str(text).map_err(|e| {
-            let location = e
-                .span()
-                .map(|span| {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" at line {line}")
-                })
-                .unwrap_or_default();
-            let message = e.message().trim().trim_end_matches('.').to_string();
-            AuthError(format!(
-                "cannot parse auth file `{}`{location}: {message}",
-                source.display()
-            ))
-        })?;
+        // The one TOML parse path: errors name the file and the line.
+        let file: AuthFile =
+            cardrules::inputs::toml(text, source).map_err(|e| AuthError(e.to_string()))?;
         if file.tokens.is_empty() {
             return Err(AuthError(format!(
                 "auth file `{}` lists no `[[tokens]]`: nobody could call the API",
@@ -628,7 +617,7 @@ mod tests {
     fn malformed_files_are_refused_naming_the_file_and_entry() {
         let good = entry("a", "a", "admin", "programs = [\"*\"]");
         let cases: Vec<(String, &str)> = vec![
-            ("tokens = 3".into(), "cannot parse auth file `auth.toml` at line 1"),
+            ("tokens = 3".into(), "cannot parse `auth.toml` at line 1"),
             (String::new(), "missing field `tokens`"),
             ("tokens = []".into(), "lists no `[[tokens]]`"),
             (format!("{good}extra = 1\n"), "unknown field `extra`"),
