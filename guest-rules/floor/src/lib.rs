@@ -1,3 +1,4 @@
+#![no_std]
 //! The empty policy, program `floor`: every request is allowed at once, without reading the
 //! ledger. `cardrules bench` runs it beside the real programs, so that the cost of the
 //! sandbox itself (fresh instance, call, lifting the answer) is visible apart from the

@@ -28,6 +28,13 @@
 //!
 //! Rules are checked in the order they are written: [`ensure`] returns early with a denied
 //! decision, so the first failing rule decides, as the municipal rule books say.
+//!
+//! Policies are `#![no_std]`: a policy imports its world and nothing else — no WASI, so
+//! no clock, randomness, files or streams, and the host gives it no WASI context. The SDK
+//! supplies what `std` would have: an allocator, a panic handler whose message reaches the
+//! host (through the world's `diagnostics` import) and is shown in the `policy-error`, and
+//! `String`, `Vec`, `Box`, `format!` and `vec!` in the [`prelude`]. A crate that links
+//! `std` gets WASI imports and is refused at load.
 
 #![no_std]
 
@@ -38,6 +45,9 @@ extern crate self as cardrules_sdk;
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+
+#[cfg(target_arch = "wasm32")]
+mod runtime;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -82,6 +92,8 @@ pub mod prelude {
         Transfer, UNKNOWN_ACTION, Units, Value, Window, age_on, allow, calendar, config_int,
         config_text, decide, deny, ensure, export_policy, ledger, policy_info, required,
     };
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
     pub use alloc::string::{String, ToString};
     pub use alloc::vec;
     pub use alloc::vec::Vec;

@@ -136,6 +136,12 @@ fn lib_rs(program: &str) -> String {
         r#"//! Program `{program}`: the starter rule book made by `cardrules new`. Each action is a
 //! function returning a `Rule`; its rules are checked in order and the first that fails
 //! gives the reason. Write your municipality's rules here, one `ensure` per rule.
+//!
+//! Policies are `no_std`: they import nothing but the policy world (no clock, files or
+//! randomness). The SDK's prelude brings `String`, `Vec`, `format!` and the rest of
+//! `alloc`, an allocator and a panic handler.
+
+#![no_std]
 
 use cardrules_sdk::prelude::*;
 

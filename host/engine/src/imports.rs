@@ -5,7 +5,7 @@
 use crate::calendar::Calendar;
 use crate::error::Result;
 use crate::ledger::View;
-use crate::sandbox::GuestState;
+use crate::sandbox::{GuestState, MAX_SAID_CHARS};
 use crate::world::{self, cardrules, wit};
 
 impl GuestState {
@@ -25,6 +25,22 @@ impl GuestState {
 }
 
 impl cardrules::policy::types::Host for GuestState {}
+
+impl cardrules::policy::diagnostics::Host for GuestState {
+    /// Keeps the first thing a guest says before it traps (its panic message), cut short:
+    /// the `policy-error` that follows shows it.
+    fn panicked(&mut self, message: String) -> wasmtime::Result<()> {
+        if self.said.is_none() {
+            let message = message.trim();
+            let mut said: String = message.chars().take(MAX_SAID_CHARS).collect();
+            if said.len() < message.len() {
+                said.push('…');
+            }
+            self.said = Some(said);
+        }
+        Ok(())
+    }
+}
 
 impl cardrules::policy::ledger::Host for GuestState {
     fn count_in(

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, types::ComponentItem};
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
@@ -36,12 +34,12 @@ fn pool() -> wasmtime::PoolingAllocationConfig {
 
 /// The wasm stack of an evaluation; deeper recursion traps.
 const WASM_STACK_BYTES: usize = 512 * 1024;
-/// Room for a panic message from the guest, shown in the `policy-error` that follows.
-const STDERR_CAPACITY: usize = 4096;
-/// The only imports a policy may have: its own world, and the WASI streams that Rust's
-/// standard library links for panic messages. Clocks, randomness, files and sockets are
-/// not among them: policies are deterministic.
-const ALLOWED_IMPORTS: &[&str] = &["cardrules:policy/", "wasi:io/", "wasi:cli/"];
+/// The most of a guest's panic message kept for the `policy-error` that follows.
+pub(crate) const MAX_SAID_CHARS: usize = 400;
+/// The only imports a policy may have: its own world. No WASI at all — no clocks,
+/// randomness, files, sockets or streams: policies are deterministic, and the host builds
+/// no WASI context for them.
+const ALLOWED_IMPORTS: &[&str] = &["cardrules:policy/"];
 
 /// The engine and linker shared by every program.
 pub struct Sandbox {
@@ -134,7 +132,6 @@ impl Sandbox {
         let link = |e: wasmtime::Error| {
             Error::host("cannot link the policy world", e.into_boxed_dyn_error())
         };
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
         Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
             .map_err(link)?;
         Ok(Sandbox { engine, linker })
@@ -148,16 +145,6 @@ impl Sandbox {
     ) -> std::result::Result<CompiledPolicy, String> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| format!("not a valid component: {e}"))?;
-        for (name, _) in component.component_type().imports(&self.engine) {
-            if !ALLOWED_IMPORTS
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-            {
-                return Err(format!(
-                    "component imports `{name}`, which policies may not use (no clock, randomness, files or network)"
-                ));
-            }
-        }
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -168,6 +155,19 @@ impl Sandbox {
             if !exports.iter().any(|name| name == needed) {
                 return Err(format!("component does not export `{needed}`"));
             }
+        }
+        let foreign: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .filter(|name| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "component imports {}, which policies may not use (no clock, randomness, files or network; a policy imports its world only — build it `no_std` with the SDK)",
+                foreign.join(", ")
+            ));
         }
         let pre = self
             .linker
@@ -214,8 +214,6 @@ impl Sandbox {
     }
 
     fn store(&self, view: Option<Box<dyn View>>, context: Arc<Context>) -> Store<GuestState> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let limits = context.limits;
         let mut store = Store::new(
             &self.engine,
@@ -228,9 +226,7 @@ impl Sandbox {
                     peak_memory: 0,
                     exceeded: None,
                 },
-                wasi,
-                table: ResourceTable::new(),
-                stderr,
+                said: None,
             },
         );
         store.limiter(|state| &mut state.budget);
@@ -368,17 +364,7 @@ fn failure(error: &wasmtime::Error, state: &GuestState, fuel_used: u64) -> Strin
         " ({fuel}memory reached {} of {} bytes)",
         state.budget.peak_memory, limits.memory_bytes
     ));
-    let stderr = state.stderr.contents();
-    let stderr = String::from_utf8_lossy(&stderr);
-    // A Rust panic is two lines: where, then what.
-    let said: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(2)
-        .collect();
-    if !said.is_empty() {
-        let said: String = said.join(" ").chars().take(400).collect();
+    if let Some(said) = &state.said {
         why.push_str(&format!("; guest said: {said}"));
     }
     why
@@ -435,16 +421,6 @@ pub(crate) struct GuestState {
     pub(crate) view: Option<Box<dyn View>>,
     pub(crate) context: Arc<Context>,
     budget: Budget,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    stderr: MemoryOutputPipe,
-}
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
+    /// The guest's panic message, if it panicked (the `diagnostics` import), cut short.
+    pub(crate) said: Option<String>,
 }

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-counter`. Keeps a static counter, trying to remember earlier calls: every instance is fresh.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-effects`. Effects the ledger must refuse: overspending (`overspend`) or an undeclared asset (`unknown-asset`); and answers in the host's own reasons: an allowed `policy-error` that grants money (`claim-fault`), an undeclared `unknown-card` (`claim-unknown-card`).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-loop`. An endless loop in `evaluate`: stopped by the fuel limit (or the deadline).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

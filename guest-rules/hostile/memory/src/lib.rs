@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-memory`. Allocates a mebibyte after another and never frees: stopped by the memory limit.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-output`. Answers with far too much: a 4 MiB note (`notes`) or 5 000 effects (`effects`).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-recursion`. Recursion without end: stopped by the wasm stack limit.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

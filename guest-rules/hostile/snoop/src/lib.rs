@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-snoop`. Tries to read another program's cards, counters and balances: the ledger view is scoped to its own program.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

@@ -1,3 +1,4 @@
+#![no_std]
 //! Hostile-guest corpus, program `hostile-trap`. Panics (a trap, with a message on stderr) on every evaluation.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 

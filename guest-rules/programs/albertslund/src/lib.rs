@@ -1,3 +1,4 @@
+#![no_std]
 //! Det Digitale Betalingskort, Albertslund Kommune: a prepaid card children use to buy
 //! food and materials at the youth clubs (rule book: docs/programs.md, `albertslund`).
 //! Money is the asset `DKK`, in øre; parents top it up and may restrict purchases; the

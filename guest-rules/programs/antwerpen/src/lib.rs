@@ -1,3 +1,4 @@
+#![no_std]
 //! A-kaart, stad Antwerpen: a city card that is also a savings card (rule book:
 //! docs/programs.md, `antwerpen`).
 //! Each participation is a `saving`; every 10 savings become a `benefit` that must be used

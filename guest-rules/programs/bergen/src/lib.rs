@@ -1,3 +1,4 @@
+#![no_std]
 //! Aktivitetskortet, Bergen kommune: free activities for children and young people from
 //! low-income families (rule book: docs/programs.md, `bergen`). Everything is free; the
 //! rules limit who may use the card, how many come along, and how often.

@@ -1,0 +1,82 @@
+//! What a `no_std` policy needs from a runtime, and nothing more: an allocator and a
+//! panic handler. Policies import no WASI at all — no streams, clocks or randomness — so
+//! the host gives them no WASI context; a panic's message reaches the host through the
+//! world's own `diagnostics` import and is shown in the `policy-error`.
+
+use core::fmt::Write;
+
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// A panic message is formatted here, without allocating: a panic may come from a
+/// failed allocation.
+struct Message {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Write for Message {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for c in s.chars() {
+            let mut utf8 = [0; 4];
+            let c = c.encode_utf8(&mut utf8).as_bytes();
+            if self.len + c.len() > self.bytes.len() {
+                break;
+            }
+            self.bytes[self.len..self.len + c.len()].copy_from_slice(c);
+            self.len += c.len();
+        }
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut message = Message {
+        bytes: [0; 512],
+        len: 0,
+    };
+    let _ = write!(message, "{info}");
+    if let Ok(text) = core::str::from_utf8(&message.bytes[..message.len]) {
+        crate::bindings::cardrules::policy::diagnostics::panicked(text);
+    }
+    core::arch::wasm32::unreachable()
+}
+
+/// The canonical ABI's allocator entry point, through which the host hands the policy its
+/// request. Rust's standard library exports it on `wasm32-wasip2`; a `no_std` policy
+/// exports its own (as wit-bindgen does on the other wasm targets).
+///
+/// # Safety
+/// Called by the host only, as the component model's canonical ABI prescribes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_realloc(
+    old_ptr: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    use alloc::alloc::{Layout, alloc, handle_alloc_error, realloc};
+    let (ptr, layout) = unsafe {
+        if old_len == 0 {
+            if new_len == 0 {
+                return align as *mut u8;
+            }
+            let layout = Layout::from_size_align_unchecked(new_len, align);
+            (alloc(layout), layout)
+        } else {
+            let layout = Layout::from_size_align_unchecked(old_len, align);
+            (realloc(old_ptr, layout, new_len), layout)
+        }
+    };
+    if ptr.is_null() {
+        handle_alloc_error(layout);
+    }
+    ptr
+}
+
+// `memcpy`, `memcmp` and friends: on `wasm32-wasip2` they come from the target's C library
+// (wasi-libc), whose string functions import nothing from the host.
+#[cfg(target_os = "wasi")]
+#[link(name = "c")]
+unsafe extern "C" {}
