@@ -6,7 +6,89 @@
 use core::fmt::Write;
 
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: Bump = Bump;
+
+/// A bump allocator: the host makes a fresh instance for every decision and drops it
+/// afterwards, so nothing a policy allocates needs to be freed — freeing would only cost
+/// instructions (fuel) on every decision. Memory is taken from the linear memory's end,
+/// growing it a page at a time as needed; the manifest's memory limit still caps it. A
+/// reallocation of the latest block grows in place.
+struct Bump;
+
+/// Wasm pages are 64 KiB.
+const PAGE: usize = 1 << 16;
+
+/// The next free byte and the end of what is ours (0 until the first allocation).
+static mut NEXT: usize = 0;
+static mut END: usize = 0;
+
+unsafe impl core::alloc::GlobalAlloc for Bump {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // One thread, no re-entrance: a policy instance runs one call at a time.
+        unsafe {
+            if END == 0 {
+                let pages = core::arch::wasm32::memory_size(0);
+                NEXT = pages * PAGE;
+                END = NEXT;
+            }
+            let start = (NEXT + layout.align() - 1) & !(layout.align() - 1);
+            let Some(end) = start.checked_add(layout.size()) else {
+                return core::ptr::null_mut();
+            };
+            if end > END {
+                let pages = (end - END).div_ceil(PAGE);
+                if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+                    return core::ptr::null_mut();
+                }
+                END += pages * PAGE;
+            }
+            NEXT = end;
+            start as *mut u8
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // The latest block is given back (cheap, and common for temporary strings).
+        unsafe {
+            if ptr as usize + layout.size() == NEXT {
+                NEXT = ptr as usize;
+            }
+        }
+    }
+
+    unsafe fn realloc(
+        &self,
+        ptr: *mut u8,
+        layout: core::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        unsafe {
+            // The latest block grows (or shrinks) where it is.
+            if ptr as usize + layout.size() == NEXT {
+                let Some(end) = (ptr as usize).checked_add(new_size) else {
+                    return core::ptr::null_mut();
+                };
+                if end > END {
+                    let pages = (end - END).div_ceil(PAGE);
+                    if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+                        return core::ptr::null_mut();
+                    }
+                    END += pages * PAGE;
+                }
+                NEXT = end;
+                return ptr;
+            }
+            let new = self.alloc(core::alloc::Layout::from_size_align_unchecked(
+                new_size,
+                layout.align(),
+            ));
+            if !new.is_null() {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            }
+            new
+        }
+    }
+}
 
 /// A panic message is formatted here, without allocating: a panic may come from a
 /// failed allocation.
