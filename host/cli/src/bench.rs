@@ -11,14 +11,13 @@
 //! on-disk cache) and instantiation time. The empty policy `floor` runs the same way, so
 //! that the ratio of a program to the sandbox's own floor is visible.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use cardrules::{Error, Holder, Host, MemoryLedger, Program, Request, Result, Sandbox, Trust};
+use cardrules::{Error, Host, MemoryLedger, Program, Request, Result, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 
 /// What to measure.
@@ -240,7 +239,7 @@ fn isolation(
 /// The requests of the program's mix that leave the card active when committed, so that a
 /// durable run does not end on blocked or moved cards.
 fn lasting_mix(host: &Host, program: &Program) -> Vec<Request> {
-    let mix = mix(program);
+    let mix = cardrules::sample::requests(program);
     let lasting: Vec<Request> = mix
         .iter()
         .filter(|request| {
@@ -420,7 +419,7 @@ fn measure(
     instantiations.sort();
     let instantiate_us = us(instantiations[instantiations.len() / 2]);
 
-    let mix = mix(&program);
+    let mix = cardrules::sample::requests(&program);
     if mix.is_empty() {
         return Err(Error::Invalid(format!(
             "program `{id}` has no demo holders to benchmark with"
@@ -594,55 +593,4 @@ where
         unavailable: 0,
     };
     Ok((timing, fuel))
-}
-
-/// A realistic mix for `program`: every action its policy describes, for each demo holder,
-/// with each catalogue offer, at a weekday noon, with the fields actions commonly need.
-fn mix(program: &Program) -> Vec<Request> {
-    let holders: &[Holder] = &program.files.holders;
-    let mut offers: Vec<Option<String>> =
-        program.files.catalogue.keys().cloned().map(Some).collect();
-    offers.sort();
-    if offers.is_empty() {
-        offers.push(None);
-    }
-    let asset = program.files.manifest.assets.first().cloned();
-    let at = jiff::Timestamp::from_second(1_715_083_200).unwrap_or_default(); // 2024-05-07T12:00Z
-    let mut out = Vec::new();
-    let mut n = 0;
-    for action in &program.policy.info.actions {
-        for (h, holder) in holders.iter().enumerate() {
-            for offer in &offers {
-                n += 1;
-                out.push(Request {
-                    program: program.id().to_string(),
-                    card: holder.card.clone(),
-                    action: action.clone(),
-                    at,
-                    offer: offer.clone(),
-                    party: Some(1),
-                    amount: Some(100),
-                    asset: asset.clone(),
-                    to_card: holders.get((h + 1) % holders.len()).map(|o| o.card.clone()),
-                    new_card: Some(format!("BENCH-NEW-{n}")),
-                    id: None,
-                    dry_run: false,
-                    language: None,
-                });
-            }
-        }
-    }
-    // Put the first action — each program's everyday one — at twice the weight.
-    let everyday: Vec<Request> = out
-        .iter()
-        .filter(|r| Some(&r.action) == program.policy.info.actions.first())
-        .cloned()
-        .collect();
-    out.extend(everyday);
-    let mut keyed: BTreeMap<usize, Request> = BTreeMap::new();
-    for (i, request) in out.into_iter().enumerate() {
-        // A fixed shuffle, so runs are comparable.
-        keyed.insert((i * 2_654_435_761) % 1_000_003 * 1_000 + i, request);
-    }
-    keyed.into_values().collect()
 }

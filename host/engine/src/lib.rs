@@ -16,6 +16,7 @@ pub mod loader;
 mod manifest;
 mod model;
 pub mod replay;
+pub mod sample;
 mod sandbox;
 mod schema;
 pub mod shadow;
