@@ -230,7 +230,8 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         out: PathBuf,
     },
-    /// Sign program directories: writes `policy.sig` over the component and `policy.toml`.
+    /// Sign program directories: writes `policy.sig` over every file the host reads from
+    /// each (manifest, component, catalogue, demo holders, suites).
     Sign {
         /// The secret key file written by `cardrules keygen`.
         #[arg(long, value_name = "FILE")]
@@ -769,12 +770,13 @@ fn sign(key: &Path, programs: &[PathBuf]) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read key `{}`", key.display()))?;
     for dir in programs {
         let signed = cardrules::signing::sign(&secret, dir)?;
+        let files: Vec<&str> = signed.files.keys().map(String::as_str).collect();
         println!(
-            "signed `{}`: program `{}`, component {}, manifest {}",
+            "signed `{}`: program `{}`, {} files: {}",
             dir.join(cardrules::signing::SIGNATURE_FILE).display(),
             signed.program,
-            signed.component,
-            signed.manifest
+            files.len(),
+            files.join(", ")
         );
     }
     Ok(exit::OK)
