@@ -372,6 +372,31 @@ fn bad_input_gets_a_400_with_a_readable_error_and_changes_nothing() {
         let message = error["error"].as_str().unwrap();
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
+    // A path that is not UTF-8 is the caller's error too, in JSON like every other.
+    for path in [
+        "/v1/programs/albertslund/cards/%FF%FE",
+        "/v1/programs/%C3/cards/BK-2002",
+    ] {
+        let (status, error) = server.get(path);
+        assert_eq!(status, 400, "{path} → {error}");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("cannot parse the path: "),
+            "{path} → {error}"
+        );
+    }
+    let (status, error) = server.put(
+        "/v1/programs/albertslund/holders/%FF",
+        r#"{"birth-date":"2012-01-01","municipality":"x"}"#,
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UTF-8"),
+        "{error}"
+    );
     assert_eq!(
         server.get("/v1/programs/albertslund/cards/BK-2002").1,
         before
