@@ -48,8 +48,9 @@ struct TrustArgs {
     /// if present].
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
-    /// Accept unsigned policies: for development only.
-    #[arg(long)]
+    /// Accept unsigned policies: for development only. Not with `--trust`: a command
+    /// either checks signatures or does not.
+    #[arg(long, conflicts_with = "trust")]
     allow_unsigned: bool,
 }
 

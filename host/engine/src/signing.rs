@@ -136,6 +136,12 @@ impl Trust {
                 trust.keys.entry(program.clone()).or_default().push(key);
             }
         }
+        if trust.keys.is_empty() {
+            return Err(fail(format!(
+                "`{}` trusts no key, so every program would be refused; list keys under `[programs]`",
+                path.display()
+            )));
+        }
         Ok(trust)
     }
 
