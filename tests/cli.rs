@@ -112,11 +112,71 @@ fn a_failing_step_exits_1_and_shows_expected_beside_actual() {
     );
     assert!(text.contains("party-too-large"), "{text}");
     assert_eq!(text.lines().last(), Some("0 passed, 1 failed"));
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(
-        xml.contains("failures=\"1\"") && xml.contains("cinema with two friends"),
-        "{xml}"
+    let report = junit_cases(&junit);
+    assert_eq!(
+        report,
+        [(
+            "step 1: cinema with two friends".to_string(),
+            "bergen".to_string(),
+            Some("failure".to_string())
+        )]
     );
+
+    // A suite that cannot be loaded is in the report too, as an error.
+    let broken = dir.path().join("broken.toml");
+    write(&broken, "program = \"bergen\"\n[[steps]\n");
+    let out = cardrules(
+        &[
+            "test",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            suite.to_str().unwrap(),
+            broken.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let report = junit_cases(&junit);
+    assert_eq!(report.len(), 2, "{report:?}");
+    assert_eq!(report[0].2.as_deref(), Some("error"), "{report:?}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("broken.toml"), "{xml}");
+    assert_eq!(report[1].2.as_deref(), Some("failure"), "{report:?}");
+}
+
+/// The test cases of a JUnit report, parsed: (name, classname, `failure` or `error` if
+/// the case did not pass). Panics on XML that does not parse.
+fn junit_cases(path: &Path) -> Vec<(String, String, Option<String>)> {
+    use quick_xml::events::Event;
+    let xml = std::fs::read_to_string(path).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut cases: Vec<(String, String, Option<String>)> = Vec::new();
+    let attribute = |e: &quick_xml::events::BytesStart<'_>, key: &[u8]| {
+        e.attributes()
+            .map(|a| a.unwrap())
+            .find(|a| a.key.as_ref() == key)
+            .map(|a| a.unescape_value().unwrap().into_owned())
+            .unwrap_or_default()
+    };
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("{e}: {xml}")) {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => match e.name().as_ref() {
+                b"testcase" => {
+                    cases.push((attribute(&e, b"name"), attribute(&e, b"classname"), None))
+                }
+                kind @ (b"failure" | b"error") => {
+                    let case = cases.last_mut().expect("a failure inside a test case");
+                    case.2 = Some(String::from_utf8_lossy(kind).into_owned());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    cases
 }
 
 #[test]
