@@ -112,11 +112,71 @@ fn a_failing_step_exits_1_and_shows_expected_beside_actual() {
     );
     assert!(text.contains("party-too-large"), "{text}");
     assert_eq!(text.lines().last(), Some("0 passed, 1 failed"));
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(
-        xml.contains("failures=\"1\"") && xml.contains("cinema with two friends"),
-        "{xml}"
+    let report = junit_cases(&junit);
+    assert_eq!(
+        report,
+        [(
+            "step 1: cinema with two friends".to_string(),
+            "bergen".to_string(),
+            Some("failure".to_string())
+        )]
     );
+
+    // A suite that cannot be loaded is in the report too, as an error.
+    let broken = dir.path().join("broken.toml");
+    write(&broken, "program = \"bergen\"\n[[steps]\n");
+    let out = cardrules(
+        &[
+            "test",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            suite.to_str().unwrap(),
+            broken.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let report = junit_cases(&junit);
+    assert_eq!(report.len(), 2, "{report:?}");
+    assert_eq!(report[0].2.as_deref(), Some("error"), "{report:?}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("broken.toml"), "{xml}");
+    assert_eq!(report[1].2.as_deref(), Some("failure"), "{report:?}");
+}
+
+/// The test cases of a JUnit report, parsed: (name, classname, `failure` or `error` if
+/// the case did not pass). Panics on XML that does not parse.
+fn junit_cases(path: &Path) -> Vec<(String, String, Option<String>)> {
+    use quick_xml::events::Event;
+    let xml = std::fs::read_to_string(path).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut cases: Vec<(String, String, Option<String>)> = Vec::new();
+    let attribute = |e: &quick_xml::events::BytesStart<'_>, key: &[u8]| {
+        e.attributes()
+            .map(|a| a.unwrap())
+            .find(|a| a.key.as_ref() == key)
+            .map(|a| a.unescape_value().unwrap().into_owned())
+            .unwrap_or_default()
+    };
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("{e}: {xml}")) {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => match e.name().as_ref() {
+                b"testcase" => {
+                    cases.push((attribute(&e, b"name"), attribute(&e, b"classname"), None))
+                }
+                kind @ (b"failure" | b"error") => {
+                    let case = cases.last_mut().expect("a failure inside a test case");
+                    case.2 = Some(String::from_utf8_lossy(kind).into_owned());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    cases
 }
 
 #[test]
@@ -270,7 +330,14 @@ fn decide_commits_to_the_default_ledger_and_a_retried_id_commits_nothing_twice()
 
     let retry = json(&decide(dir.path(), &request("t1"), &[]));
     assert_eq!(retry["replayed"], true);
-    // The yearly limit is 2: had the retry counted, this would be refused.
+    // A dry run that would be allowed: it says so, and commits nothing.
+    let dry = json(&decide(dir.path(), &request("d1"), &["--dry-run"]));
+    assert_eq!(
+        (dry["allow"].clone(), dry["dry-run"].clone()),
+        (true.into(), true.into()),
+        "{dry}"
+    );
+    // The yearly limit is 2: had the retry or the dry run counted, this would be refused.
     let second = json(&decide(dir.path(), &request("t2"), &[]));
     assert_eq!(second["allow"], true, "{second}");
     let dry = json(&decide(dir.path(), &request("t3"), &["--dry-run"]));
@@ -694,4 +761,288 @@ fn a_program_directory_with_link_loops_fifos_or_devices_is_refused_clearly_and_n
     assert_eq!(out.status.code(), Some(2));
     let said = stdout(&out) + &stderr(&out);
     assert!(said.contains("x.toml`: not a regular file"), "{said}");
+}
+
+/// Runs `cardrules decide` on `policies` with `request` on standard input and `args`
+/// (no `--allow-unsigned` unless given).
+fn decide_in(dir: &Path, policies: &Path, request: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args([
+            "decide",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--request",
+            "-",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const KINO: &str = r#"{"program":"bergen","card":"AK-1001","action":"redeem","offer":"bergen-kino","at":"2024-03-01T18:00:00+01:00","dry-run":true}"#;
+
+#[test]
+fn decide_and_serve_refuse_unsigned_policies_given_neither_flag_nor_trust_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = root().join("policies");
+    assert!(!dir.path().join("trust.toml").exists());
+    let out = decide_in(dir.path(), &policies, KINO, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "no decision: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot load policy `bergen`: unsigned: no `policy.sig`"),
+        "{}",
+        stderr(&out)
+    );
+    // The same request with `--allow-unsigned` is decided: the refusal was the signature's.
+    let out = decide_in(dir.path(), &policies, KINO, &["--allow-unsigned"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = cardrules(
+        &[
+            "serve",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-watch",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("unsigned: no `policy.sig`") && said.contains("could be loaded"),
+        "{said}"
+    );
+}
+
+#[test]
+fn trust_files_must_exist_and_trust_a_key_and_allow_unsigned_does_not_mix_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = root().join("policies");
+    let out = decide_in(dir.path(), &policies, KINO, &["--trust", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read trust file: cannot read `missing.toml`"),
+        "{}",
+        stderr(&out)
+    );
+    write(&dir.path().join("empty.toml"), "");
+    let out = decide_in(dir.path(), &policies, KINO, &["--trust", "empty.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`empty.toml` trusts no key"),
+        "{}",
+        stderr(&out)
+    );
+    // Given both, a command would silently check nothing: refused.
+    write(
+        &dir.path().join("trust.toml"),
+        "[programs]\nbergen = [\"ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n",
+    );
+    let out = decide_in(
+        dir.path(),
+        &policies,
+        KINO,
+        &["--trust", "trust.toml", "--allow-unsigned"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("cannot be used with") && stderr(&out).contains("--allow-unsigned"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn keygen_writes_a_secret_only_its_owner_can_read_and_never_overwrites_a_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = cardrules(&["keygen", "--out", "bergen"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let secret = dir.path().join("bergen.key");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let key = std::fs::read_to_string(&secret).unwrap();
+    assert!(key.starts_with("ed25519-secret:"));
+    let public = std::fs::read_to_string(dir.path().join("bergen.pub")).unwrap();
+    for existing in ["bergen.key", "bergen.pub"] {
+        if existing == "bergen.pub" {
+            std::fs::remove_file(&secret).unwrap();
+            write(&secret, &key);
+        }
+        let out = cardrules(&["keygen", "--out", "bergen"], dir.path());
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr(&out).contains("exists already; not overwriting a key"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), key);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("bergen.pub")).unwrap(),
+            public
+        );
+    }
+    // Only the public key there: the secret is not written beside it either.
+    std::fs::remove_file(&secret).unwrap();
+    let out = cardrules(&["keygen", "--out", "bergen"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!secret.exists());
+}
+
+#[test]
+fn a_signed_program_refuses_any_edit_to_its_files_and_demo_holders_never_mint_money() {
+    let dir = policies_copy();
+    let policies = dir.path().join("policies");
+    let program = policies.join("albertslund");
+    let out = cardrules(&["keygen", "--out", "kommune"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let public = std::fs::read_to_string(dir.path().join("kommune.pub")).unwrap();
+    write(
+        &dir.path().join("trust.toml"),
+        &format!("[programs]\nalbertslund = [\"{}\"]\n", public.trim()),
+    );
+    let sign = || {
+        let out = cardrules(
+            &["sign", "--key", "kommune.key", program.to_str().unwrap()],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let top_up = |card: &str| {
+        let request = format!(
+            r#"{{"program":"albertslund","card":"{card}","action":"top-up","amount":1000,"at":"2024-05-07T16:00:00+02:00","dry-run":true}}"#
+        );
+        // `trust.toml` in the working directory is read by default.
+        decide_in(dir.path(), &policies, &request, &[])
+    };
+    let signed = sign();
+    for file in [
+        "albertslund.wasm",
+        "catalogue.toml",
+        "holders.toml",
+        "policy.toml",
+        "suites/account.toml",
+        "suites/lost-card.toml",
+    ] {
+        assert!(signed.contains(file), "{file} is not signed: {signed}");
+    }
+    // The shipped demo holders start with money: not where signatures are required.
+    let out = top_up("BK-2002");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "`holders.toml` gives demo card `BK-2001` a starting balance of `DKK`: demo holders \
+             never create balances where signatures are required"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Without the balances, signed again, it serves.
+    let holders_path = program.join("holders.toml");
+    let holders: String = std::fs::read_to_string(&holders_path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("balances"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    write(&holders_path, &holders);
+    sign();
+    let out = top_up("BK-2002");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["allow"], true);
+
+    // The attack of issue 17: a card with 9×10¹⁴ øre added to the signed holders.
+    let rich = format!(
+        "{holders}\n[[holders]]\ncard = \"RICH\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"albertslund\"\nbalances = {{ DKK = 900000000000000 }}\n"
+    );
+    let edits: Vec<(&str, Option<String>, &str)> = vec![
+        (
+            "holders.toml",
+            Some(rich),
+            "`holders.toml` was changed after signing",
+        ),
+        (
+            "catalogue.toml",
+            Some(
+                std::fs::read_to_string(program.join("catalogue.toml")).unwrap()
+                    + "\n# a price edited\n",
+            ),
+            "`catalogue.toml` was changed after signing",
+        ),
+        (
+            "suites/account.toml",
+            None,
+            "`suites/account.toml` was removed after signing",
+        ),
+        (
+            "suites/weaker.toml",
+            Some("program = \"albertslund\"\n".into()),
+            "`suites/weaker.toml` was added after signing",
+        ),
+    ];
+    for (file, contents, expected) in edits {
+        let path = program.join(file);
+        let original = std::fs::read(&path).ok();
+        match &contents {
+            Some(text) => write(&path, text),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        let out = top_up("RICH");
+        assert_eq!(out.status.code(), Some(2), "{file}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains(&format!("cannot load policy `albertslund`: {expected}")),
+            "{file}: {}",
+            stderr(&out)
+        );
+        match original {
+            Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        assert_eq!(top_up("BK-2002").status.code(), Some(0), "{file} restored");
+    }
+    // Signing the rich holder does not help: demo holders never create balances.
+    write(
+        &holders_path,
+        &format!(
+            "{holders}\n[[holders]]\ncard = \"RICH\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"albertslund\"\nbalances = {{ DKK = 900000000000000 }}\n"
+        ),
+    );
+    sign();
+    let out = top_up("RICH");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("gives demo card `RICH` a starting balance of `DKK`"),
+        "{}",
+        stderr(&out)
+    );
+    // A signature of the older format asks to be made again.
+    write(
+        &program.join("policy.sig"),
+        "program = \"albertslund\"\ncomponent = \"sha256:00\"\nmanifest = \"sha256:00\"\nkey = \"ed25519:AAAA\"\nsignature = \"AA==\"\n",
+    );
+    let out = top_up("BK-2002");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("signed by an older `cardrules sign`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -183,3 +183,23 @@ fn holder_attributes_must_be_declared_and_typed_when_registered() {
         .unwrap()
     );
 }
+
+#[test]
+fn a_failed_host_call_keeps_its_real_cause_in_the_error() {
+    let host = host();
+    // A check-in in year 9999: the policy asks the calendar for a date it cannot compute.
+    let decision = host
+        .decide(&request(serde_json::json!({
+            "program": "antwerpen", "card": "A-3001", "action": "check-in", "offer": "mas",
+            "at": "9999-12-30T10:00:00+01:00", "dry-run": true,
+        })))
+        .unwrap();
+    assert_eq!(decision.reason, "policy-error", "{decision:?}");
+    let error = decision.error.unwrap_or_default();
+    println!("{error}");
+    assert!(
+        error.starts_with("host call `calendar.") || error.starts_with("host call `ledger."),
+        "{error}"
+    );
+    assert!(!error.contains("wasm backtrace"), "{error}");
+}

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use cardrules::ledger::View;
 use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, Trust};
@@ -89,7 +90,13 @@ fn copy_program(policies: &Path, program: &str) {
 
 struct World {
     host: Arc<Host>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn program_dir(&self, program: &str) -> PathBuf {
+        self.dir.path().join("policies").join(program)
+    }
 }
 
 /// `bergen` and `albertslund` with their demo holders, beside the hostile programs that
@@ -111,7 +118,7 @@ fn world(hostile: &[(&str, &str)]) -> (World, Vec<Error>) {
     }
     let world = World {
         host: Arc::new(host),
-        _dir: dir,
+        dir,
     };
     (world, errors)
 }
@@ -364,13 +371,12 @@ fn good_programs_keep_serving_while_hostile_ones_are_attacking() {
         })
     })
     .collect();
-    // Meanwhile the tills of Bergen and Albertslund are served, every one correctly.
+    // Meanwhile the tills of Bergen and Albertslund are served, every one correctly: the
+    // yearly limit of 4 cinema visits admits exactly the first 4 of 40.
+    let mut reasons = Vec::new();
     for i in 0..40 {
         let decision = world.host.decide(&kino("AK-1001")).unwrap();
-        assert!(
-            decision.reason == "ok" || decision.reason == "quota-exhausted",
-            "{decision:?}"
-        );
+        reasons.push(decision.reason.clone());
         let purchase: Request = serde_json::from_value(serde_json::json!({
             "program": "albertslund", "card": "BK-2002", "action": "purchase",
             "offer": "sg-perler", "amount": 10, "at": "2024-05-07T16:00:00+02:00",
@@ -383,6 +389,8 @@ fn good_programs_keep_serving_while_hostile_ones_are_attacking() {
     for attacker in attackers {
         assert!(attacker.join().unwrap() > 0);
     }
+    let expected: Vec<&str> = [["ok"; 4].as_slice(), &["quota-exhausted"; 36]].concat();
+    assert_eq!(reasons, expected);
     let card = world
         .host
         .card("albertslund", "BK-2002", 0)
@@ -424,4 +432,174 @@ fn a_fault_is_not_remembered_under_its_request_id() {
     let retry = world.host.decide(&request).unwrap();
     assert_eq!(retry.reason, "policy-error");
     assert!(!retry.replayed, "{retry:?}");
+}
+
+#[test]
+fn every_effect_guard_turns_a_bad_effect_into_a_policy_error_and_commits_nothing() {
+    let (world, _) = world(&[("effects", "")]);
+    let other: Holder = serde_json::from_value(serde_json::json!({
+        "card": "H-2", "birth-date": "2010-01-01", "municipality": "nowhere",
+        "balances": {"DKK": 100},
+    }))
+    .unwrap();
+    world.host.register("hostile-effects", &other).unwrap();
+    let guards = [
+        // Without the guard, spending −50 would add 50.
+        ("negative-consume", "amount -50 of `DKK` is not positive"),
+        ("negative-transfer", "amount -50 of `DKK` is not positive"),
+        ("zero-grant", "grant of 0 `DKK` is not positive"),
+        ("negative-grant", "grant of -50 `DKK` is not positive"),
+        (
+            "transfer-to-unknown",
+            "transfer to unknown card `NO-SUCH-CARD`",
+        ),
+        (
+            "transfer-to-self",
+            "transfer to the acting card `H-1` itself",
+        ),
+        (
+            "move-to-existing",
+            "new card `H-2` already belongs to a holder",
+        ),
+        (
+            "undeclared-reason",
+            "reason `free-money`, which it does not declare",
+        ),
+        ("over-admit", "admitted 2 persons for a party of 1"),
+    ];
+    for (action, expected) in guards {
+        survives(&world, &attack("hostile-effects", action), &[expected]);
+    }
+    // Nothing of any of them stayed: no count, no money moved, no card blocked.
+    let tries = world.host.ledger().read("hostile-effects", |s| {
+        s.count(Some("H-1"), "tries", 0, i64::MAX)
+    });
+    assert_eq!(tries.unwrap(), 0);
+    for card in ["H-1", "H-2"] {
+        let view = world
+            .host
+            .card("hostile-effects", card, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.balances, [("DKK".to_string(), 100)].into(), "{card}");
+        assert_eq!(view.state, cardrules::CardState::Active, "{card}");
+    }
+}
+
+/// How long deciding `request` takes, and the decision.
+fn timed(world: &World, request: &Request) -> (Duration, Decision) {
+    let started = Instant::now();
+    let decision = world.host.decide(request).unwrap();
+    (started.elapsed(), decision)
+}
+
+#[test]
+fn a_policy_looping_on_host_calls_runs_out_of_fuel_long_before_its_deadline() {
+    let (world, errors) = world(&[("loop", ""), ("hostcalls", "")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    // What 10 000 000 fuel is worth in pure wasm: the yardstick.
+    let (wasm, _) = timed(&world, &attack("hostile-loop", "attack"));
+    // Roughly what one `count-in` costs the host, from 3 000 calls less the decision
+    // around them (dry runs: no commit; the best of five).
+    let dry = |action: &str| {
+        let mut request = attack("hostile-hostcalls", action);
+        request.dry_run = true;
+        (0..5)
+            .map(|_| timed(&world, &request))
+            .min_by_key(|(took, _)| *took)
+            .unwrap()
+    };
+    let (none, _) = dry("measure-0");
+    let (many, measured) = dry("measure-3000");
+    assert!(measured.allow, "{measured:?}");
+    let per_call_us = (many.saturating_sub(none)).as_secs_f64() * 1e6 / 3_000.0;
+    let fuel_per_call = measured.fuel as f64 / 3_000.0;
+    let wasm_fuel_per_us = 10_000_000.0 / (wasm.as_secs_f64() * 1e6);
+    println!(
+        "pure wasm: 10000000 fuel in {wasm:?} ({wasm_fuel_per_us:.0} fuel/µs); count-in: \
+         {per_call_us:.2} µs and {fuel_per_call:.0} fuel per call ({:.0} fuel/µs)",
+        fuel_per_call / per_call_us.max(1e-3)
+    );
+    for action in [
+        "count-in",
+        "count-in-all",
+        "count-within",
+        "last-use",
+        "balance",
+        "find-holder",
+        "config",
+        "local",
+        "period-of",
+        "add-months",
+    ] {
+        let started = Instant::now();
+        survives(
+            &world,
+            &attack("hostile-hostcalls", action),
+            &[
+                "fuel limit of 10000000 instructions exhausted",
+                "fuel used 10000000 of 10000000",
+            ],
+        );
+        let took = started.elapsed();
+        println!("{action}: out of fuel after {took:?} (deadline 500 ms, pure wasm {wasm:?})");
+        // Ended on fuel, and in about the time its fuel is worth in wasm: far from the
+        // 500 ms deadline that alone stopped it when host calls cost ~1 fuel.
+        assert!(
+            took < Duration::from_millis(150).max(wasm * 4),
+            "{action} took {took:?} on 10000000 fuel; pure wasm {wasm:?}"
+        );
+    }
+}
+
+#[test]
+fn a_reload_that_outlasts_its_time_box_is_refused_and_the_running_version_keeps_serving() {
+    let (world, errors) = world(&[("loop", "[limits]\nfuel = 1_000_000_000\ndeadline-ms = 50")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let running = world.host.program("hostile-loop").unwrap();
+    // A suite of 20 steps, each stopped by the 50 ms deadline: about a second to run.
+    let dir = world.program_dir("hostile-loop");
+    let mut suite = String::from(
+        "program = \"hostile-loop\"\n[[holders]]\ncard = \"H-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+    );
+    for _ in 0..20 {
+        suite.push_str(
+            "[[steps]]\nat = \"2024-03-01T18:00:00+01:00\"\ncard = \"H-1\"\naction = \"attack\"\nexpect = { allow = false, reason = \"policy-error\" }\n",
+        );
+    }
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    std::fs::write(dir.join("suites/slow.toml"), suite).unwrap();
+
+    let started = Instant::now();
+    let error = cardrules::loader::update_within(&world.host, &dir, Duration::from_millis(300))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    let took = started.elapsed();
+    println!("refused after {took:?}: {error}");
+    assert!(
+        error.starts_with("cannot load policy `hostile-loop`: the reload took longer than its time box of 300 ms (while running its suites: ")
+            && error.contains("out of time after")
+            && error.ends_with("the running version, if any, keeps serving"),
+        "{error}"
+    );
+    assert!(took < Duration::from_millis(900), "stopped early: {took:?}");
+    assert!(Arc::ptr_eq(
+        &world.host.program("hostile-loop").unwrap(),
+        &running
+    ));
+    assert!(
+        world
+            .host
+            .refused()
+            .iter()
+            .any(|(program, why)| program == "hostile-loop" && why.contains("time box")),
+        "{:?}",
+        world.host.refused()
+    );
+    // With time enough, the same files serve.
+    let served =
+        cardrules::loader::update_within(&world.host, &dir, Duration::from_secs(30)).unwrap();
+    assert!(!Arc::ptr_eq(&served, &running));
+    assert!(world.host.refused().is_empty());
 }

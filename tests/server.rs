@@ -2,7 +2,7 @@
 //! live traffic, racing terminals, graceful shutdown and a SIGKILL in the middle of a load.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -129,7 +129,13 @@ impl Server {
             .unwrap()
     }
 
+    /// Waits for the server to exit and returns its exit status.
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// Stops the server with SIGTERM and returns its exit status.
+    #[allow(dead_code)]
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(
@@ -244,7 +250,17 @@ fn every_route_answers_as_the_contract_says() {
     // A dry run commits nothing: the yearly limit of 4 is untouched by it.
     let mut dry = kino("AK-1001", None);
     dry["dry-run"] = true.into();
-    assert_eq!(server.decide(&dry)["dry-run"], true);
+    let answer = server.decide(&dry);
+    assert_eq!(
+        (&answer["dry-run"], &answer["allow"]),
+        (&json!(true), &json!(true))
+    );
+    // 1 of 4 visits used: had the dry run counted, the last of these 3 would be refused.
+    for n in 2..=4 {
+        let visit = server.decide(&kino("AK-1001", Some(&format!("till-1/000{n}"))));
+        assert_eq!(visit["allow"], true, "visit {n}: {visit}");
+    }
+    assert_eq!(server.decide(&dry)["reason"], "quota-exhausted");
 
     // Unknown cards and offers are decisions, not errors.
     let unknown = server.decide(&kino("NO-SUCH-CARD", None));
@@ -299,9 +315,14 @@ fn every_route_answers_as_the_contract_says() {
     let (status, _) = server.get("/v2/nothing");
     assert_eq!(status, 404);
 
+    // The decision's own log line (not the request path `/v1/decisions`).
+    let log = server.log();
     assert!(
-        server.log().contains("decision"),
-        "request logs are written"
+        log.lines().any(|line| line.contains(": decision ")
+            && line.contains("AK-1001")
+            && line.contains("allow=true")
+            && line.contains("reason=\"ok\"")),
+        "no decision line in the log:\n{log}"
     );
 }
 
@@ -372,6 +393,31 @@ fn bad_input_gets_a_400_with_a_readable_error_and_changes_nothing() {
         let message = error["error"].as_str().unwrap();
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
+    // A path that is not UTF-8 is the caller's error too, in JSON like every other.
+    for path in [
+        "/v1/programs/albertslund/cards/%FF%FE",
+        "/v1/programs/%C3/cards/BK-2002",
+    ] {
+        let (status, error) = server.get(path);
+        assert_eq!(status, 400, "{path} → {error}");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("cannot parse the path: "),
+            "{path} → {error}"
+        );
+    }
+    let (status, error) = server.put(
+        "/v1/programs/albertslund/holders/%FF",
+        r#"{"birth-date":"2012-01-01","municipality":"x"}"#,
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UTF-8"),
+        "{error}"
+    );
     assert_eq!(
         server.get("/v1/programs/albertslund/cards/BK-2002").1,
         before
@@ -391,8 +437,36 @@ fn holders_persist_and_sigterm_stops_the_server_gracefully() {
         server.decide(&kino("KEEP-1", Some("keep-1")))["allow"],
         true
     );
+    // A request in flight when SIGTERM arrives: its body is half sent.
+    let body = kino("KEEP-1", Some("keep-2")).to_string();
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut till = std::net::TcpStream::connect(&address).unwrap();
+    let (head, tail) = body.split_at(body.len() / 2);
+    write!(
+        till,
+        "POST /v1/decisions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        body.len()
+    )
+    .unwrap();
+    till.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let dir = server.dir.clone();
-    let status = server.terminate();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The rest of the body after the signal: the request still gets its decision.
+    till.write_all(tail.as_bytes()).unwrap();
+    let mut answer = String::new();
+    till.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"allow\":true"), "{answer}");
+    let status = server.wait();
     assert!(status.success(), "{status}");
     assert!(log_of(&dir).contains("shut down"));
 
@@ -402,6 +476,11 @@ fn holders_persist_and_sigterm_stops_the_server_gracefully() {
     assert_eq!(card["statuses"], json!(["low-income"]));
     assert_eq!(
         server.decide(&kino("KEEP-1", Some("keep-1")))["replayed"],
+        true
+    );
+    // The decision answered during the shutdown was committed.
+    assert_eq!(
+        server.decide(&kino("KEEP-1", Some("keep-2")))["replayed"],
         true
     );
 }
@@ -430,34 +509,56 @@ fn hot_reload_swaps_good_updates_and_refuses_broken_ones_under_live_traffic() {
     let original_catalogue = std::fs::read_to_string(bergen.join("catalogue.toml")).unwrap();
     let first_digest = server.digest("bergen");
 
-    // Live traffic on all three programs while the files change underneath.
+    // Live traffic on all three programs while the files change underneath. Each answer
+    // must be what the good versions decide — not merely a 200: a wrong denial from a
+    // briefly served bad version would be caught.
+    let request_for = |t: usize, n: usize| match n % 3 {
+        0 => json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                    "offer": "bergen-kino", "at": "2024-03-01T18:00:00+01:00",
+                    "dry-run": true}),
+        1 => json!({"program": "albertslund", "card": "BK-2002",
+                    "action": "top-up", "amount": 1,
+                    "at": "2024-05-07T16:00:00+02:00", "id": format!("t{t}-{n}")}),
+        _ => json!({"program": "antwerpen", "card": "A-3001", "action": "price",
+                    "offer": "mas", "at": "2024-05-07T16:00:00+02:00"}),
+    };
+    let content = |d: &Value| {
+        json!([
+            d["allow"],
+            d["reason"],
+            d["admitted"],
+            d["price"],
+            d["message"],
+            d["notes"]
+        ])
+    };
+    let expected: Arc<Vec<Value>> = Arc::new(
+        (0..3)
+            .map(|n| content(&server.decide(&request_for(9, n))))
+            .collect(),
+    );
+    for answer in expected.iter() {
+        assert_eq!(answer[0], true, "{answer}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let traffic: Vec<_> = (0..3)
         .map(|t| {
-            let (server, stop, served, failures) = (
+            let (server, stop, served, failures, expected) = (
                 server.clone(),
                 stop.clone(),
                 served.clone(),
                 failures.clone(),
+                expected.clone(),
             );
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let request = match n % 3 {
-                        0 => json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
-                                    "offer": "bergen-kino", "at": "2024-03-01T18:00:00+01:00",
-                                    "dry-run": true}),
-                        1 => json!({"program": "albertslund", "card": "BK-2002",
-                                    "action": "top-up", "amount": 1,
-                                    "at": "2024-05-07T16:00:00+02:00", "id": format!("t{t}-{n}")}),
-                        _ => json!({"program": "antwerpen", "card": "A-3001", "action": "price",
-                                    "offer": "mas", "at": "2024-05-07T16:00:00+02:00"}),
-                    };
+                    let request = request_for(t, n);
                     let (status, decision) = server.post("/v1/decisions", &request.to_string());
-                    if status != 200 || decision["reason"] == "policy-error" {
+                    if status != 200 || content(&decision) != expected[n % 3] {
                         failures
                             .lock()
                             .unwrap()
@@ -487,6 +588,16 @@ fn hot_reload_swaps_good_updates_and_refuses_broken_ones_under_live_traffic() {
         server.digest("bergen") == good_digest && server.decide(&probe)["reason"] != "unknown-offer"
     });
     assert_eq!(server.decide(&probe)["allow"], true);
+    let loaded_at = |server: &Server| {
+        let (_, all) = server.get("/v1/programs");
+        all["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["program"] == "bergen")
+            .map(|p| p["loaded-at"].clone())
+            .unwrap()
+    };
 
     // Broken updates: each refused with a log line, the good version keeps serving.
     let broken_manifest = original_manifest.replace("max-age = 17", "max-age = 5");
@@ -514,6 +625,11 @@ fn hot_reload_swaps_good_updates_and_refuses_broken_ones_under_live_traffic() {
         ),
     ];
     for (file, contents, expected) in broken {
+        // Once the last reload has settled, the version serving now must still serve
+        // after the refusal.
+        std::thread::sleep(Duration::from_secs(1));
+        let good_loaded_at = loaded_at(&server);
+        assert!(good_loaded_at.is_string(), "{good_loaded_at}");
         replace(&bergen.join(file), &contents);
         eventually(
             &format!("a broken `{file}` is refused ({expected})"),
@@ -526,6 +642,9 @@ fn hot_reload_swaps_good_updates_and_refuses_broken_ones_under_live_traffic() {
             },
         );
         assert_eq!(server.digest("bergen"), good_digest);
+        // The digest is the component's: a refused `policy.toml` leaves it as it was
+        // anyway, so check that the served version is the very one loaded before.
+        assert_eq!(loaded_at(&server), good_loaded_at, "{file} was served");
         assert_eq!(
             server.decide(&probe)["allow"],
             true,
@@ -711,6 +830,9 @@ fn a_server_killed_under_load_keeps_every_answered_decision_and_nothing_half_app
     let answered = answered.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
     assert!(answered.len() >= 200);
+    // The kill caught requests in flight: sent, never answered.
+    let in_flight = sent.iter().filter(|id| !answered.contains_key(*id)).count();
+    assert!(in_flight >= 1, "nothing was in flight at the kill");
     // Every answered decision is in the ledger: its retry is a replay of the same answer.
     let mut allowed = 0;
     for id in &sent {

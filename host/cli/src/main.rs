@@ -48,8 +48,9 @@ struct TrustArgs {
     /// if present].
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
-    /// Accept unsigned policies: for development only.
-    #[arg(long)]
+    /// Accept unsigned policies: for development only. Not with `--trust`: a command
+    /// either checks signatures or does not.
+    #[arg(long, conflicts_with = "trust")]
     allow_unsigned: bool,
 }
 
@@ -230,7 +231,8 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         out: PathBuf,
     },
-    /// Sign program directories: writes `policy.sig` over the component and `policy.toml`.
+    /// Sign program directories: writes `policy.sig` over every file the host reads from
+    /// each (manifest, component, catalogue, demo holders, suites).
     Sign {
         /// The secret key file written by `cardrules keygen`.
         #[arg(long, value_name = "FILE")]
@@ -445,7 +447,7 @@ fn test(
         writeln!(out, "error: {error}")?;
     }
     if let Some(path) = junit {
-        write_junit(path, &reports)
+        write_junit(path, &reports, &load_errors)
             .with_context(|| format!("cannot write junit report `{}`", path.display()))?;
     }
     writeln!(out, "{passed} passed, {failed} failed")?;
@@ -458,9 +460,24 @@ fn test(
     })
 }
 
-fn write_junit(path: &Path, reports: &[SuiteReport]) -> anyhow::Result<()> {
+/// Writes the JUnit report: one test suite per suite file, one test case per step, and
+/// one erroring test case per suite that could not be loaded or run (CI must see those
+/// too, not only the steps that ran).
+fn write_junit(path: &Path, reports: &[SuiteReport], load_errors: &[String]) -> anyhow::Result<()> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut report = Report::new("cardrules");
+    if !load_errors.is_empty() {
+        let mut test_suite = TestSuite::new("suites that could not be loaded");
+        for (index, error) in load_errors.iter().enumerate() {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_message(error.clone());
+            status.set_description(error.clone());
+            let mut case = TestCase::new(format!("load error {}", index + 1), status);
+            case.set_classname("cardrules");
+            test_suite.add_test_case(case);
+        }
+        report.add_test_suite(test_suite);
+    }
     for suite_report in reports {
         let mut test_suite = TestSuite::new(suite_report.path.display().to_string());
         for step in &suite_report.steps {
@@ -769,12 +786,13 @@ fn sign(key: &Path, programs: &[PathBuf]) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read key `{}`", key.display()))?;
     for dir in programs {
         let signed = cardrules::signing::sign(&secret, dir)?;
+        let files: Vec<&str> = signed.files.keys().map(String::as_str).collect();
         println!(
-            "signed `{}`: program `{}`, component {}, manifest {}",
+            "signed `{}`: program `{}`, {} files: {}",
             dir.join(cardrules::signing::SIGNATURE_FILE).display(),
             signed.program,
-            signed.component,
-            signed.manifest
+            files.len(),
+            files.join(", ")
         );
     }
     Ok(exit::OK)

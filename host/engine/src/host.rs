@@ -55,9 +55,33 @@ impl Program {
     /// Reads the program in `dir`, checks its signature against `trust`, compiles it, and
     /// checks that its parts agree.
     pub fn load(sandbox: &Sandbox, trust: &Trust, dir: &Path) -> Result<Program> {
-        let files = manifest::read_program(dir)?;
+        // Every file is read once; the bytes verified are the bytes parsed and compiled.
+        let read = manifest::read_program_bytes(dir)?;
+        trust
+            .verify(
+                &read.name,
+                read.signature.as_deref(),
+                &read.files,
+                &read.component,
+            )
+            .map_err(|e| Error::load(&read.name, e))?;
+        let files = manifest::parse_program(&read)?;
         let id = files.manifest.program.clone();
         let fail = |e: String| Error::load(&id, e);
+        if !trust.allows_unsigned()
+            && let Some((card, asset)) = files.holders.iter().find_map(|h| {
+                h.balances
+                    .iter()
+                    .find(|(_, units)| **units != 0)
+                    .map(|(asset, _)| (&h.card, asset))
+            })
+        {
+            return Err(fail(format!(
+                "`holders.toml` gives demo card `{card}` a starting balance of `{asset}`: demo \
+                 holders never create balances where signatures are required (they are for \
+                 development, with `--allow-unsigned`); remove the balance and sign again"
+            )));
+        }
         let calendar = Calendar::new(&files.manifest.time_zone).map_err(|e| fail(e.to_string()))?;
         let config: BTreeMap<String, String> = files
             .manifest
@@ -77,17 +101,8 @@ impl Program {
             config: Arc::new(config),
             limits: files.manifest.limits,
         });
-        let bytes = manifest::read_file(&files.component_path, manifest::MAX_COMPONENT_BYTES)
-            .map_err(|e| {
-                fail(format!(
-                    "{e} (build the policies with `cargo build --release`)"
-                ))
-            })?;
-        // The very bytes the manifest was parsed from: what is verified is what is served.
-        trust
-            .verify(&id, dir, &bytes, &files.manifest_bytes)
-            .map_err(fail)?;
-        let policy = sandbox.compile(&bytes, context.clone()).map_err(fail)?;
+        let bytes = read.component_bytes();
+        let policy = sandbox.compile(bytes, context.clone()).map_err(fail)?;
         if policy.info.program != id {
             return Err(fail(format!(
                 "component describes itself as program `{}`",

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::host::{Host, Program};
@@ -30,16 +31,54 @@ pub fn load_dir(host: &Host, policies: &Path) -> Result<Vec<Error>> {
     Ok(errors)
 }
 
+/// How long loading one program may take as it is (re)served — reading, verifying,
+/// compiling, `describe` and its own suites — before it is refused (see [`update_within`]).
+pub const RELOAD_TIME_BOX: Duration = Duration::from_secs(30);
+
 /// Loads the program in `dir`, checks its demo holders and runs its own suites
 /// (`dir/suites`) against it on a scratch ledger, and only if all of that passes serves it
 /// in place of the running version and registers its new demo holders. Requests already
 /// deciding finish on the version they started with. A refused version changes nothing:
-/// the running version, if any, keeps serving, and the refusal is listed.
+/// the running version, if any, keeps serving, and the refusal is listed. Time-boxed by
+/// [`RELOAD_TIME_BOX`].
 pub fn update(host: &Host, dir: &Path) -> Result<Arc<Program>> {
+    update_within(host, dir, RELOAD_TIME_BOX)
+}
+
+/// [`update`], refused if it takes longer than `time_box`: the suites stop between steps
+/// once it has passed, and a version that took too long is never served.
+pub fn update_within(host: &Host, dir: &Path, time_box: Duration) -> Result<Arc<Program>> {
+    let deadline = Instant::now() + time_box;
+    let too_long = |program: &str, during: String| {
+        Error::load(
+            program,
+            format!(
+                "the reload took longer than its time box of {} ms ({during}); the running version, if any, keeps serving",
+                time_box.as_millis()
+            ),
+        )
+    };
     let checked = Program::load(host.sandbox(), host.trust(), dir).and_then(|program| {
         let program = Arc::new(program);
+        if Instant::now() >= deadline {
+            return Err(too_long(program.id(), "while loading and compiling".into()));
+        }
         Host::check_demo_holders(&program)?;
-        crate::suite::check(host.sandbox(), &program)?;
+        crate::suite::check(host.sandbox(), &program, Some(deadline)).map_err(|e| {
+            if Instant::now() >= deadline {
+                let why = match &e {
+                    Error::Load { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                too_long(program.id(), format!("while running its suites: {why}"))
+            } else {
+                e
+            }
+        })?;
+        // Decided here, just before serving: a version late by any path is never served.
+        if Instant::now() >= deadline {
+            return Err(too_long(program.id(), "by the end of its suites".into()));
+        }
         Ok(program)
     });
     match checked {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -109,7 +110,8 @@ struct Holders {
     holders: Vec<Holder>,
 }
 
-/// Everything in a program's directory except the compiled component.
+/// Everything in a program's directory except the compiled component, parsed from the
+/// bytes of [`ProgramBytes`].
 #[derive(Debug, Clone)]
 pub struct ProgramFiles {
     pub dir: PathBuf,
@@ -117,8 +119,43 @@ pub struct ProgramFiles {
     pub catalogue: HashMap<String, Offer>,
     pub holders: Vec<Holder>,
     pub component_path: PathBuf,
-    /// `policy.toml` as read, once: the bytes parsed are the bytes a signature covers.
-    pub manifest_bytes: Vec<u8>,
+    /// The suites that gate a reload (`suites/**/*.toml`), as read with the other files:
+    /// the suites run are the suites a signature covers.
+    pub suites: Arc<Vec<(PathBuf, String)>>,
+}
+
+/// The manifest file of a program directory.
+pub const MANIFEST_FILE: &str = "policy.toml";
+/// The catalogue file of a program directory.
+pub const CATALOGUE_FILE: &str = "catalogue.toml";
+/// The demo holders file of a program directory (optional).
+pub const HOLDERS_FILE: &str = "holders.toml";
+/// The directory of a program's own suites, which gate a reload.
+pub const SUITES_DIR: &str = "suites";
+
+/// Every file of a program directory that the host reads — the manifest, the component it
+/// names, the catalogue, the demo holders and the suites that gate a reload — each read
+/// once, keyed by its path relative to the directory (`/`-separated). A signature covers
+/// exactly these bytes, and these bytes are what is parsed and compiled.
+#[derive(Debug)]
+pub struct ProgramBytes {
+    pub dir: PathBuf,
+    /// The directory's name, which must be the program id.
+    pub name: String,
+    /// The key of the component in `files` (the manifest's `component`).
+    pub component: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// `policy.sig`, if there is one (it covers `files`, not itself).
+    pub signature: Option<Vec<u8>>,
+}
+
+impl ProgramBytes {
+    /// The bytes of the component.
+    pub fn component_bytes(&self) -> &[u8] {
+        self.files
+            .get(&self.component)
+            .map_or(&[][..], Vec::as_slice)
+    }
 }
 
 /// Reads a TOML file into `T`, naming the file in every error.
@@ -205,38 +242,132 @@ pub fn index_offers(offers: Vec<Offer>, source: &Path) -> Result<HashMap<String,
     Ok(index)
 }
 
-/// Reads a program directory: manifest, catalogue and demo holders.
-pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
+/// Reads every file of the program directory `dir` that the host uses, once (see
+/// [`ProgramBytes`]); `policy.toml` is parsed here only to find the component.
+pub fn read_program_bytes(dir: &Path) -> Result<ProgramBytes> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let fail = |e: Error| Error::load(&name, e);
-    let refuse = |why: String| Error::load(&name, why);
-    let manifest_path = dir.join("policy.toml");
-    let manifest_text = read_text(&manifest_path).map_err(fail)?;
-    let manifest: Manifest = parse_toml(&manifest_text, &manifest_path).map_err(fail)?;
-    check_manifest(&manifest, Some(&name)).map_err(fail)?;
+    let mut files = BTreeMap::new();
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest_bytes = read_file(&manifest_path, MAX_TEXT_BYTES).map_err(fail)?;
+    let manifest: Manifest = parse_toml(
+        utf8(&manifest_bytes, &manifest_path).map_err(fail)?,
+        &manifest_path,
+    )
+    .map_err(fail)?;
+    files.insert(MANIFEST_FILE.to_string(), manifest_bytes);
+    let component = manifest.component.to_string_lossy().replace('\\', "/");
+    let component_path = dir.join(&manifest.component);
+    let component_bytes = read_file(&component_path, MAX_COMPONENT_BYTES).map_err(|e| {
+        Error::load(
+            &name,
+            format!("{e} (build the policies with `cargo build --release`)"),
+        )
+    })?;
+    files.insert(component.clone(), component_bytes);
+    files.insert(
+        CATALOGUE_FILE.to_string(),
+        read_file(&dir.join(CATALOGUE_FILE), MAX_TEXT_BYTES).map_err(fail)?,
+    );
+    let holders_path = dir.join(HOLDERS_FILE);
+    if std::fs::symlink_metadata(&holders_path).is_ok() {
+        files.insert(
+            HOLDERS_FILE.to_string(),
+            read_file(&holders_path, MAX_TEXT_BYTES).map_err(fail)?,
+        );
+    }
+    let suites = dir.join(SUITES_DIR);
+    if suites.is_dir() {
+        let mut found = Vec::new();
+        crate::suite::collect_toml(&suites, &mut found).map_err(fail)?;
+        for path in found {
+            let relative = path
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or_else(|| {
+                    fail(Error::invalid(format!(
+                        "cannot read `{}`: its name is not UTF-8",
+                        path.display()
+                    )))
+                })?
+                .replace('\\', "/");
+            files.insert(relative, read_file(&path, MAX_TEXT_BYTES).map_err(fail)?);
+        }
+    }
+    let signature_path = dir.join(crate::signing::SIGNATURE_FILE);
+    let signature = match std::fs::symlink_metadata(&signature_path) {
+        Err(_) => None,
+        Ok(_) => Some(read_file(&signature_path, MAX_TEXT_BYTES).map_err(fail)?),
+    };
+    Ok(ProgramBytes {
+        dir: dir.to_path_buf(),
+        name,
+        component,
+        files,
+        signature,
+    })
+}
+
+fn utf8<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| Error::invalid(format!("cannot read `{}`: not UTF-8 text", path.display())))
+}
+
+/// Reads a program directory: manifest, catalogue, demo holders and suites.
+#[cfg(test)]
+pub(crate) fn read_program(dir: &Path) -> Result<ProgramFiles> {
+    parse_program(&read_program_bytes(dir)?)
+}
+
+/// Parses and checks the files read by [`read_program_bytes`]: manifest, catalogue, demo
+/// holders and the suites' text (the suites are parsed when they run).
+pub fn parse_program(bytes: &ProgramBytes) -> Result<ProgramFiles> {
+    let (dir, name) = (&bytes.dir, &bytes.name);
+    let fail = |e: Error| Error::load(name, e);
+    let refuse = |why: String| Error::load(name, why);
+    let text = |file: &str| -> Result<Option<&str>> {
+        match bytes.files.get(file) {
+            None => Ok(None),
+            Some(b) => utf8(b, &dir.join(file)).map(Some).map_err(fail),
+        }
+    };
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest: Manifest =
+        parse_toml(text(MANIFEST_FILE)?.unwrap_or_default(), &manifest_path).map_err(fail)?;
+    check_manifest(&manifest, Some(name)).map_err(fail)?;
     let schema = &manifest.schema;
-    let catalogue_path = dir.join("catalogue.toml");
+    let catalogue_path = dir.join(CATALOGUE_FILE);
     let offers =
-        parse_offers(&read_text(&catalogue_path).map_err(fail)?, &catalogue_path).map_err(fail)?;
+        parse_offers(text(CATALOGUE_FILE)?.unwrap_or_default(), &catalogue_path).map_err(fail)?;
     for offer in &offers {
         schema
             .check_offer(offer)
             .map_err(|why| refuse(format!("`catalogue.toml`, {why}")))?;
     }
     let catalogue = index_offers(offers, &catalogue_path).map_err(fail)?;
-    let holders_path = dir.join("holders.toml");
-    let holders = if holders_path.exists() {
-        parse_holders(&read_text(&holders_path).map_err(fail)?, &holders_path).map_err(fail)?
-    } else {
-        Vec::new()
+    let holders = match text(HOLDERS_FILE)? {
+        Some(holders) => parse_holders(holders, &dir.join(HOLDERS_FILE)).map_err(fail)?,
+        None => Vec::new(),
     };
     for holder in &holders {
         schema
             .check_holder(holder)
             .map_err(|why| refuse(format!("`holders.toml`, {why}")))?;
+    }
+    let prefix = format!("{SUITES_DIR}/");
+    let mut suites = Vec::new();
+    for (file, _) in bytes.files.range(prefix.clone()..) {
+        if !file.starts_with(&prefix) {
+            break;
+        }
+        if *file == bytes.component {
+            continue;
+        }
+        suites.push((dir.join(file), text(file)?.unwrap_or_default().to_string()));
     }
     let component_path = dir.join(&manifest.component);
     Ok(ProgramFiles {
@@ -245,7 +376,7 @@ pub fn read_program(dir: &Path) -> Result<ProgramFiles> {
         catalogue,
         holders,
         component_path,
-        manifest_bytes: manifest_text.into_bytes(),
+        suites: Arc::new(suites),
     })
 }
 
@@ -368,6 +499,8 @@ mod tests {
             }
             std::fs::write(dir.join(name), text).unwrap();
         }
+        let component = format!("{program}.wasm");
+        std::fs::copy(shipped(program).join(&component), dir.join(&component)).unwrap();
         let error = read_program(&dir).unwrap_err();
         assert!(matches!(error, Error::Load { .. }), "{error:?}");
         error.to_string()
@@ -503,7 +636,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("bergen");
         std::fs::create_dir_all(&dir).unwrap();
-        for name in ["catalogue.toml", "holders.toml"] {
+        for name in ["catalogue.toml", "holders.toml", "bergen.wasm"] {
             std::fs::copy(shipped("bergen").join(name), dir.join(name)).unwrap();
         }
         let manifest = std::fs::read_to_string(shipped("bergen").join("policy.toml")).unwrap();

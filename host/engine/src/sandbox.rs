@@ -236,9 +236,12 @@ impl Sandbox {
                     exceeded: None,
                 },
                 said: None,
+                host_fuel: Default::default(),
             },
         );
         store.limiter(|state| &mut state.budget);
+        // Host calls cost fuel too (see `imports.rs`).
+        store.call_hook(crate::imports::charge_host_calls);
         // Neither can fail with fuel and epochs enabled in the engine's config.
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
@@ -360,7 +363,8 @@ fn failure(error: &wasmtime::Error, state: &GuestState, fuel_used: u64) -> Strin
         Some(trap) => format!("trap: {trap}"),
         None => match &state.budget.exceeded {
             Some(limit) => limit.clone(),
-            None => format!("{error}"),
+            // A failed host call names its real cause, not only a wasm backtrace.
+            None => crate::imports::host_call_failure(error).unwrap_or_else(|| format!("{error}")),
         },
     };
     // An interrupted guest has not written back the fuel it burnt since its last call,
@@ -432,4 +436,6 @@ pub(crate) struct GuestState {
     budget: Budget,
     /// The guest's panic message, if it panicked (the `diagnostics` import), cut short.
     pub(crate) said: Option<String>,
+    /// Fuel owed for the host call under way (see `imports.rs`).
+    pub(crate) host_fuel: crate::imports::HostFuel,
 }

@@ -1,20 +1,25 @@
-//! Signed policies: a municipality signs its program's component and manifest with an
-//! ed25519 key (`cardrules keygen`, `cardrules sign`); the operator lists the public keys it
-//! trusts for each program in a trust file; the host loads a program only if its
-//! `policy.sig` verifies with one of them and covers exactly the files on disk.
+//! Signed policies: a municipality signs its program directory with an ed25519 key
+//! (`cardrules keygen`, `cardrules sign`); the operator lists the public keys it trusts for
+//! each program in a trust file; the host loads a program only if its `policy.sig`
+//! verifies with one of them and covers exactly the files it reads.
 //!
-//! What is signed is a short statement naming the program and the SHA-256 digests of the
-//! component and of `policy.toml` (which carries the limits, config and messages):
+//! What is signed is every file of the program directory that can change a decision or
+//! the ledger — `policy.toml` (limits, config, messages), the component it names,
+//! `catalogue.toml` (prices, limits, capacities), `holders.toml` (demo holders) and every
+//! suite under `suites/` (which gates a reload) — as a short statement naming the program
+//! and each file's SHA-256 digest, files in byte order of their paths:
 //!
 //! ```text
-//! cardrules policy signature v1
+//! cardrules policy signature v2
 //! program: bergen
-//! component: sha256:…
-//! manifest: sha256:…
+//! file: "bergen.wasm" sha256:…
+//! file: "catalogue.toml" sha256:…
+//! file: "policy.toml" sha256:…
 //! ```
 //!
-//! The catalogue, demo holders and suites are data, not code, and are not signed; a new
-//! version must still pass the program's suites before it serves.
+//! A file changed, added or removed after signing makes the program refuse to load, naming
+//! the file. The bytes verified are the very bytes then parsed and compiled (each file is
+//! read once, see [`crate::manifest::read_program_bytes`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +34,8 @@ use crate::error::{Error, Result};
 
 /// The signature file in a program directory.
 pub const SIGNATURE_FILE: &str = "policy.sig";
+/// The first line of the statement signed, and the `format` of `policy.sig`.
+pub const FORMAT: &str = "cardrules policy signature v2";
 const PUBLIC_PREFIX: &str = "ed25519:";
 const SECRET_PREFIX: &str = "ed25519-secret:";
 
@@ -37,26 +44,30 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// The statement a signature covers.
-fn statement(program: &str, component: &str, manifest: &str) -> String {
-    format!(
-        "cardrules policy signature v1\nprogram: {program}\ncomponent: {component}\nmanifest: {manifest}\n"
-    )
+/// The statement a signature covers: the program and every file's digest. Paths are
+/// quoted as JSON strings, so that no file name can forge a line.
+fn statement(program: &str, files: &BTreeMap<String, String>) -> String {
+    let mut text = format!("{FORMAT}\nprogram: {program}\n");
+    for (path, digest) in files {
+        let quoted = serde_json::to_string(path).unwrap_or_default();
+        text.push_str(&format!("file: {quoted} {digest}\n"));
+    }
+    text
 }
 
 /// `policy.sig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureFile {
+    /// [`FORMAT`].
+    pub format: String,
     pub program: String,
-    /// Digest of the component the signature covers.
-    pub component: String,
-    /// Digest of the `policy.toml` the signature covers.
-    pub manifest: String,
     /// The public key that signed, `ed25519:` and base64.
     pub key: String,
     /// The signature of the statement, base64.
     pub signature: String,
+    /// Path in the program directory → digest of the file the signature covers.
+    pub files: BTreeMap<String, String>,
 }
 
 /// Which policies the host accepts.
@@ -125,6 +136,12 @@ impl Trust {
                 trust.keys.entry(program.clone()).or_default().push(key);
             }
         }
+        if trust.keys.is_empty() {
+            return Err(fail(format!(
+                "`{}` trusts no key, so every program would be refused; list keys under `[programs]`",
+                path.display()
+            )));
+        }
         Ok(trust)
     }
 
@@ -133,42 +150,29 @@ impl Trust {
         self.allow_unsigned
     }
 
-    /// Checks that `dir/policy.sig` is a signature, by a key trusted for `program`, of
-    /// exactly these component and manifest bytes.
+    /// Checks that `signature` (the bytes of `policy.sig`, if any) is a signature, by a key
+    /// trusted for `program`, of exactly `files` (path → the bytes read), no more, no less.
+    /// `component` is the component's path, named as such in errors.
     pub fn verify(
         &self,
         program: &str,
-        dir: &Path,
-        component: &[u8],
-        manifest: &[u8],
+        signature: Option<&[u8]>,
+        files: &BTreeMap<String, Vec<u8>>,
+        component: &str,
     ) -> Result<(), String> {
         if self.allow_unsigned {
             return Ok(());
         }
-        let path = dir.join(SIGNATURE_FILE);
-        if !path.is_file() {
+        let Some(signature) = signature else {
             return Err(format!(
                 "unsigned: no `{SIGNATURE_FILE}` (sign it with `cardrules sign`, or allow unsigned policies for development with `--allow-unsigned`)"
             ));
-        }
-        let sig: SignatureFile = crate::manifest::read_toml(&path).map_err(|e| e.to_string())?;
+        };
+        let sig = parse_signature(signature)?;
         if sig.program != program {
             return Err(format!(
                 "`{SIGNATURE_FILE}` is for program `{}`",
                 sig.program
-            ));
-        }
-        let (component, manifest) = (digest(component), digest(manifest));
-        if sig.component != component {
-            return Err(format!(
-                "the component was changed after signing: its digest is {component}, the signature covers {}",
-                sig.component
-            ));
-        }
-        if sig.manifest != manifest {
-            return Err(format!(
-                "`policy.toml` was changed after signing: its digest is {manifest}, the signature covers {}",
-                sig.manifest
             ));
         }
         let key = parse_public(&sig.key).map_err(|e| format!("`{SIGNATURE_FILE}`: {e}"))?;
@@ -191,13 +195,68 @@ impl Trust {
                 format!("`{SIGNATURE_FILE}`: `signature` is not a base64 ed25519 signature")
             })?;
         key.verify_strict(
-            statement(program, &component, &manifest).as_bytes(),
+            statement(program, &sig.files).as_bytes(),
             &Signature::from_bytes(&bytes),
         )
         .map_err(|_| {
             format!("`{SIGNATURE_FILE}`: the signature does not verify (tampered or forged)")
-        })
+        })?;
+        // The signature is genuine: now the files must be exactly those it covers.
+        for (path, bytes) in files {
+            let actual = digest(bytes);
+            match sig.files.get(path) {
+                None => {
+                    return Err(format!(
+                        "`{path}` was added after signing: the signature does not cover it (sign again with `cardrules sign`)"
+                    ));
+                }
+                Some(signed) if *signed != actual && path == component => {
+                    return Err(format!(
+                        "the component was changed after signing: `{path}` has digest {actual}, the signature covers {signed}"
+                    ));
+                }
+                Some(signed) if *signed != actual => {
+                    return Err(format!(
+                        "`{path}` was changed after signing: its digest is {actual}, the signature covers {signed}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(path) = sig.files.keys().find(|path| !files.contains_key(*path)) {
+            return Err(format!(
+                "`{path}` was removed after signing: the signature covers it, but it is not there"
+            ));
+        }
+        Ok(())
     }
+}
+
+/// Parses `policy.sig`, telling a signature of an older `cardrules sign` (which covered
+/// only the component and `policy.toml`) from a malformed one.
+fn parse_signature(bytes: &[u8]) -> Result<SignatureFile, String> {
+    let fail = |why: String| format!("cannot read `{SIGNATURE_FILE}`: {why}");
+    let text = std::str::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| fail(e.message().trim().to_string()))?;
+    let older = table.get("format").is_none()
+        && (table.contains_key("component") || table.contains_key("manifest"));
+    if older {
+        return Err(format!(
+            "`{SIGNATURE_FILE}` was signed by an older `cardrules sign`, which covered only the component and `policy.toml`, not the catalogue, demo holders and suites; sign again with `cardrules sign`"
+        ));
+    }
+    let sig: SignatureFile = table
+        .try_into()
+        .map_err(|e: toml::de::Error| fail(e.message().trim().to_string()))?;
+    if sig.format != FORMAT {
+        return Err(fail(format!(
+            "format `{}` is not `{FORMAT}`; sign again with this version's `cardrules sign`",
+            sig.format
+        )));
+    }
+    Ok(sig)
 }
 
 fn parse_public(text: &str) -> Result<VerifyingKey> {
@@ -253,39 +312,37 @@ fn parse_secret(text: &str) -> Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Signs the program in `dir` with the secret key `secret` (as [`keygen`] writes it) and
-/// writes `dir/policy.sig`; returns what was written.
+/// Signs the program in `dir` with the secret key `secret` (as [`keygen`] writes it):
+/// every file the host reads from it (see [`crate::manifest::read_program_bytes`]); writes
+/// `dir/policy.sig` and returns what was written.
 pub fn sign(secret: &str, dir: &Path) -> Result<SignatureFile> {
-    let manifest_path = dir.join("policy.toml");
     let fail = |why: String| Error::invalid(format!("cannot sign `{}`: {why}", dir.display()));
-    let manifest_bytes = std::fs::read(&manifest_path)
-        .map_err(|e| fail(format!("cannot read `policy.toml`: {e}")))?;
-    let manifest: crate::manifest::Manifest =
-        crate::manifest::read_toml(&manifest_path).map_err(|e| fail(e.to_string()))?;
-    let component_path = dir.join(&manifest.component);
-    let component_bytes = std::fs::read(&component_path).map_err(|e| {
-        fail(format!(
-            "cannot read component `{}`: {e}",
-            component_path.display()
-        ))
-    })?;
     let key = parse_secret(secret).map_err(|e| fail(e.to_string()))?;
-    let (component, manifest_digest) = (digest(&component_bytes), digest(&manifest_bytes));
-    let signature = key.sign(statement(&manifest.program, &component, &manifest_digest).as_bytes());
+    let read = crate::manifest::read_program_bytes(dir).map_err(|e| fail(e.to_string()))?;
+    // What is signed must load: a manifest naming another program is refused here.
+    let program = crate::manifest::parse_program(&read)
+        .map_err(|e| fail(e.to_string()))?
+        .manifest
+        .program;
+    let files: BTreeMap<String, String> = read
+        .files
+        .iter()
+        .map(|(path, bytes)| (path.clone(), digest(bytes)))
+        .collect();
+    let signature = key.sign(statement(&program, &files).as_bytes());
     let file = SignatureFile {
-        program: manifest.program.clone(),
-        component,
-        manifest: manifest_digest,
+        format: FORMAT.to_string(),
+        program: program.clone(),
         key: format!(
             "{PUBLIC_PREFIX}{}",
             BASE64.encode(key.verifying_key().as_bytes())
         ),
         signature: BASE64.encode(signature.to_bytes()),
+        files,
     };
     let text = toml::to_string(&file).map_err(|e| fail(e.to_string()))?;
     let text = format!(
-        "# Signature of program `{}` (cardrules sign). Verify with the public key in `key`.\n{text}",
-        manifest.program
+        "# Signature of program `{program}` (cardrules sign) over every file listed under\n# [files]. Verify with the public key in `key`.\n{text}"
     );
     std::fs::write(dir.join(SIGNATURE_FILE), text)
         .map_err(|e| fail(format!("cannot write `{SIGNATURE_FILE}`: {e}")))?;
@@ -296,75 +353,152 @@ pub fn sign(secret: &str, dir: &Path) -> Result<SignatureFile> {
 mod tests {
     use super::*;
 
-    fn program(dir: &Path, component: &[u8], manifest: &str) {
-        std::fs::write(dir.join("policy.wasm"), component).unwrap();
-        std::fs::write(dir.join("policy.toml"), manifest).unwrap();
+    const MANIFEST: &str = "program = \"bergen\"\nname = \"B\"\ntime-zone = \"Europe/Oslo\"\nlanguages = [\"en\"]\ncomponent = \"policy.wasm\"\nassets = [\"NOK\"]\n";
+    const HOLDERS: &str =
+        "[[holders]]\ncard = \"AK-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"bergen\"\n";
+
+    /// A program directory `bergen` in `temp`, with a suite.
+    fn program(temp: &Path) -> std::path::PathBuf {
+        let dir = temp.join("bergen");
+        std::fs::create_dir_all(dir.join("suites")).unwrap();
+        std::fs::write(dir.join("policy.wasm"), b"component bytes").unwrap();
+        std::fs::write(dir.join("policy.toml"), MANIFEST).unwrap();
+        std::fs::write(dir.join("catalogue.toml"), "# no offers\n").unwrap();
+        std::fs::write(dir.join("holders.toml"), HOLDERS).unwrap();
+        std::fs::write(dir.join("suites/basic.toml"), "# steps\n").unwrap();
+        dir
     }
 
-    const MANIFEST: &str = "program = \"bergen\"\nname = \"B\"\ntime-zone = \"Europe/Oslo\"\nlanguages = [\"en\"]\ncomponent = \"policy.wasm\"\n";
-
     fn verify(trust: &Trust, dir: &Path) -> Result<(), String> {
-        let component = std::fs::read(dir.join("policy.wasm")).unwrap();
-        let manifest = std::fs::read(dir.join("policy.toml")).unwrap();
-        trust.verify("bergen", dir, &component, &manifest)
+        let read = crate::manifest::read_program_bytes(dir).unwrap();
+        trust.verify(
+            "bergen",
+            read.signature.as_deref(),
+            &read.files,
+            &read.component,
+        )
     }
 
     #[test]
-    fn a_signed_program_verifies_and_any_change_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        program(dir.path(), b"component bytes", MANIFEST);
+    fn a_signed_program_verifies_and_a_change_to_any_file_read_is_refused_naming_it() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = program(temp.path());
         let keys = keygen().unwrap();
         let trust = Trust::nobody().with_key("bergen", &keys.public).unwrap();
-        assert!(
-            verify(&trust, dir.path())
-                .unwrap_err()
-                .starts_with("unsigned")
+        assert!(verify(&trust, &dir).unwrap_err().starts_with("unsigned"));
+
+        let signed = sign(&keys.secret, &dir).unwrap();
+        let covered: Vec<&str> = signed.files.keys().map(String::as_str).collect();
+        assert_eq!(
+            covered,
+            [
+                "catalogue.toml",
+                "holders.toml",
+                "policy.toml",
+                "policy.wasm",
+                "suites/basic.toml"
+            ]
         );
-
-        sign(&keys.secret, dir.path()).unwrap();
-        verify(&trust, dir.path()).unwrap();
+        verify(&trust, &dir).unwrap();
         let wildcard = Trust::nobody().with_key("*", &keys.public).unwrap();
-        verify(&wildcard, dir.path()).unwrap();
+        verify(&wildcard, &dir).unwrap();
+        // Files the host never reads are not covered.
+        std::fs::write(dir.join("README.md"), "notes").unwrap();
+        verify(&trust, &dir).unwrap();
 
-        std::fs::write(dir.path().join("policy.wasm"), b"component bytes!").unwrap();
-        let error = verify(&trust, dir.path()).unwrap_err();
+        let changes: [(&str, &[u8], &str); 5] = [
+            (
+                "policy.wasm",
+                b"component bytes!",
+                "the component was changed after signing: `policy.wasm` has digest",
+            ),
+            (
+                "policy.toml",
+                b"# more fuel\n",
+                "`policy.toml` was changed after signing",
+            ),
+            (
+                "catalogue.toml",
+                b"# a cheaper price\n",
+                "`catalogue.toml` was changed after signing",
+            ),
+            (
+                "holders.toml",
+                b"# a richer holder\n",
+                "`holders.toml` was changed after signing",
+            ),
+            (
+                "suites/basic.toml",
+                b"# a weaker gate\n",
+                "`suites/basic.toml` was changed after signing",
+            ),
+        ];
+        for (file, more, expected) in changes {
+            let path = dir.join(file);
+            let original = std::fs::read(&path).unwrap();
+            std::fs::write(&path, [original.as_slice(), more].concat()).unwrap();
+            let error = verify(&trust, &dir).unwrap_err();
+            assert!(error.starts_with(expected), "{file}: {error}");
+            std::fs::write(&path, original).unwrap();
+            verify(&trust, &dir).unwrap();
+        }
+
+        std::fs::write(dir.join("suites/extra.toml"), "# steps\n").unwrap();
+        let error = verify(&trust, &dir).unwrap_err();
         assert!(
-            error.contains("the component was changed after signing"),
+            error.starts_with("`suites/extra.toml` was added after signing"),
             "{error}"
         );
-        std::fs::write(dir.path().join("policy.wasm"), b"component bytes").unwrap();
+        std::fs::remove_file(dir.join("suites/extra.toml")).unwrap();
+        std::fs::remove_file(dir.join("holders.toml")).unwrap();
+        let error = verify(&trust, &dir).unwrap_err();
+        assert!(
+            error.starts_with("`holders.toml` was removed after signing"),
+            "{error}"
+        );
+    }
 
+    #[test]
+    fn a_signature_of_the_older_format_asks_to_sign_again() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = program(temp.path());
+        let keys = keygen().unwrap();
+        let trust = Trust::nobody().with_key("bergen", &keys.public).unwrap();
         std::fs::write(
-            dir.path().join("policy.toml"),
-            format!("{MANIFEST}# more fuel\n"),
+            dir.join(SIGNATURE_FILE),
+            format!(
+                "program = \"bergen\"\ncomponent = \"sha256:00\"\nmanifest = \"sha256:00\"\nkey = \"{}\"\nsignature = \"AA==\"\n",
+                keys.public
+            ),
         )
         .unwrap();
-        let error = verify(&trust, dir.path()).unwrap_err();
+        let error = verify(&trust, &dir).unwrap_err();
         assert!(
-            error.contains("`policy.toml` was changed after signing"),
+            error.contains("signed by an older `cardrules sign`")
+                && error.ends_with("sign again with `cardrules sign`"),
             "{error}"
         );
     }
 
     #[test]
     fn a_key_trusted_for_another_program_or_a_forged_signature_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        program(dir.path(), b"component bytes", MANIFEST);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = program(temp.path());
         let (ours, theirs) = (keygen().unwrap(), keygen().unwrap());
-        sign(&theirs.secret, dir.path()).unwrap();
+        sign(&theirs.secret, &dir).unwrap();
         let trust = Trust::nobody()
             .with_key("bergen", &ours.public)
             .unwrap()
             .with_key("antwerpen", &theirs.public)
             .unwrap();
-        let error = verify(&trust, dir.path()).unwrap_err();
+        let error = verify(&trust, &dir).unwrap_err();
         assert!(
             error.contains("does not trust for program `bergen`"),
             "{error}"
         );
 
         // Claim our key on their signature: the signature no longer verifies.
-        let path = dir.path().join(SIGNATURE_FILE);
+        let path = dir.join(SIGNATURE_FILE);
         let text = std::fs::read_to_string(&path).unwrap();
         let their_key = text.lines().find(|l| l.starts_with("key")).unwrap();
         std::fs::write(
@@ -372,7 +506,26 @@ mod tests {
             text.replace(their_key, &format!("key = \"{}\"", ours.public)),
         )
         .unwrap();
-        let error = verify(&trust, dir.path()).unwrap_err();
+        let error = verify(&trust, &dir).unwrap_err();
+        assert!(error.contains("does not verify"), "{error}");
+
+        // Signed by us, with a digest edited to match a changed catalogue: forged.
+        sign(&ours.secret, &dir).unwrap();
+        std::fs::write(dir.join("catalogue.toml"), "# cheaper\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("\"catalogue.toml\""))
+            .unwrap();
+        std::fs::write(
+            &path,
+            text.replace(
+                line,
+                &format!("\"catalogue.toml\" = \"{}\"", digest(b"# cheaper\n")),
+            ),
+        )
+        .unwrap();
+        let error = verify(&trust, &dir).unwrap_err();
         assert!(error.contains("does not verify"), "{error}");
     }
 

@@ -150,7 +150,7 @@ pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
     collect_toml_within(dir, found, 0)
 }
 
@@ -242,6 +242,33 @@ pub fn run_on(
     loaded: &LoadedSuite,
     journal: Arc<dyn crate::Journal>,
 ) -> Result<(SuiteReport, Host)> {
+    run_on_within(sandbox, program, loaded, journal, None)
+}
+
+/// [`run_against`], stopping with an error between steps once `deadline` has passed.
+fn run_within(
+    sandbox: &Arc<Sandbox>,
+    program: &Program,
+    loaded: &LoadedSuite,
+    deadline: Option<std::time::Instant>,
+) -> Result<SuiteReport> {
+    run_on_within(
+        sandbox,
+        program,
+        loaded,
+        Arc::new(MemoryLedger::new()),
+        deadline,
+    )
+    .map(|(report, _)| report)
+}
+
+fn run_on_within(
+    sandbox: &Arc<Sandbox>,
+    program: &Program,
+    loaded: &LoadedSuite,
+    journal: Arc<dyn crate::Journal>,
+    deadline: Option<std::time::Instant>,
+) -> Result<(SuiteReport, Host)> {
     let suite = &loaded.suite;
     if suite.program != program.id() {
         return Err(cannot_run(
@@ -259,12 +286,19 @@ pub fn run_on(
             .register(&suite.program, holder)
             .map_err(|e| cannot_run(loaded, e))?;
     }
-    let steps = suite
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(index, step)| run_step(&isolated, &suite.program, index + 1, step))
-        .collect();
+    let mut steps = Vec::with_capacity(suite.steps.len());
+    for (index, step) in suite.steps.iter().enumerate() {
+        if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+            return Err(cannot_run(
+                loaded,
+                format!(
+                    "out of time after {index} of its {} steps",
+                    suite.steps.len()
+                ),
+            ));
+        }
+        steps.push(run_step(&isolated, &suite.program, index + 1, step));
+    }
     let report = SuiteReport {
         path: loaded.path.clone(),
         program: suite.program.clone(),
@@ -280,20 +314,24 @@ fn cannot_run(loaded: &LoadedSuite, why: impl fmt::Display) -> Error {
     ))
 }
 
-/// Checks `program` against its own suites (every `*.toml` under its `suites/`): the gate
-/// a new version passes before it is served. The error names the first failing step.
-pub fn check(sandbox: &Arc<Sandbox>, program: &Program) -> Result<()> {
-    let dir = program.files.dir.join("suites");
-    if !dir.is_dir() {
-        return Ok(());
-    }
+/// Checks `program` against its own suites (every `*.toml` under its `suites/`, as read
+/// with its other files when it was loaded): the gate a new version passes before it is
+/// served. The error names the first failing step. `deadline` bounds the whole check: past
+/// it, the check stops between steps and refuses the version.
+pub fn check(
+    sandbox: &Arc<Sandbox>,
+    program: &Program,
+    deadline: Option<std::time::Instant>,
+) -> Result<()> {
     let fail = |why: String| Error::load(program.id(), why);
-    let mut files = Vec::new();
-    collect_toml(&dir, &mut files).map_err(|e| fail(e.to_string()))?;
     let (mut steps, mut failed, mut first) = (0, 0, None);
-    for file in &files {
-        let loaded = load(file).map_err(|e| fail(e.to_string()))?;
-        let report = run_against(sandbox, program, &loaded).map_err(|e| fail(e.to_string()))?;
+    for (file, text) in program.files.suites.iter() {
+        let loaded = LoadedSuite {
+            path: file.clone(),
+            suite: parse(text, file).map_err(|e| fail(e.to_string()))?,
+        };
+        let report =
+            run_within(sandbox, program, &loaded, deadline).map_err(|e| fail(e.to_string()))?;
         steps += report.steps.len();
         for step in report.steps.iter().filter(|s| !s.passed()) {
             failed += 1;

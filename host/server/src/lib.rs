@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, Request as HttpRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -289,12 +290,22 @@ async fn decide(
     Ok(Json(decision).into_response())
 }
 
+/// A path that cannot be read (say, a card number that is not UTF-8) is answered in JSON,
+/// as every error is.
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::new(
+        rejection.status(),
+        format!("cannot parse the path: {}", rejection.body_text()),
+    )
+}
+
 async fn register(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
-    UrlPath((program, card)): UrlPath<(String, String)>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
     body: Body,
 ) -> ApiResult<Response> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Register))?;
     access.check(|c| c.may_act_for(&program))?;
     let mut fields: serde_json::Value = json_body(body, state.body_limit, "holder").await?;
@@ -336,8 +347,9 @@ async fn register(
 async fn card(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
-    UrlPath((program, card)): UrlPath<(String, String)>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<CardView>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Card))?;
     access.check(|c| c.may_act_for(&program))?;
     let host = state.host.clone();

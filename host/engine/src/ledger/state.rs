@@ -21,6 +21,11 @@ pub trait View: Send + std::any::Any {
     fn last_use(&self, card: &str, counter: &str) -> Option<i64>;
     /// Unexpired units of `asset` held by `card` at `at`.
     fn balance(&self, card: &str, asset: &str, at: i64) -> i64;
+    /// How many entries [`View::count`] sums for these arguments: the work it does, for
+    /// charging the policy fuel.
+    fn count_entries(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64;
+    /// How many lots [`View::balance`] goes through for `card`.
+    fn lot_entries(&self, card: &str) -> u64;
 }
 
 /// The entries of one counter, kept sorted by time, and their total.
@@ -39,6 +44,13 @@ impl Tally {
             .iter()
             .map(|&(_, n)| n)
             .sum()
+    }
+
+    /// How many entries [`Tally::sum`] adds up.
+    fn entries_within(&self, from: i64, to: i64) -> u64 {
+        let start = self.entries.partition_point(|&(at, _)| at < from);
+        let end = self.entries.partition_point(|&(at, _)| at < to);
+        end.saturating_sub(start) as u64
     }
 
     fn insert(&mut self, at: i64, amount: u64) {
@@ -111,6 +123,18 @@ impl View for State {
     fn last_use(&self, card: &str, counter: &str) -> Option<i64> {
         let tally = self.tallies.get(card)?.get(counter)?;
         tally.entries.last().map(|&(at, _)| at)
+    }
+
+    fn count_entries(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64 {
+        let tally = match card {
+            Some(card) => self.tallies.get(card).and_then(|t| t.get(counter)),
+            None => self.counters.get(counter),
+        };
+        tally.map_or(0, |t| t.entries_within(from, to))
+    }
+
+    fn lot_entries(&self, card: &str) -> u64 {
+        self.lots(card).len() as u64
     }
 
     fn balance(&self, card: &str, asset: &str, at: i64) -> i64 {
