@@ -1092,6 +1092,13 @@ fn two_hosts_on_one_postgres_ledger_cannot_both_win_and_lose_nothing_to_a_sigkil
     }
     let answered = answered.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
+    // The kill caught requests in flight on the killed host: sent, never answered.
+    let in_flight = sent
+        .iter()
+        .filter(|id| id.starts_with("till-0/") || id.starts_with("till-2/"))
+        .filter(|id| !answered.contains_key(*id))
+        .count();
+    assert!(in_flight >= 1, "nothing was in flight at the kill");
     let mut allowed = 0;
     for id in &sent {
         let decision = survivor.decide(&purchase(id));

@@ -1,14 +1,16 @@
-//! The operator's trust file (`--trust`) and a program's `policy.sig`: the signing code
-//! reads both from files only, so each input is written to a scratch directory first.
+//! The operator's trust file (`--trust`) and a program's `policy.sig`: the trust file is
+//! read from a file only, so each input is written to a scratch directory first; the
+//! signature is verified from its bytes.
 //!
 //! Invariants: neither parser panics; a trust file is read or refused with
-//! `cannot read trust file: …`; a signature file is verified (against a fixed component,
-//! manifest and trusted key) or refused with a non-empty reason. The seed `policy.sig` in
-//! fuzz/corpus/trust/ is a real signature of these bytes, so the fuzzer starts past the
-//! digest checks, at the key and signature decoding.
+//! `cannot read trust file: …`; a signature file is verified (against fixed program files
+//! and a trusted key) or refused with a non-empty reason. The seed `policy.sig` in
+//! fuzz/corpus/trust/ is a real signature (format v2) of these files, so the fuzzer starts
+//! past the format checks, at the key, signature and digest checks.
 
 #![no_main]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -17,12 +19,25 @@ use libfuzzer_sys::fuzz_target;
 
 const COMPONENT: &[u8] = b"fuzz component";
 const MANIFEST: &[u8] = b"program = \"bergen\"\nname = \"B\"\ntime-zone = \"Europe/Oslo\"\nlanguages = [\"en\"]\ncomponent = \"policy.wasm\"\n";
+const CATALOGUE: &[u8] = b"# no offers\n";
 /// The public half of the key that signed fuzz/corpus/trust/policy.sig.
-const KEY: &str = "ed25519:gm3OyeRh49evlzFypwDZRAE7CZFoUhHxUsdhe7Ou3mk=";
+const KEY: &str = "ed25519:WjNHsupwz7pFjvIVwBnv2/zXTdJ9QoSzw4XKwDfq6Fo=";
+
+/// The program files the seed signs, as the loader reads them.
+fn files() -> BTreeMap<String, Vec<u8>> {
+    [
+        ("catalogue.toml", CATALOGUE),
+        ("policy.toml", MANIFEST),
+        ("policy.wasm", COMPONENT),
+    ]
+    .into_iter()
+    .map(|(path, bytes)| (path.to_string(), bytes.to_vec()))
+    .collect()
+}
 const SEED: &str = include_str!("../corpus/trust/policy.sig");
 
-fn scratch() -> &'static (PathBuf, Trust) {
-    static SCRATCH: OnceLock<(PathBuf, Trust)> = OnceLock::new();
+fn scratch() -> &'static (PathBuf, Trust, BTreeMap<String, Vec<u8>>) {
+    static SCRATCH: OnceLock<(PathBuf, Trust, BTreeMap<String, Vec<u8>>)> = OnceLock::new();
     SCRATCH.get_or_init(|| {
         // Memory-backed where there is one: writing to disk twice per input is slow.
         let shm = PathBuf::from("/dev/shm");
@@ -45,9 +60,11 @@ fn scratch() -> &'static (PathBuf, Trust) {
         std::fs::create_dir_all(&dir).unwrap();
         let trust = Trust::nobody().with_key("bergen", KEY).unwrap();
         // The target reaches the signature checks: the seed verifies.
-        std::fs::write(dir.join("policy.sig"), SEED).unwrap();
-        trust.verify("bergen", &dir, COMPONENT, MANIFEST).unwrap();
-        (dir, trust)
+        let files = files();
+        trust
+            .verify("bergen", Some(SEED.as_bytes()), &files, "policy.wasm")
+            .unwrap();
+        (dir, trust, files)
     })
 }
 
@@ -55,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     if std::str::from_utf8(data).is_err() {
         return;
     }
-    let (dir, trust) = scratch();
+    let (dir, trust, files) = scratch();
 
     let path = dir.join("trust.toml");
     std::fs::write(&path, data).unwrap();
@@ -63,8 +80,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.is_bad_input() && e.to_string().starts_with("cannot read trust file: "));
     }
 
-    std::fs::write(dir.join("policy.sig"), data).unwrap();
-    if let Err(why) = trust.verify("bergen", dir, COMPONENT, MANIFEST) {
+    if let Err(why) = trust.verify("bergen", Some(data), files, "policy.wasm") {
         assert!(!why.is_empty());
     }
 });
