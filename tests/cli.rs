@@ -290,12 +290,11 @@ fn decide(dir: &Path, request: &str, extra: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
+    // A command that refuses to start (a bad trust file, say) exits without reading its
+    // request: the pipe it leaves broken is its answer, which its output then shows.
+    if let Err(e) = child.stdin.take().unwrap().write_all(request.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -781,12 +780,11 @@ fn decide_in(dir: &Path, policies: &Path, request: &str, args: &[&str]) -> Outpu
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
+    // A command that refuses to start (a bad trust file, say) exits without reading its
+    // request: the pipe it leaves broken is its answer, which its output then shows.
+    if let Err(e) = child.stdin.take().unwrap().write_all(request.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
