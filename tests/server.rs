@@ -1610,14 +1610,20 @@ fn past_max_in_flight_the_answer_is_503_at_once_with_retry_after_and_readyz_says
 }
 
 #[test]
-fn request_heads_and_bodies_are_bounded() {
+fn request_heads_and_bodies_are_bounded_in_size_and_time() {
     let server = Server::start_with(
         Arc::new({
             let dir = tempfile::tempdir().unwrap();
             copy_dir(&shipped_policies(), &dir.path().join("policies"));
             dir
         }),
-        &["--allow-unsigned", "--max-header-bytes", "4096"],
+        &[
+            "--allow-unsigned",
+            "--max-header-bytes",
+            "4096",
+            "--idle-timeout",
+            "2",
+        ],
     );
     let big = "x".repeat(8_000);
     let response = agent()
@@ -1636,6 +1642,49 @@ fn request_heads_and_bodies_are_bounded() {
             .call(),
     );
     assert_eq!(status, 200);
+
+    // A body that stops half-way is answered 408 once the idle timeout has passed…
+    use std::io::{Read, Write};
+    let address = server.base.strip_prefix("http://").unwrap().to_string();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/decisions HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{\"pro",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"cannot read request: the body did not arrive within 2 s"}"#),
+        "{answer}"
+    );
+    // …and a connection that sends nothing, or half a head, is closed by the server.
+    for sent in [&b""[..], b"GET /healthz HTTP/1.1\r\nHo"] {
+        let mut silent = std::net::TcpStream::connect(&address).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        silent.write_all(sent).unwrap();
+        let mut rest = Vec::new();
+        // EOF (or a reset) from the server, well before the read timeout.
+        let closed = silent.read_to_end(&mut rest);
+        assert!(
+            closed.is_ok()
+                || closed
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{closed:?}"
+        );
+        assert!(
+            rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
 }
 
 /// Sets this process's soft limit on open files to at least `files` (within the hard

@@ -165,7 +165,7 @@ impl Metrics {
         };
         registry.register(
             "decisions",
-            "Decisions made (not dry runs nor replays counted apart), by program, action, allow and reason.",
+            "Decisions made (dry runs included, replays counted apart), by program, action, allow and reason.",
             metrics.decisions.clone(),
         );
         registry.register(
