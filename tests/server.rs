@@ -58,18 +58,26 @@ impl Server {
         listen: &str,
         extra: &[&str],
     ) -> Server {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("server.log"))
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
+        command
             .arg("serve")
             .arg("--policies")
             .arg(dir.path().join("policies"))
             .args(["--ledger", ledger])
             .args(["--listen", listen])
-            .args(extra)
+            .args(extra);
+        Server::spawn(dir, command)
+    }
+
+    /// Starts `command` (a `cardrules serve …`, or a shell that runs one) with its log in
+    /// `dir/server.log`, and waits for the address it listens on.
+    fn spawn(dir: Arc<tempfile::TempDir>, mut command: Command) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .unwrap();
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -1209,12 +1217,17 @@ fn with_auth_each_role_gets_its_routes_programs_and_actions_and_nothing_more() {
         "{log}"
     );
 
-    // Liveness needs nothing.
-    assert_eq!(call(&server, None, "GET", "/healthz", "").0, 200);
+    // Liveness, readiness and the API's description need nothing, whoever calls.
+    for path in ["/healthz", "/readyz", "/v1/openapi.json"] {
+        for token in [None, Some("not-a-token"), Some(till), Some(desk), Some(ops)] {
+            let (status, body) = call(&server, token, "GET", path, "");
+            assert_eq!(status, 200, "{path} with {token:?}: {body}");
+        }
+    }
 
     let holder = r#"{"birth-date":"2012-01-01","municipality":"albertslund"}"#;
     let decision = purchase("albertslund", "purchase");
-    let routes: [(&str, &str, &str, &str); 4] = [
+    let routes: [(&str, &str, &str, &str); 5] = [
         ("POST", "/v1/decisions", &decision, "POST /v1/decisions"),
         (
             "GET",
@@ -1229,6 +1242,7 @@ fn with_auth_each_role_gets_its_routes_programs_and_actions_and_nothing_more() {
             "PUT /v1/programs/{program}/holders/{card}",
         ),
         ("GET", "/v1/programs", "", "GET /v1/programs"),
+        ("GET", "/metrics", "", "GET /metrics"),
     ];
     // Without a known token: 401 on every route, naming it, never the token.
     for (method, path, body, _) in routes {
@@ -1260,9 +1274,9 @@ fn with_auth_each_role_gets_its_routes_programs_and_actions_and_nothing_more() {
 
     // Each role × route: allowed, or 403 naming the route and the role it needs.
     let rights = [
-        (till, [true, true, false, false]),
-        (desk, [true, true, true, false]),
-        (ops, [true, true, true, true]),
+        (till, [true, true, false, false, false]),
+        (desk, [true, true, true, false, false]),
+        (ops, [true, true, true, true, true]),
     ];
     for (token, allowed) in rights {
         for ((method, path, body, route), allowed) in routes.into_iter().zip(allowed) {
@@ -1556,8 +1570,1025 @@ fn a_shadow_candidate_is_compared_on_the_same_state_without_touching_the_answers
         json!([{"from": "allow", "to": "quota-exhausted", "count": 2}])
     );
     assert!(server.log().contains("shadow differs"), "{}", server.log());
+    // The same tallies as metrics.
+    let metrics = metrics_of(&server);
+    let compared = |outcome| {
+        metrics.value(
+            "cardrules_shadow_comparisons_total",
+            &[("program", "bergen"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!((compared("same"), compared("changed")), (2.0, 2.0));
     // Nothing of the candidate was committed: the card's visits are the served ones.
     let fifth = json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
                        "offer": "bergen-kino", "at": "2024-05-10T17:00:00+02:00"});
     assert_eq!(server.decide(&fifth)["reason"], "quota-exhausted");
+}
+
+/// Writes program `name` into `policies`: the hostile guest that loops until a limit stops
+/// it, with `limits` as its manifest's `[limits]`, and one demo holder, `H-1`.
+fn looping_program(policies: &Path, name: &str, limits: &str) {
+    let dir = policies.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let guests = Path::new(env!("CARDRULES_GUESTS_DIR"));
+    std::fs::copy(guests.join("hostile_loop.wasm"), dir.join("policy.wasm")).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            r#"program = "hostile-loop"
+name = "A policy that loops"
+time-zone = "Europe/Oslo"
+languages = ["en"]
+component = "policy.wasm"
+assets = ["DKK"]
+
+[limits]
+{limits}
+
+[messages]
+ok = {{ en = "Allowed." }}
+bad-request = {{ en = "Bad request." }}
+unknown-action = {{ en = "Unknown action." }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("catalogue.toml"), "# no offers\n").unwrap();
+    std::fs::write(
+        dir.join("holders.toml"),
+        "[[holders]]\ncard = \"H-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+    )
+    .unwrap();
+}
+
+fn loop_request() -> String {
+    json!({"program": "hostile-loop", "card": "H-1", "action": "attack",
+           "at": "2024-03-01T18:00:00+01:00"})
+    .to_string()
+}
+
+/// A server over the shipped policies and `hostile-loop` (each decision runs until the
+/// fuel limit or the 2 s deadline stops it), with `extra` flags.
+fn server_with_a_slow_program(extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&shipped_policies(), &policies);
+    looping_program(
+        &policies,
+        "hostile-loop",
+        "fuel = 1_000_000_000\ndeadline-ms = 2_000",
+    );
+    Server::start_with(Arc::new(dir), &[&["--allow-unsigned"], extra].concat())
+}
+
+#[test]
+fn past_max_in_flight_the_answer_is_503_at_once_with_retry_after_and_readyz_says_why() {
+    let server = Arc::new(server_with_a_slow_program(&["--max-in-flight", "1"]));
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["max-in-flight"], 1);
+
+    // A till keeps the one place busy with slow decisions until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = {
+        let (server, stop) = (server.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let (status, decision) = server.post("/v1/decisions", &loop_request());
+                if status == 200 {
+                    assert_eq!(decision["reason"], "policy-error", "{decision}");
+                    answered += 1;
+                }
+            }
+            answered
+        })
+    };
+    // Readiness says so while the place is taken…
+    let mut not_ready = Value::Null;
+    eventually("/readyz reports the bound reached", &server, || {
+        let (status, ready) = server.get("/readyz");
+        let full = status == 503
+            && ready["reasons"].as_array().unwrap().iter().any(|r| {
+                r.as_str()
+                    .unwrap()
+                    .contains("every place for work in flight is taken")
+            });
+        if full {
+            not_ready = ready;
+        }
+        full
+    });
+    assert_eq!(not_ready["ready"], false);
+    assert!(
+        not_ready["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not ready: "),
+        "{not_ready}"
+    );
+    conforms(
+        &server.get("/v1/openapi.json").1,
+        "GET",
+        "/readyz",
+        503,
+        &not_ready,
+    );
+    // …and a decision that finds it taken is refused at once, not queued.
+    let mut refused = None;
+    eventually("a decision is refused with a 503", &server, || {
+        let started = Instant::now();
+        let response = agent()
+            .post(server.url("/v1/decisions"))
+            .send(kino("AK-1001", None).to_string())
+            .unwrap();
+        if response.status() == 503 {
+            refused = Some((started.elapsed(), response));
+            true
+        } else {
+            false
+        }
+    });
+    let (took, mut response) = refused.unwrap();
+    // The slow decision takes up to 2 s; a queued answer would have waited for it.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let spec = server.get("/v1/openapi.json").1;
+    conforms(&spec, "POST", "/v1/decisions", 503, &error);
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("the server is busy: 1 requests are in flight"),
+        "{message}"
+    );
+    assert!(message.contains("`--max-in-flight`"), "{message}");
+
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        slow.join().unwrap() >= 1,
+        "the slow decisions were answered"
+    );
+    // Once the place is free, decisions are answered again and the server is ready.
+    assert_eq!(server.decide(&kino("AK-1001", None))["allow"], true);
+    assert_eq!(server.get("/readyz").0, 200);
+    let metrics = metrics_of(&server);
+    assert!(metrics.value("cardrules_overload_rejections_total", &[]) >= 1.0);
+    assert_eq!(metrics.value("cardrules_max_in_flight", &[]), 1.0);
+}
+
+#[test]
+fn request_heads_and_bodies_are_bounded_in_size_and_time() {
+    let server = Server::start_with(
+        Arc::new({
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(&shipped_policies(), &dir.path().join("policies"));
+            dir
+        }),
+        &[
+            "--allow-unsigned",
+            "--max-header-bytes",
+            "4096",
+            "--idle-timeout",
+            "2",
+        ],
+    );
+    let big = "x".repeat(8_000);
+    let response = agent()
+        .get(server.url("/healthz"))
+        .header("X-Padding", &big)
+        .call();
+    // hyper answers 431 and closes; a client may also see the close first.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 431);
+    }
+    let small = "x".repeat(1_000);
+    let (status, _) = answer(
+        agent()
+            .get(server.url("/healthz"))
+            .header("X-Padding", &small)
+            .call(),
+    );
+    assert_eq!(status, 200);
+
+    // A body that stops half-way is answered 408 once the idle timeout has passed…
+    use std::io::{Read, Write};
+    let address = server.base.strip_prefix("http://").unwrap().to_string();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/decisions HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{\"pro",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"cannot read request: the body did not arrive within 2 s"}"#),
+        "{answer}"
+    );
+    // …and a connection that sends nothing, or half a head, is closed by the server.
+    for sent in [&b""[..], b"GET /healthz HTTP/1.1\r\nHo"] {
+        let mut silent = std::net::TcpStream::connect(&address).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        silent.write_all(sent).unwrap();
+        let mut rest = Vec::new();
+        // EOF (or a reset) from the server, well before the read timeout.
+        let closed = silent.read_to_end(&mut rest);
+        assert!(
+            closed.is_ok()
+                || closed
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{closed:?}"
+        );
+        assert!(
+            rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
+
+/// Sets this process's soft limit on open files to at least `files` (within the hard
+/// limit), for tests that hold many connections.
+fn allow_open_files(files: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < files {
+            assert!(
+                limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= files,
+                "the hard limit on open files ({}) is below {files}",
+                limit.rlim_max
+            );
+            limit.rlim_cur = files;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+}
+
+#[test]
+fn under_ulimit_1024_eleven_hundred_idle_connections_do_not_stop_decisions() {
+    allow_open_files(4096);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cardrules"))
+        .arg("serve")
+        .arg("--policies")
+        .arg(dir.path().join("policies"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.sqlite"))
+        .args(["--listen", "127.0.0.1:0", "--allow-unsigned"])
+        .args(["--idle-timeout", "3"]);
+    let server = Server::spawn(Arc::new(dir), command);
+    let address = server.base.strip_prefix("http://").unwrap().to_string();
+
+    let idle: Vec<std::net::TcpStream> = (0..1_100)
+        .map(|i| {
+            std::net::TcpStream::connect(&address)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    // With 1 024 files, the server takes 896 connections; the rest wait in the backlog
+    // until idle ones time out. Decisions are answered all the same.
+    let started = Instant::now();
+    for n in 0..3 {
+        let (status, decision) = server.post(
+            "/v1/decisions",
+            &kino("AK-1001", Some(&format!("idle-{n}"))).to_string(),
+        );
+        assert_eq!(status, 200, "{decision}");
+        assert_eq!(decision["allow"], true);
+    }
+    assert_eq!(server.get("/healthz").0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let log = server.log();
+    assert!(
+        log.contains("896 connections open, the most allowed (`--max-connections`)"),
+        "{log}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(idle);
+}
+
+#[test]
+fn sigterm_stops_promptly_with_a_half_sent_request_open() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let address = server.base.strip_prefix("http://").unwrap().to_string();
+    // A connection the server has surely accepted (it answered on it), then left with
+    // half a request's head; and one idle between requests.
+    let mut half = std::net::TcpStream::connect(&address).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut answered = [0u8; 12];
+    half.read_exact(&mut answered).unwrap();
+    assert_eq!(&answered, b"HTTP/1.1 200");
+    half.write_all(b"POST /v1/decisions HTTP/1.1\r\nHost: test\r\nContent-Le")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(&address).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    idle.read_exact(&mut answered).unwrap();
+
+    let dir = server.dir.clone();
+    let started = Instant::now();
+    let status = server.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    // The idle timeout is 30 s and the grace for requests in flight 10 s: a stop held up
+    // by either would take longer than this.
+    assert!(took < Duration::from_secs(8), "SIGTERM took {took:?}");
+    assert!(log_of(&dir).contains("shut down"), "{}", log_of(&dir));
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM,
+/// certificate DER).
+fn self_signed() -> (String, String, Vec<u8>) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    (
+        made.cert.pem(),
+        made.signing_key.serialize_pem(),
+        made.cert.der().to_vec(),
+    )
+}
+
+fn agent_trusting(der: &[u8]) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let roots = RootCerts::Specific(Arc::new(vec![Certificate::from_der(der).to_owned()]));
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .into()
+}
+
+#[test]
+fn with_tls_the_api_is_served_over_https_only_and_auth_still_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (cert, key, der) = self_signed();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let (ops, entry) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, entry).unwrap();
+    let server = Server::start_with(
+        Arc::new(dir),
+        &[
+            "--allow-unsigned",
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+            "--auth",
+            auth.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    let tls = agent_trusting(&der);
+
+    let (status, _) = answer(tls.get(server.url("/healthz")).call());
+    assert_eq!(status, 200);
+    // Auth applies over TLS as over plain HTTP.
+    let (status, _) = answer(tls.get(server.url("/v1/programs")).call());
+    assert_eq!(status, 401);
+    let (status, decision) = answer(
+        tls.post(server.url("/v1/decisions"))
+            .header("Authorization", format!("Bearer {ops}"))
+            .send(kino("AK-1001", None).to_string()),
+    );
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["allow"], true);
+
+    // Plain HTTP on the TLS port gets no answer, and a client that does not trust the
+    // certificate gets none either.
+    let plain = server.base.replacen("https://", "http://", 1);
+    assert!(agent().get(format!("{plain}/healthz")).call().is_err());
+    assert!(agent().get(server.url("/healthz")).call().is_err());
+    // And the server still serves after both.
+    assert_eq!(answer(tls.get(server.url("/healthz")).call()).0, 200);
+}
+
+#[test]
+fn missing_or_unusable_tls_files_stop_serve_at_once_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (cert, key, _) = self_signed();
+    let (_, other_key, _) = self_signed();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key) = (write("cert.pem", &cert), write("key.pem", &key));
+    let other_key = write("other-key.pem", &other_key);
+    let garbage = write("garbage.pem", "not pem at all\n");
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let cases = [
+        (
+            &missing,
+            &key,
+            format!("cannot read TLS certificate `{missing}`: "),
+        ),
+        (
+            &cert,
+            &missing,
+            format!("cannot read TLS key `{missing}`: "),
+        ),
+        (
+            &garbage,
+            &key,
+            format!("cannot use TLS certificate `{garbage}`: it holds no PEM `CERTIFICATE` block"),
+        ),
+        (
+            &cert,
+            &garbage,
+            format!("cannot use TLS key `{garbage}`: it holds no PEM private key"),
+        ),
+        (
+            &cert,
+            &other_key,
+            format!("cannot use TLS key `{other_key}` with certificate `{cert}`: "),
+        ),
+    ];
+    for (cert, key, expected) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+            .arg("serve")
+            .arg("--policies")
+            .arg(dir.path().join("policies"))
+            .arg("--ledger")
+            .arg(dir.path().join("ledger.sqlite"))
+            .args(["--listen", "127.0.0.1:0", "--allow-unsigned"])
+            .args(["--tls-cert", cert, "--tls-key", key])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("error: {expected}")),
+            "{expected}\n{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert!(
+        !dir.path().join("ledger.sqlite").exists(),
+        "refused before the ledger is opened"
+    );
+}
+
+/// The samples of a scrape of `/metrics`, by name and labels.
+struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Metrics {
+    /// Parses the text format: `name{label="value",…} number` lines, `#` comments.
+    fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series, BTreeMap::new()),
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                    let labels = rest
+                        .split("\",")
+                        .filter(|pair| !pair.is_empty())
+                        .map(|pair| {
+                            let (key, value) = pair.split_once("=\"").unwrap();
+                            (key.to_string(), value.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        Metrics(samples)
+    }
+
+    /// The sum of the samples named `name` whose labels include `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+}
+
+fn metrics_of(server: &Server) -> Metrics {
+    let mut response = agent().get(server.url("/metrics")).call().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    Metrics::parse(&text)
+}
+
+#[test]
+fn metrics_count_decisions_policy_errors_commits_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&shipped_policies(), &policies);
+    looping_program(&policies, "hostile-loop", "fuel = 100_000");
+    let server = Server::start_in(Arc::new(dir));
+    let before = metrics_of(&server);
+    let kino_allowed = [
+        ("program", "bergen"),
+        ("action", "redeem"),
+        ("allow", "true"),
+        ("reason", "ok"),
+    ];
+    assert_eq!(
+        before.value("cardrules_decisions_total", &kino_allowed),
+        0.0
+    );
+
+    for n in 0..3 {
+        server.decide(&kino("AK-1001", Some(&format!("m-{n}"))));
+    }
+    // A replay is not a new decision.
+    assert_eq!(
+        server.decide(&kino("AK-1001", Some("m-0")))["replayed"],
+        true
+    );
+    let unknown_card = server.decide(&kino("NOBODY", None));
+    assert_eq!(unknown_card["reason"], "unknown-card");
+    let mut made_up = kino("AK-1001", None);
+    made_up["action"] = json!("made-up-action");
+    server.decide(&made_up);
+    let (_, error) = server.post("/v1/decisions", &loop_request());
+    assert_eq!(error["reason"], "policy-error", "{error}");
+
+    let after = metrics_of(&server);
+    let served = after.value("cardrules_decisions_total", &kino_allowed);
+    assert_eq!(served, 3.0, "{:?}", after.0);
+    assert_eq!(
+        after.value(
+            "cardrules_decisions_replayed_total",
+            &[("program", "bergen")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.value(
+            "cardrules_decisions_total",
+            &[
+                ("program", "bergen"),
+                ("allow", "false"),
+                ("reason", "unknown-card")
+            ]
+        ),
+        1.0
+    );
+    // What the caller made up is not a label.
+    assert_eq!(
+        after.value(
+            "cardrules_decisions_total",
+            &[("program", "bergen"), ("action", "other")]
+        ),
+        1.0
+    );
+    assert!(
+        !after
+            .0
+            .iter()
+            .any(|(_, l, _)| l.values().any(|v| v == "made-up-action"))
+    );
+    assert_eq!(
+        after.value(
+            "cardrules_policy_errors_total",
+            &[("program", "hostile-loop"), ("kind", "fuel")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.value("cardrules_decision_seconds_count", &[("program", "bergen")]),
+        5.0
+    );
+    assert!(after.value("cardrules_decision_seconds_sum", &[("program", "bergen")]) > 0.0);
+    assert!(after.value("cardrules_decision_fuel_count", &[("program", "bergen")]) >= 3.0);
+    assert!(after.value("cardrules_decision_fuel_sum", &[("program", "bergen")]) > 0.0);
+    assert_eq!(
+        after.value(
+            "cardrules_decision_fuel_count",
+            &[("program", "hostile-loop")]
+        ),
+        1.0
+    );
+    // Every committed decision went through the group commit (demo holders too).
+    let commits = |m: &Metrics| m.value("cardrules_ledger_commit_seconds_count", &[]);
+    assert!(commits(&after) >= commits(&before) + 1.0);
+    assert!(after.value("cardrules_ledger_commit_batches_count", &[]) >= commits(&after));
+    assert!(
+        after.value("cardrules_ledger_changes_total", &[])
+            >= before.value("cardrules_ledger_changes_total", &[]) + 5.0
+    );
+    assert_eq!(
+        after.value("cardrules_ledger_commit_failures_total", &[]),
+        0.0
+    );
+    assert_eq!(after.value("cardrules_in_flight", &[]), 0.0);
+    assert!(after.value("cardrules_max_connections", &[]) >= 1.0);
+
+    // Hot reloads: a good update is accepted, a broken one refused.
+    let manifest = server.policies().join("bergen/policy.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    replace(&manifest, format!("{text}\n# touched\n").as_bytes());
+    eventually("the reload is counted", &server, || {
+        metrics_of(&server).value(
+            "cardrules_reloads_total",
+            &[("program", "bergen"), ("outcome", "accepted")],
+        ) == 1.0
+    });
+    replace(
+        &server.policies().join("antwerpen/policy.toml"),
+        b"not = [toml",
+    );
+    eventually("the refusal is counted", &server, || {
+        metrics_of(&server).value(
+            "cardrules_reloads_total",
+            &[("program", "antwerpen"), ("outcome", "refused")],
+        ) == 1.0
+    });
+}
+
+/// Checks a real answer of `method path` (the path as the description writes it) against
+/// the description: the status must be documented, and a JSON body must match its schema
+/// and use no property the schema does not declare.
+fn conforms(spec: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let operation = &spec["paths"][path][method.to_lowercase()];
+    assert!(operation.is_object(), "`{method} {path}` is not described");
+    let response = &operation["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "`{method} {path}` answered {status}, which is not described: {body}"
+    );
+    let Some(schema) = response["content"]["application/json"]["schema"].as_object() else {
+        return;
+    };
+    let mut root = schema.clone();
+    root.insert("components".into(), spec["components"].clone());
+    let root = Value::Object(root);
+    let validator = jsonschema::validator_for(&root)
+        .unwrap_or_else(|e| panic!("the schema of `{method} {path}` {status}: {e}"));
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "`{method} {path}` {status}: {body}\ndoes not match its schema: {errors:?}"
+    );
+    // Undeclared properties would pass the schema (it allows more); the description
+    // must name every property answered.
+    if let (Some(reference), Some(object)) = (schema.get("$ref"), body.as_object()) {
+        let name = reference.as_str().unwrap().rsplit('/').next().unwrap();
+        let declared = &spec["components"]["schemas"][name]["properties"];
+        for key in object.keys() {
+            assert!(
+                declared.get(key).is_some(),
+                "`{method} {path}` {status} answers `{key}`, which schema `{name}` does not declare"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_openapi_description_covers_every_route_and_matches_real_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (ops, ops_entry) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let (till, till_entry) = make_token(&[
+        "--name",
+        "till",
+        "--role",
+        "terminal",
+        "--program",
+        "bergen",
+    ]);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, format!("{ops_entry}\n{till_entry}")).unwrap();
+    let server = Server::start_with(
+        Arc::new(dir),
+        &["--allow-unsigned", "--auth", auth.to_str().unwrap()],
+    );
+    let (status, spec) = call(&server, None, "GET", "/v1/openapi.json", "");
+    assert_eq!(status, 200);
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3."),
+        "{spec}"
+    );
+
+    // Every served route is described, and every described route is served.
+    let served = [
+        ("POST", "/v1/decisions"),
+        ("GET", "/v1/programs"),
+        ("PUT", "/v1/programs/{program}/holders/{card}"),
+        ("GET", "/v1/programs/{program}/cards/{card}"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/openapi.json"),
+    ];
+    let mut described = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            described.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    described.sort();
+    let mut expected: Vec<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(described, expected);
+    for (method, path) in &described {
+        let concrete = path
+            .replace("{program}", "bergen")
+            .replace("{card}", "AK-1001");
+        let (status, _) = call(&server, Some(&ops), method, &concrete, "{}");
+        assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+    }
+    // Protected routes name the bearer scheme; open ones do not.
+    for (method, path) in served {
+        let security = &spec["paths"][path][method.to_lowercase()]["security"];
+        let open = ["/healthz", "/readyz", "/v1/openapi.json"].contains(&path);
+        assert_eq!(security.is_null(), open, "{method} {path}: {security}");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // Real answers of every route, good and bad, against the description.
+    let huge = format!(r#"{{"program":"{}"}}"#, "x".repeat(100_000));
+    let kino_once = kino("AK-1001", Some("openapi-1")).to_string();
+    let mut reused = kino("AK-1001", Some("openapi-1"));
+    reused["party"] = json!(1);
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+    let decisions = "/v1/decisions";
+    let holders = "/v1/programs/{program}/holders/{card}";
+    let cards = "/v1/programs/{program}/cards/{card}";
+    // (token, method, path as described, path called, body, status expected)
+    type Case<'a> = (Option<&'a str>, &'a str, &'a str, &'a str, String, u16);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            kino_once.clone(),
+            200,
+        ),
+        (Some(&ops), "POST", decisions, decisions, "{".into(), 400),
+        (None, "POST", decisions, decisions, kino_once.clone(), 401),
+        (
+            Some(&till),
+            "POST",
+            decisions,
+            decisions,
+            purchase("albertslund", "purchase"),
+            403,
+        ),
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            purchase("gotham", "purchase"),
+            404,
+        ),
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            reused.to_string(),
+            409,
+        ),
+        (Some(&ops), "POST", decisions, decisions, huge.clone(), 400),
+        (
+            Some(&ops),
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            200,
+        ),
+        (
+            None,
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            201,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            200,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            "[]".into(),
+            400,
+        ),
+        (
+            None,
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            401,
+        ),
+        (
+            Some(&till),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/gotham/holders/OA-1",
+            holder.into(),
+            404,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            huge.clone(),
+            400,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/AK-1001",
+            String::new(),
+            200,
+        ),
+        (
+            None,
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/AK-1001",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            cards,
+            "/v1/programs/albertslund/cards/BK-2002",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/NOBODY",
+            String::new(),
+            404,
+        ),
+        (None, "GET", "/healthz", "/healthz", String::new(), 200),
+        (None, "GET", "/readyz", "/readyz", String::new(), 200),
+        (
+            Some(&ops),
+            "GET",
+            "/metrics",
+            "/metrics",
+            String::new(),
+            200,
+        ),
+        (None, "GET", "/metrics", "/metrics", String::new(), 401),
+        (
+            Some(&till),
+            "GET",
+            "/metrics",
+            "/metrics",
+            String::new(),
+            403,
+        ),
+        (
+            None,
+            "GET",
+            "/v1/openapi.json",
+            "/v1/openapi.json",
+            String::new(),
+            200,
+        ),
+    ];
+    for (token, method, path, concrete, body, expected) in cases {
+        let (status, answer) = call(&server, token, method, concrete, &body);
+        assert_eq!(status, expected, "{method} {concrete}: {answer}");
+        conforms(&spec, method, path, status, &answer);
+    }
+    // 404 and 405 answers are the same error body.
+    let (status, error) = call(&server, Some(&ops), "GET", "/v2/nothing", "");
+    assert_eq!(status, 404);
+    let (status, wrong_method) = call(&server, Some(&ops), "PUT", "/v1/decisions", "{}");
+    assert_eq!(status, 405);
+    conforms(&spec, "POST", decisions, 400, &error);
+    conforms(&spec, "POST", decisions, 400, &wrong_method);
+}
+
+#[test]
+fn readyz_says_when_decisions_have_been_queueing_too_long() {
+    let server = Arc::new(server_with_a_slow_program(&["--queue-alarm", "1"]));
+    assert_eq!(server.get("/readyz").0, 200);
+    // Sixteen slow decisions on one program's lane (each burns 10⁹ fuel: a quarter of a
+    // second on a fast core, more on a slow one): the last waits for the fifteen before it,
+    // past the 1 s alarm.
+    let tills: Vec<_> = (0..16)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || server.post("/v1/decisions", &loop_request()).0)
+        })
+        .collect();
+    let mut reasons = Value::Null;
+    eventually("/readyz reports queueing", &server, || {
+        let (status, ready) = server.get("/readyz");
+        let queueing = status == 503
+            && ready["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("decisions are queueing"));
+        if queueing {
+            reasons = ready;
+        }
+        queueing
+    });
+    assert!(reasons["oldest-ms"].as_u64().unwrap() > 1_000, "{reasons}");
+    for till in tills {
+        assert_eq!(till.join().unwrap(), 200);
+    }
+    assert_eq!(server.get("/readyz").0, 200);
 }

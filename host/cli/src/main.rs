@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use cardrules::suite::{self, SuiteReport};
 use cardrules::{Host, MemoryLedger, Request, Sandbox, Trust};
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -70,6 +71,40 @@ impl TrustArgs {
         };
         Ok(Trust::from_file(&path)?)
     }
+}
+
+/// How `serve` talks to the network: TLS and the bounds that keep it answering.
+#[derive(clap::Args)]
+struct NetArgs {
+    /// Serve HTTPS: the server's certificate chain, PEM, its own certificate first.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The most decisions, registrations and card reads in flight; past it the answer is
+    /// 503 with `Retry-After`, at once.
+    #[arg(long, value_name = "N", default_value_t = cardrules_server::limits::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
+    max_in_flight: usize,
+    /// Seconds a connection may take to send a request's head (new, idle between
+    /// requests, or half-sent) or a request its body, before it is closed (408 for a body).
+    #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout: u64,
+    /// The most open connections [default: the open-file limit (`ulimit -n`) less 128];
+    /// past it new connections wait until others close.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a request may have been in flight (deciding, or waiting for its program's
+    /// lane) before `/readyz` says decisions are queueing (503).
+    #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::limits::DEFAULT_QUEUE_ALARM.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    queue_alarm: u64,
+    /// The largest request head (request line and headers), in bytes; larger is a 431.
+    #[arg(long, value_name = "BYTES", default_value_t = cardrules_server::limits::DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::value_parser!(u32).range(1024..=1_048_576).map(|n| n as usize))]
+    max_header_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -138,6 +173,8 @@ enum Command {
         /// path); agreements and differences show under `shadow` in `GET /v1/programs`.
         #[arg(long, value_name = "DIR")]
         shadow: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -285,6 +322,7 @@ fn main() -> ExitCode {
             auth,
             insecure_no_auth,
             shadow,
+            net,
             trust,
         } => trust.resolve(false).and_then(|trust| {
             serve(
@@ -297,6 +335,7 @@ fn main() -> ExitCode {
                     auth: auth.as_deref(),
                     insecure_no_auth,
                     shadow: shadow.as_deref(),
+                    net,
                 },
                 trust,
             )
@@ -545,6 +584,7 @@ struct ServeOptions<'a> {
     auth: Option<&'a Path>,
     insecure_no_auth: bool,
     shadow: Option<&'a Path>,
+    net: NetArgs,
 }
 
 /// Why a server without `--auth` refuses a non-loopback address.
@@ -568,11 +608,27 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
         auth,
         insecure_no_auth,
         shadow,
+        net,
     } = options;
-    // Who may call is settled before anything is loaded, so a refusal is immediate.
+    // Who may call, TLS and the bounds are settled before anything is loaded, so a
+    // refusal is immediate.
     let tokens = match auth {
         Some(path) => Some(Arc::new(server::auth::Tokens::load(path)?)),
         None => None,
+    };
+    let tls = match (&net.tls_cert, &net.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(server::listen::Tls::load(cert, key).map_err(|e| anyhow!(e))?)
+        }
+        _ => None,
+    };
+    let limits = server::limits::Limits {
+        max_in_flight: net.max_in_flight,
+        max_connections: server::limits::connection_cap(net.max_connections)
+            .map_err(|e| anyhow!(e))?,
+        idle_timeout: std::time::Duration::from_secs(net.idle_timeout),
+        max_header_bytes: net.max_header_bytes,
+        queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
     };
     let loopback_only = tokens.is_none() && !insecure_no_auth;
     if loopback_only && !server::auth::is_loopback_listen(listen) {
@@ -612,11 +668,29 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Host work is bounded by `--max-in-flight`; a few more for hot reloads.
+        .max_blocking_threads(limits.max_in_flight + 8)
         .build()
         .context("cannot start the async runtime")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let (max_in_flight, max_connections, idle) = (
+        limits.max_in_flight,
+        limits.max_connections,
+        limits.idle_timeout.as_secs(),
+    );
+    let api = server::Server::new(
+        host.clone(),
+        server::Options {
+            body_limit,
+            tokens: tokens.clone(),
+            shadow,
+            tls,
+            limits,
+        },
+    );
     runtime.block_on(async {
         let _watcher = if watch {
-            Some(server::watch(host.clone(), policies)?)
+            Some(server::watch(host.clone(), policies, api.metrics())?)
         } else {
             None
         };
@@ -631,27 +705,30 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
         match (&tokens, auth) {
             (Some(tokens), Some(path)) => tracing::info!(
                 programs = served,
-                "listening on http://{address}; callers need a bearer token: {} known, from `{}`",
+                "listening on {scheme}://{address}; callers need a bearer token: {} known, from `{}`",
                 tokens.len(),
                 path.display()
             ),
             _ if insecure_no_auth => tracing::warn!(
                 programs = served,
-                "listening on http://{address} WITHOUT ACCESS CONTROL (`--insecure-no-auth`): \
+                "listening on {scheme}://{address} WITHOUT ACCESS CONTROL (`--insecure-no-auth`): \
                  anyone who can reach it may decide, register holders and read cards"
             ),
             _ => tracing::info!(
                 programs = served,
-                "listening on http://{address}; no `--auth`: every caller may do everything, \
+                "listening on {scheme}://{address}; no `--auth`: every caller may do everything, \
                  so only loopback addresses are served"
             ),
         }
         // Tests and scripts read the bound address (useful with port 0) from stdout.
-        println!("listening on http://{address}");
+        tracing::info!(
+            "limits: {max_in_flight} requests in flight (`--max-in-flight`), \
+             {max_connections} connections (`--max-connections`), {idle} s to send a request \
+             (`--idle-timeout`), {body_limit} bytes of body (`--body-limit`)"
+        );
+        println!("listening on {scheme}://{address}");
         std::io::stdout().flush()?;
-        server::serve(listener, host, body_limit, tokens, shadow)
-            .await
-            .context("server failed")?;
+        api.serve(listener).await;
         tracing::info!("shut down");
         anyhow::Ok(())
     })?;

@@ -194,6 +194,7 @@ impl Program {
 }
 
 /// A card as `GET …/cards/{card}` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct CardView {

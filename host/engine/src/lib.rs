@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod loader;
 mod manifest;
 mod model;
+pub mod observe;
 pub mod replay;
 pub mod sample;
 mod sandbox;

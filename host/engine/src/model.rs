@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// The value of a holder's or an offer's attribute: a string, an integer or a boolean.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum AttributeValue {
@@ -46,6 +47,7 @@ impl<'de> Deserialize<'de> for AttributeValue {
 }
 
 /// The lifecycle of a card.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum CardState {
@@ -78,9 +80,12 @@ impl CardState {
 
 /// The person a card belongs to: a suite's `[[holders]]` entry, a `holders.toml` entry or
 /// the body of `PUT /v1/programs/{program}/holders/{card}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Holder {
+    /// In `PUT …/holders/{card}`, taken from the path when left out.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub card: String,
     pub birth_date: Date,
     pub municipality: String,
@@ -169,6 +174,7 @@ pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
 }
 
 /// What a point of sale asks: one request of docs/contract.md.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Request {
@@ -200,6 +206,7 @@ pub struct Request {
 }
 
 /// Which policy made a decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRef {
     pub program: String,
@@ -208,6 +215,7 @@ pub struct PolicyRef {
 }
 
 /// The answer to a request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Decision {

@@ -20,6 +20,7 @@ use crate::model::Decision;
 use crate::sandbox::Sandbox;
 
 /// Agreements and differences of one program's candidate so far.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
     /// The candidate's version.
@@ -32,6 +33,7 @@ pub struct Tally {
 }
 
 /// One kind of difference.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShadowTransition {
     pub from: String,

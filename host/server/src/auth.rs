@@ -122,6 +122,8 @@ pub enum Route {
     Register,
     /// `GET /v1/programs`
     Programs,
+    /// `GET /metrics`
+    Metrics,
 }
 
 impl Route {
@@ -132,6 +134,7 @@ impl Route {
             Route::Card => "GET /v1/programs/{program}/cards/{card}",
             Route::Register => "PUT /v1/programs/{program}/holders/{card}",
             Route::Programs => "GET /v1/programs",
+            Route::Metrics => "GET /metrics",
         }
     }
 
@@ -140,7 +143,7 @@ impl Route {
         match self {
             Route::Decide | Route::Card => Role::Terminal,
             Route::Register => Role::Registrar,
-            Route::Programs => Role::Admin,
+            Route::Programs | Route::Metrics => Role::Admin,
         }
     }
 }
@@ -553,11 +556,14 @@ mod tests {
         );
         use Route::*;
         for (who, allowed) in [
-            (&till, [true, true, false, false]),
-            (&desk, [true, true, true, false]),
-            (&ops, [true, true, true, true]),
+            (&till, [true, true, false, false, false]),
+            (&desk, [true, true, true, false, false]),
+            (&ops, [true, true, true, true, true]),
         ] {
-            for (route, allowed) in [Decide, Card, Register, Programs].into_iter().zip(allowed) {
+            for (route, allowed) in [Decide, Card, Register, Programs, Metrics]
+                .into_iter()
+                .zip(allowed)
+            {
                 assert_eq!(
                     who.may_call(route).is_ok(),
                     allowed,

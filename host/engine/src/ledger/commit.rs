@@ -105,6 +105,29 @@ pub struct Ledger {
     /// Held by whoever is appending; the others queue their batches meanwhile.
     appending: Mutex<()>,
     stats: Mutex<Stats>,
+    /// Told of every append (metrics); set at most once.
+    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
+}
+
+/// One append of the group commit, as a [`CommitObserver`] is told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// Batches the append held (of one or more programs).
+    pub batches: usize,
+    /// Of those, batches appended (the others lost a race to another writer).
+    pub appended: usize,
+    /// Changes appended.
+    pub changes: usize,
+    /// How long the journal's append took.
+    pub took: std::time::Duration,
+    /// Whether the journal failed (nothing was appended).
+    pub failed: bool,
+}
+
+/// Told of each append as it returns, on the appending thread, while the next appends
+/// wait: it must be quick (count, not write).
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, commit: &Commit);
 }
 
 /// Counts of the group commit, for benchmarks and metrics.
@@ -131,7 +154,14 @@ impl Ledger {
             waiting: Mutex::new(Vec::new()),
             appending: Mutex::new(()),
             stats: Mutex::new(Stats::default()),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells `observer` of every append from now on. Only one observer may be set: false
+    /// if there already is one.
+    pub fn observe(&self, observer: Arc<dyn CommitObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// The journal underneath.
@@ -338,7 +368,29 @@ impl Ledger {
             .collect();
         let began = std::time::Instant::now();
         let result = self.journal.append(&batches);
-        let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = began.elapsed();
+        let took = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let Some(observer) = self.observer.get() {
+            let done = |outcomes: &Vec<Appended>| {
+                group
+                    .iter()
+                    .zip(outcomes)
+                    .filter(|(_, outcome)| **outcome == Appended::Done)
+                    .map(|(p, _)| p.changes.len())
+                    .fold((0, 0), |(batches, changes), n| (batches + 1, changes + n))
+            };
+            let (appended, changes) = match &result {
+                Ok(outcomes) if outcomes.len() == group.len() => done(outcomes),
+                _ => (0, 0),
+            };
+            observer.committed(&Commit {
+                batches: group.len(),
+                appended,
+                changes,
+                took: elapsed,
+                failed: !matches!(&result, Ok(outcomes) if outcomes.len() == group.len()),
+            });
+        }
         match &result {
             Ok(outcomes) if outcomes.len() == group.len() => {
                 let mut stats = self.stats.lock();

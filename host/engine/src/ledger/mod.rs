@@ -20,7 +20,7 @@ mod state;
 
 use serde::{Deserialize, Serialize};
 
-pub use commit::{Ledger, Staged, Stats, Tx};
+pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
 pub use memory::MemoryLedger;
 pub use state::{Mark, State, View};
 

@@ -1,0 +1,265 @@
+//! Accepting connections: plain TCP or TLS (rustls), at most
+//! [`Limits::max_connections`](crate::limits::Limits) of them, each closed when it takes
+//! longer than the idle timeout to send a request's head (new, idle between requests, or
+//! half-sent) or to finish its TLS handshake, with request heads of bounded size.
+//!
+//! On shutdown the listener closes, idle connections close at once, responses in progress
+//! finish (with `Connection: close`), and the server returns when no request is in flight
+//! any more, or after [`SHUTDOWN_GRACE`] at the latest. A half-sent request is no request
+//! in flight: it does not hold the stop up.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::limits::{Limits, SHUTDOWN_GRACE};
+
+/// TLS settings made from a certificate chain and its key (`serve --tls-cert --tls-key`).
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain (the server's certificate first) and its PEM private
+    /// key (PKCS#8, PKCS#1 or SEC1); errors name the file and why it cannot be used.
+    pub fn load(cert: &Path, key: &Path) -> Result<Tls, String> {
+        use rustls_pki_types::pem::{self, PemObject};
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read TLS {what} `{}`: {e}", path.display()))
+        };
+        let cert_pem = read(cert, "certificate")?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, pem::Error>>()
+            .map_err(|e| format!("cannot parse TLS certificate `{}`: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "cannot use TLS certificate `{}`: it holds no PEM `CERTIFICATE` block",
+                cert.display()
+            ));
+        }
+        let key_pem = read(key, "key")?;
+        let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+            pem::Error::NoItemsFound => format!(
+                "cannot use TLS key `{}`: it holds no PEM private key (`PRIVATE KEY`, \
+                 `RSA PRIVATE KEY` or `EC PRIVATE KEY`)",
+                key.display()
+            ),
+            e => format!("cannot parse TLS key `{}`: {e}", key.display()),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, private)
+            .map_err(|e| {
+                format!(
+                    "cannot use TLS key `{}` with certificate `{}`: {e}",
+                    key.display(),
+                    cert.display()
+                )
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+/// Requests that reached the routes and have not been answered yet; a stopping server
+/// waits for them.
+#[derive(Debug, Default)]
+pub struct Requests {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One request in flight; dropping it (answered, or its connection gone) counts it out.
+pub struct RequestGuard(Arc<Requests>);
+
+impl Requests {
+    pub fn enter(self: &Arc<Requests>) -> RequestGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        RequestGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request is in flight.
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Open connections, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Connections {
+    pub open: AtomicUsize,
+    pub cap: AtomicUsize,
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) within `limits` until `stop` resolves;
+/// then stops as the module docs say.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Tls>,
+    limits: &Limits,
+    requests: Arc<Requests>,
+    connections: Arc<Connections>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(8192) * 2)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    let service = TowerToHyperService::new(app);
+    let places = Arc::new(Semaphore::new(limits.max_connections));
+    connections
+        .cap
+        .store(limits.max_connections, Ordering::Relaxed);
+    let (stopping, stopped) = watch::channel(false);
+    tokio::pin!(stop);
+    let mut full_since: Option<tokio::time::Instant> = None;
+    loop {
+        // A place first, then a connection: at the cap, new connections wait in the
+        // kernel's backlog instead of costing a file each.
+        let place = if let Ok(place) = places.clone().try_acquire_owned() {
+            full_since = None;
+            place
+        } else {
+            if full_since.is_none() {
+                full_since = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    "{} connections open, the most allowed (`--max-connections`); new ones wait \
+                     until idle ones time out ({} s)",
+                    limits.max_connections,
+                    limits.idle_timeout.as_secs()
+                );
+            }
+            tokio::select! {
+                place = places.clone().acquire_owned() => match place {
+                    Ok(place) => place,
+                    Err(_) => break,
+                },
+                () = &mut stop => break,
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of files or memory for a moment: wait rather than spin.
+                tracing::warn!("cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (http, service, tls) = (http.clone(), service.clone(), tls.clone());
+        let (stopped, connections) = (stopped.clone(), connections.clone());
+        let handshake = limits.idle_timeout;
+        tokio::spawn(async move {
+            connections.open.fetch_add(1, Ordering::Relaxed);
+            match tls {
+                None => drive(TokioIo::new(stream), &http, service, stopped).await,
+                Some(tls) => {
+                    match tokio::time::timeout(handshake, tls.acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            drive(TokioIo::new(stream), &http, service, stopped).await
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+            connections.open.fetch_sub(1, Ordering::Relaxed);
+            drop(place);
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    let open = requests.count();
+    if open > 0 {
+        tracing::info!("waiting for {open} requests in flight");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, requests.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} requests still in flight after {} s; stopping anyway",
+            requests.count(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+}
+
+/// Serves one connection until it closes; on `stopped`, lets the response in progress
+/// finish and closes.
+async fn drive<I>(
+    io: TokioIo<I>,
+    http: &hyper::server::conn::http1::Builder,
+    service: TowerToHyperService<axum::Router>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            done = connection.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!("connection closed: {e}");
+                }
+                return;
+            }
+            _ = stopped.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

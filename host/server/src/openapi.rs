@@ -1,0 +1,57 @@
+//! `GET /v1/openapi.json`: the API described from the code — the routes' annotations in
+//! `lib.rs` and the types they take and answer — so that it cannot drift from what is
+//! served (`tests/server.rs` checks real answers against it).
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cardrules",
+        description = "The point-of-sale HTTP API of cardrules: decisions, holders and cards of \
+            municipal benefit-card programs. With `serve --auth`, every route but `/healthz`, \
+            `/readyz` and `/v1/openapi.json` needs `Authorization: Bearer <token>`; a token's \
+            role (`terminal`, `registrar`, `admin`), programs and actions bound what it may do. \
+            Every error answer is `{\"error\": \"…\"}`; an unknown route is a 404 and a known route \
+            with another method a 405, both with that body. Request heads larger than the \
+            server's limit are refused by the HTTP layer with a 431 and no body."
+    ),
+    paths(
+        crate::decide,
+        crate::programs,
+        crate::register,
+        crate::card,
+        crate::healthz,
+        crate::readyz,
+        crate::metrics_text,
+        crate::openapi_json,
+    ),
+    components(schemas(crate::ErrorBody)),
+    modifiers(&Bearer),
+    tags(
+        (name = "decisions", description = "Asking a program for a decision"),
+        (name = "cards", description = "Holders and their cards"),
+        (name = "programs", description = "What is served"),
+        (name = "operations", description = "Liveness, readiness, metrics and this description"),
+    )
+)]
+struct Api;
+
+/// Declares the `bearer` security scheme the routes name.
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The description, as JSON.
+pub fn json() -> Result<String, serde_json::Error> {
+    Api::openapi().to_pretty_json()
+}
