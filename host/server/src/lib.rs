@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, Request as HttpRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -337,8 +337,8 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Reads a body of at most `limit` bytes as text, within `timeout` (a sender that stalls
 /// half-way is answered 408 rather than holding the connection).
 async fn body_text(body: Body, limit: usize, timeout: Duration, what: &str) -> ApiResult<String> {
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
-    let bytes: Bytes = match read {
+    let read = tokio::time::timeout(timeout, read_body(body, limit)).await;
+    let bytes: Vec<u8> = match read {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -348,21 +348,54 @@ async fn body_text(body: Body, limit: usize, timeout: Duration, what: &str) -> A
                 ),
             ));
         }
-        Ok(read) => read.map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                // A 400, not a 413: docs/contract.md fixed it so before 413 was considered.
-                ApiError::bad_request(format!(
-                    "cannot read {what}: the body is larger than {limit} bytes"
-                ))
-            } else {
-                ApiError::bad_request(format!("cannot read {what}: {e}"))
-            }
-        })?,
+        // A 400, not a 413: docs/contract.md fixed it so before 413 was considered.
+        Ok(Err(Oversized::Yes)) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read {what}: the body is larger than {limit} bytes"
+            )));
+        }
+        Ok(Err(Oversized::Broken(e))) => {
+            return Err(ApiError::bad_request(format!("cannot read {what}: {e}")));
+        }
+        Ok(Ok(bytes)) => bytes,
     };
-    String::from_utf8(bytes.to_vec())
+    String::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request(format!("cannot parse {what}: the body is not UTF-8")))
+}
+
+/// How many bytes past the limit are read and thrown away before an oversized body is
+/// answered: a client still sending when the answer comes would otherwise have its
+/// connection reset and never see the 400 (the answer lost with the unread bytes).
+const DRAIN_FACTOR: usize = 8;
+
+enum Oversized {
+    Yes,
+    Broken(axum::Error),
+}
+
+/// Reads at most `limit` bytes of `body`; past that, reads on (discarding, up to
+/// `DRAIN_FACTOR` × `limit`) so that the client reads its answer, then refuses it.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Oversized> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Oversized::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            bytes.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            return Err(Oversized::Yes);
+        }
+    }
+    if seen > limit {
+        return Err(Oversized::Yes);
+    }
+    Ok(bytes)
 }
 
 /// Reads a JSON body of at most `limit` bytes into `T`.
