@@ -271,31 +271,12 @@ fn a_broken_manifest_or_component_is_refused_with_the_programs_name() {
     }
 }
 
+/// Runs `cardrules decide --allow-unsigned` on the shipped policies with `request` on
+/// standard input and `extra` arguments.
 fn decide(dir: &Path, request: &str, extra: &[&str]) -> Output {
-    let policies = root().join("policies");
-    let mut args = vec![
-        "decide",
-        "--policies",
-        policies.to_str().unwrap(),
-        "--request",
-        "-",
-        "--allow-unsigned",
-    ];
+    let mut args = vec!["--allow-unsigned"];
     args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
-        .args(&args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that refuses to start (a bad trust file, say) exits without reading its
-    // request: the pipe it leaves broken is its answer, which its output then shows.
-    if let Err(e) = child.stdin.take().unwrap().write_all(request.as_bytes()) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
+    decide_in(dir, &root().join("policies"), request, &args)
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -22,6 +22,24 @@ const PAGE: usize = 1 << 16;
 static mut NEXT: usize = 0;
 static mut END: usize = 0;
 
+/// Grows the linear memory until `end` is ours; false if the memory cannot grow (the
+/// host's memory limit), and the allocation then fails.
+///
+/// # Safety
+/// One thread, no re-entrance: a policy instance runs one call at a time.
+unsafe fn reach(end: usize) -> bool {
+    unsafe {
+        if end > END {
+            let pages = (end - END).div_ceil(PAGE);
+            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+                return false;
+            }
+            END += pages * PAGE;
+        }
+        true
+    }
+}
+
 unsafe impl core::alloc::GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         // One thread, no re-entrance: a policy instance runs one call at a time.
@@ -32,18 +50,13 @@ unsafe impl core::alloc::GlobalAlloc for Bump {
                 END = NEXT;
             }
             let start = (NEXT + layout.align() - 1) & !(layout.align() - 1);
-            let Some(end) = start.checked_add(layout.size()) else {
-                return core::ptr::null_mut();
-            };
-            if end > END {
-                let pages = (end - END).div_ceil(PAGE);
-                if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                    return core::ptr::null_mut();
+            match start.checked_add(layout.size()) {
+                Some(end) if reach(end) => {
+                    NEXT = end;
+                    start as *mut u8
                 }
-                END += pages * PAGE;
+                _ => core::ptr::null_mut(),
             }
-            NEXT = end;
-            start as *mut u8
         }
     }
 
@@ -65,18 +78,13 @@ unsafe impl core::alloc::GlobalAlloc for Bump {
         unsafe {
             // The latest block grows (or shrinks) where it is.
             if ptr as usize + layout.size() == NEXT {
-                let Some(end) = (ptr as usize).checked_add(new_size) else {
-                    return core::ptr::null_mut();
-                };
-                if end > END {
-                    let pages = (end - END).div_ceil(PAGE);
-                    if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                        return core::ptr::null_mut();
+                return match (ptr as usize).checked_add(new_size) {
+                    Some(end) if reach(end) => {
+                        NEXT = end;
+                        ptr
                     }
-                    END += pages * PAGE;
-                }
-                NEXT = end;
-                return ptr;
+                    _ => core::ptr::null_mut(),
+                };
             }
             let new = self.alloc(core::alloc::Layout::from_size_align_unchecked(
                 new_size,
