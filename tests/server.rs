@@ -2565,10 +2565,14 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
 fn readyz_says_when_decisions_have_been_queueing_too_long() {
     let server = Arc::new(server_with_a_slow_program(&["--queue-alarm", "1"]));
     assert_eq!(server.get("/readyz").0, 200);
-    // Sixteen slow decisions on one program's lane (each burns 10⁹ fuel: a quarter of a
-    // second on a fast core, more on a slow one): the last waits for the fifteen before it,
-    // past the 1 s alarm.
-    let tills: Vec<_> = (0..16)
+    // Slow decisions on one program's lane (each burns 10⁹ fuel), enough of them that the
+    // last waits for those before it well past the 1 s alarm however fast this machine
+    // burns fuel: one decision is timed first. (Under the default 64 in flight.)
+    let started = std::time::Instant::now();
+    assert_eq!(server.post("/v1/decisions", &loop_request()).0, 200);
+    let one = started.elapsed().as_secs_f64();
+    let count = ((2.5 / one).ceil() as usize).clamp(4, 60);
+    let tills: Vec<_> = (0..count)
         .map(|_| {
             let server = server.clone();
             std::thread::spawn(move || server.post("/v1/decisions", &loop_request()).0)
