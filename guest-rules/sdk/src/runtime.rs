@@ -10,10 +10,19 @@ static ALLOCATOR: Bump = Bump;
 
 /// A bump allocator: the host makes a fresh instance for every decision and drops it
 /// afterwards, so nothing a policy allocates needs to be freed — freeing would only cost
-/// instructions (fuel) on every decision. Memory is taken from the linear memory's end,
-/// growing it a page at a time as needed; the manifest's memory limit still caps it. A
-/// reallocation of the latest block grows in place.
+/// instructions (fuel) on every decision. Memory is taken from the heap the linker leaves
+/// after the stack and data (`__heap_base`, up to the initial memory's end: the policies
+/// are linked with `--initial-memory` headroom, see `guest-rules/.cargo/config.toml`),
+/// then by growing the memory a page at a time; the manifest's memory limit still caps
+/// it. A decision that fits in the headroom never grows the memory, and a memory that
+/// never grows costs the host no change of page protections when its instance is
+/// recycled. A reallocation of the latest block grows in place.
 struct Bump;
+
+unsafe extern "C" {
+    /// Where the linker's heap begins: after the shadow stack and the static data.
+    static __heap_base: u8;
+}
 
 /// Wasm pages are 64 KiB.
 const PAGE: usize = 1 << 16;
@@ -45,9 +54,8 @@ unsafe impl core::alloc::GlobalAlloc for Bump {
         // One thread, no re-entrance: a policy instance runs one call at a time.
         unsafe {
             if END == 0 {
-                let pages = core::arch::wasm32::memory_size(0);
-                NEXT = pages * PAGE;
-                END = NEXT;
+                NEXT = &raw const __heap_base as usize;
+                END = core::arch::wasm32::memory_size(0) * PAGE;
             }
             let start = (NEXT + layout.align() - 1) & !(layout.align() - 1);
             match start.checked_add(layout.size()) {

@@ -34,7 +34,10 @@ fn pool() -> wasmtime::PoolingAllocationConfig {
         // cheaper than giving the pages back to the kernel and faulting them in again on
         // the next decision (page faults, TLB shootdowns across cores).
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES / 16);
+        .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+        // Where the kernel can tell which pages an instance wrote (Linux 6.7 and later,
+        // `PAGEMAP_SCAN`), reset only those, not the whole resident part of the slot.
+        .pagemap_scan(wasmtime::Enabled::Auto);
     pool
 }
 
