@@ -32,6 +32,10 @@ use clap::Parser;
 use serde::Serialize;
 
 use cardrules::ledger::View;
+
+/// The allocator of the `cardrules` command, so that both engines run on the same one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cardrules::{
     AttributeValue, CardState, Holder, Host, MemoryLedger, Offer, Period, Program, Request,
     Sandbox, Trust,

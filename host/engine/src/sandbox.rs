@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Linker, TypedFunc, types::ComponentItem,
+};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
 use crate::calendar::Calendar;
@@ -62,6 +64,9 @@ pub struct Sandbox {
 /// A policy component compiled and checked, ready to be instantiated.
 pub struct CompiledPolicy {
     pre: PolicyPre<GuestState>,
+    /// Where `evaluate` is among the component's exports, found once at load: a decision
+    /// calls it without looking it up or checking its type again.
+    evaluate: ComponentExportIndex,
     /// What the policy said about itself when loaded.
     pub info: PolicyInfo,
     /// `sha256:` and the hex digest of the component's bytes.
@@ -186,6 +191,9 @@ impl Sandbox {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| format!("component does not implement the policy world: {e:#}"))?;
+        let evaluate = component
+            .get_export_index(None, "evaluate")
+            .ok_or("component does not export `evaluate`")?;
 
         let mut store = self.store(None, context);
         let info = pre
@@ -198,6 +206,7 @@ impl Sandbox {
         check_info(&info)?;
         Ok(CompiledPolicy {
             pre,
+            evaluate,
             info: PolicyInfo {
                 program: info.program,
                 version: info.version,
@@ -265,8 +274,22 @@ impl Sandbox {
         let mut store = self.store(Some(view), context.clone());
         let result = policy
             .pre
+            .instance_pre()
             .instantiate(&mut store)
-            .and_then(|instance| instance.call_evaluate(&mut store, request));
+            .and_then(|instance| {
+                let func = instance
+                    .get_func(&mut store, &policy.evaluate)
+                    .ok_or_else(|| wasmtime::format_err!("the instance has no `evaluate`"))?;
+                // SAFETY: `PolicyPre::new` checked, when the policy was compiled, that this
+                // component's `evaluate` export has exactly this type (as the generated
+                // bindings do before their own `new_unchecked`); the instance is of that
+                // component. Checking again on every decision cost more than its call.
+                let evaluate =
+                    unsafe { TypedFunc::<(&wit::Request,), (wit::Decision,)>::new_unchecked(func) };
+                evaluate
+                    .call(&mut store, (request,))
+                    .map(|(decision,)| decision)
+            });
         let fuel = fuel_used(&store);
         let decision = match result {
             Ok(decision) => check_output(decision, &limits),

@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 use cardrules::{Host, MemoryLedger, Program, Sandbox, Trust};
 
+/// The `cardrules` command's allocator, so that the profile is the command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().ok_or("usage: profile POLICY_DIR [DECISIONS]")?);
