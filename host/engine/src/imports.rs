@@ -5,10 +5,19 @@
 //! Every import costs the host far more than the few wasm instructions that call it, so
 //! each charges fuel in proportion to its real cost ([`cost`]): a constant per call, plus
 //! per byte of the text it copies and per entry it sums. The charge is taken from the
-//! store's fuel as the call returns to the guest ([`charge_host_calls`], the store's call
-//! hook), so a policy looping on host calls runs out of fuel long before its deadline.
+//! store's fuel before the call returns to the guest ([`settle`]), so a policy looping on
+//! host calls runs out of fuel long before its deadline.
+//!
+//! The imports are linked by hand ([`add_to_linker`]) rather than through the generated
+//! `add_to_linker`: a function linked by hand is given the store, so it can take its fuel
+//! there and then. The alternative, a store call hook, runs on every transition between
+//! host and guest (each string of a request handed to the guest is one), and newer
+//! wasmtime releases no longer let a hook change the fuel. The generated `Host` traits are
+//! still what each import calls, so the signatures stay the generated ones, and the linker
+//! checks them against every component's imports when it is compiled.
 
-use wasmtime::{CallHook, StoreContextMut, Trap};
+use wasmtime::component::Linker;
+use wasmtime::{StoreContextMut, Trap};
 
 use crate::calendar::Calendar;
 use crate::error::Result;
@@ -63,15 +72,9 @@ pub(crate) fn host_call_failure(error: &wasmtime::Error) -> Option<String> {
         .map(ToString::to_string)
 }
 
-/// The store's call hook: as a host call returns to the guest, takes the fuel it owes; a
-/// guest that cannot pay runs out of fuel there.
-pub(crate) fn charge_host_calls(
-    mut store: StoreContextMut<'_, GuestState>,
-    hook: CallHook,
-) -> wasmtime::Result<()> {
-    if !matches!(hook, CallHook::ReturningFromHost) {
-        return Ok(());
-    }
+/// Takes the fuel the host call under way owes from the store, as it returns to the
+/// guest; a guest that cannot pay runs out of fuel there.
+fn settle(store: &mut StoreContextMut<'_, GuestState>) -> wasmtime::Result<()> {
     let due = std::mem::take(&mut store.data_mut().host_fuel.due);
     if due == 0 {
         return Ok(());
@@ -82,6 +85,82 @@ pub(crate) fn charge_host_calls(
         return Err(Trap::OutOfFuel.into());
     }
     store.set_fuel(left - due)?;
+    Ok(())
+}
+
+/// Runs one import on the store's state, then takes the fuel it owes (also when it failed).
+fn charged<R>(
+    mut store: StoreContextMut<'_, GuestState>,
+    call: impl FnOnce(&mut GuestState) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let result = call(store.data_mut());
+    settle(&mut store)?;
+    result
+}
+
+/// Links the policy world's imports — `ledger`, `calendar` and `diagnostics`, each calling
+/// its generated `Host` trait method on the store's [`GuestState`] — and charges each
+/// call's fuel as it returns.
+pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    use cardrules::policy::{
+        calendar::Host as Calendar, diagnostics::Host as _, ledger::Host as _,
+    };
+    type Store<'a> = StoreContextMut<'a, GuestState>;
+
+    let mut ledger = linker.instance("cardrules:policy/ledger@0.1.0")?;
+    ledger.func_wrap(
+        "count-in",
+        |store: Store<'_>,
+         (card, counter, period, at): (Option<String>, String, wit::Period, wit::Instant)| {
+            charged(store, |s| s.count_in(card, counter, period, at)).map(|n| (n,))
+        },
+    )?;
+    ledger.func_wrap(
+        "count-within",
+        |store: Store<'_>, (card, counter, span): (Option<String>, String, wit::Window)| {
+            charged(store, |s| s.count_within(card, counter, span)).map(|n| (n,))
+        },
+    )?;
+    ledger.func_wrap(
+        "last-use",
+        |store: Store<'_>, (card, counter): (String, String)| {
+            charged(store, |s| s.last_use(card, counter)).map(|at| (at,))
+        },
+    )?;
+    ledger.func_wrap(
+        "balance",
+        |store: Store<'_>, (card, asset, at): (String, String, wit::Instant)| {
+            charged(store, |s| s.balance(card, asset, at)).map(|units| (units,))
+        },
+    )?;
+    ledger.func_wrap("find-holder", |store: Store<'_>, (card,): (String,)| {
+        charged(store, |s| s.find_holder(card)).map(|holder| (holder,))
+    })?;
+    ledger.func_wrap("config", |store: Store<'_>, (key,): (String,)| {
+        charged(store, |s| s.config(key)).map(|value| (value,))
+    })?;
+
+    let mut calendar = linker.instance("cardrules:policy/calendar@0.1.0")?;
+    calendar.func_wrap("local", |store: Store<'_>, (at,): (wit::Instant,)| {
+        charged(store, |s| s.local(at)).map(|local| (local,))
+    })?;
+    calendar.func_wrap(
+        "period-of",
+        |store: Store<'_>, (period, at): (wit::Period, wit::Instant)| {
+            charged(store, |s| Calendar::period_of(s, period, at)).map(|window| (window,))
+        },
+    )?;
+    calendar.func_wrap(
+        "add-months",
+        |store: Store<'_>, (at, months): (wit::Instant, i32)| {
+            charged(store, |s| s.add_months(at, months)).map(|at| (at,))
+        },
+    )?;
+
+    let mut diagnostics = linker.instance("cardrules:policy/diagnostics@0.1.0")?;
+    diagnostics.func_wrap("panicked", |store: Store<'_>, (message,): (String,)| {
+        charged(store, |s| s.panicked(message))
+    })?;
     Ok(())
 }
 

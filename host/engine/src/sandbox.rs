@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{
-    Component, ComponentExportIndex, HasSelf, Linker, TypedFunc, types::ComponentItem,
+    Component, ComponentExportIndex, Linker, TypedFunc, types::ComponentItem,
 };
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
@@ -15,7 +15,7 @@ use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 use crate::ledger::View;
 use crate::manifest::Limits;
-use crate::world::{self, Policy, PolicyPre, wit};
+use crate::world::{self, PolicyPre, wit};
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -149,8 +149,7 @@ impl Sandbox {
         let link = |e: wasmtime::Error| {
             Error::host("cannot link the policy world", e.into_boxed_dyn_error())
         };
-        Policy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
-            .map_err(link)?;
+        crate::imports::add_to_linker(&mut linker).map_err(link)?;
         Ok(Sandbox { engine, linker })
     }
 
@@ -252,8 +251,6 @@ impl Sandbox {
             },
         );
         store.limiter(|state| &mut state.budget);
-        // Host calls cost fuel too (see `imports.rs`).
-        store.call_hook(crate::imports::charge_host_calls);
         // Neither can fail with fuel and epochs enabled in the engine's config.
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
@@ -278,7 +275,7 @@ impl Sandbox {
             .instantiate(&mut store)
             .and_then(|instance| {
                 let func = instance
-                    .get_func(&mut store, &policy.evaluate)
+                    .get_func(&mut store, policy.evaluate)
                     .ok_or_else(|| wasmtime::format_err!("the instance has no `evaluate`"))?;
                 // SAFETY: `PolicyPre::new` checked, when the policy was compiled, that this
                 // component's `evaluate` export has exactly this type (as the generated
