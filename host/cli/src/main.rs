@@ -700,7 +700,7 @@ fn serve(options: ServeOptions<'_>, trust: Trust) -> anyhow::Result<u8> {
         } else {
             None
         };
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = server::listen::bind(listen)
             .await
             .with_context(|| format!("cannot listen on `{listen}`"))?;
         let address = listener.local_addr()?;
