@@ -54,6 +54,10 @@ struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// The empty policy's component (`guest-rules/floor`, built by `cargo build`), timed
+    /// in the same run: the sandbox's own cost per decision, with no rules.
+    #[arg(long, default_value = "target/guests/wasm32-wasip2/release/floor.wasm")]
+    floor: PathBuf,
 }
 
 const LEISURE_ACTIVITY: &str = "leisure-activity";
@@ -338,6 +342,10 @@ struct Report {
     cardrules_over_cedar_prebuilt: f64,
     /// cardrules p50 over Cedar's per-request p50.
     cardrules_over_cedar_per_request: f64,
+    /// The empty policy (`floor`) over the same run, if its component was found.
+    floor: Option<Timing>,
+    /// The floor's p50 over Cedar's prebuilt p50 (the target: ≤ 0.5).
+    floor_over_cedar_prebuilt: Option<f64>,
 }
 
 fn main() -> Result<()> {
@@ -414,7 +422,19 @@ fn main() -> Result<()> {
         std::hint::black_box(peer.host.decide(&requests[n])?);
         Ok(())
     })?;
+    let floor = match args.floor.is_file() {
+        true => Some(time_floor(&args.floor, args.seconds)?),
+        false => {
+            eprintln!(
+                "the empty policy `{}` is not built (`cargo build --release` builds it): not timed",
+                args.floor.display()
+            );
+            None
+        }
+    };
     let report = Report {
+        floor_over_cedar_prebuilt: floor.as_ref().map(|f| f.p50_us / cedar_prebuilt.p50_us),
+        floor,
         requests: count,
         allowed,
         agreed,
@@ -442,9 +462,44 @@ fn main() -> Result<()> {
             t.per_second, t.p50_us, t.p99_us
         );
     }
+    if let Some(t) = &report.floor {
+        println!(
+            "  {:<31} {:>9.0}/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
+            "cardrules, empty policy (floor)", t.per_second, t.p50_us, t.p99_us
+        );
+    }
     println!(
         "  cardrules p50 is {:.2}× Cedar's prebuilt p50, {:.2}× its per-request p50",
         report.cardrules_over_cedar_prebuilt, report.cardrules_over_cedar_per_request
     );
+    if let Some(ratio) = report.floor_over_cedar_prebuilt {
+        println!("  the empty policy's p50 is {ratio:.2}× Cedar's prebuilt p50");
+    }
     Ok(())
+}
+
+/// Dry runs of the empty policy over its own request mix, as `cardrules bench` times it.
+fn time_floor(component: &std::path::Path, seconds: f64) -> Result<Timing> {
+    let scratch = std::env::temp_dir().join(format!("cardrules-peer-{}", std::process::id()));
+    let dir = cardrules::sample::write_floor(&scratch, component)?;
+    let timing = (|| {
+        let sandbox = Arc::new(Sandbox::new()?);
+        let program = Arc::new(Program::load(&sandbox, &Trust::allow_unsigned(), &dir)?);
+        let host = Host::new(sandbox, Arc::new(MemoryLedger::new()));
+        host.insert(program.clone());
+        host.register_demo_holders(program.id())?;
+        let requests: Vec<Request> = cardrules::sample::requests(&program)
+            .into_iter()
+            .map(|mut r| {
+                r.dry_run = true;
+                r
+            })
+            .collect();
+        timed(seconds, requests.len(), |n| {
+            std::hint::black_box(host.decide(&requests[n])?);
+            Ok(())
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    timing
 }

@@ -285,7 +285,7 @@ pub fn run(options: &Options) -> Result<Report> {
     )?;
     let floor = match floor_component() {
         Some(component) => {
-            let dir = write_floor(&scratch.0, &component)?;
+            let dir = cardrules::sample::write_floor(&scratch.0, &component)?;
             let trust = Trust::allow_unsigned();
             Some(measure(
                 &sandbox,
@@ -358,29 +358,6 @@ fn tempfile_dir() -> Result<Scratch> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::Invalid(format!("cannot create `{}`: {e}", dir.display())))?;
     Ok(Scratch(dir))
-}
-
-fn write_floor(scratch: &Path, component: &Path) -> Result<PathBuf> {
-    let dir = scratch.join("floor");
-    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the floor program: {e}"));
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    std::fs::copy(component, dir.join("floor.wasm")).map_err(io)?;
-    std::fs::write(
-        dir.join("policy.toml"),
-        "program = \"floor\"\nname = \"The empty policy\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"floor.wasm\"\n\n[messages]\nok = { en = \"Allowed.\" }\nbad-request = { en = \"Bad request.\" }\nunknown-action = { en = \"Unknown action.\" }\n",
-    )
-    .map_err(io)?;
-    std::fs::write(
-        dir.join("catalogue.toml"),
-        "[[offers]]\nid = \"nothing\"\ncategory = \"none\"\nlocation = \"nowhere\"\n",
-    )
-    .map_err(io)?;
-    std::fs::write(
-        dir.join("holders.toml"),
-        "[[holders]]\ncard = \"F-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
-    )
-    .map_err(io)?;
-    Ok(dir)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -3,8 +3,9 @@
 //! benchmark (`bench/peer`) decide, so that their figures are over the same requests.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::{Holder, Program, Request};
+use crate::{Error, Holder, Program, Request, Result};
 
 /// A realistic mix for `program`: every action its policy describes, for each demo holder,
 /// with each catalogue offer, at a weekday noon, with the fields actions commonly need.
@@ -55,4 +56,31 @@ pub fn requests(program: &Program) -> Vec<Request> {
         keyed.insert((i * 2_654_435_761) % 1_000_003 * 1_000 + i, request);
     }
     keyed.into_values().collect()
+}
+
+/// Writes the empty policy's program — the component at `component` (`guest-rules/floor`,
+/// which allows everything and reads nothing), a manifest, one offer and one demo holder —
+/// into `<scratch>/floor`, and returns that directory: what a sandboxed decision costs
+/// with no rules at all, for benchmarks to compare programs with.
+pub fn write_floor(scratch: &Path, component: &Path) -> Result<PathBuf> {
+    let dir = scratch.join("floor");
+    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the floor program: {e}"));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::copy(component, dir.join("floor.wasm")).map_err(io)?;
+    std::fs::write(
+        dir.join("policy.toml"),
+        "program = \"floor\"\nname = \"The empty policy\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"floor.wasm\"\n\n[messages]\nok = { en = \"Allowed.\" }\nbad-request = { en = \"Bad request.\" }\nunknown-action = { en = \"Unknown action.\" }\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("catalogue.toml"),
+        "[[offers]]\nid = \"nothing\"\ncategory = \"none\"\nlocation = \"nowhere\"\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("holders.toml"),
+        "[[holders]]\ncard = \"F-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+    )
+    .map_err(io)?;
+    Ok(dir)
 }
