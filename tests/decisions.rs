@@ -203,3 +203,37 @@ fn a_failed_host_call_keeps_its_real_cause_in_the_error() {
     );
     assert!(!error.contains("wasm backtrace"), "{error}");
 }
+
+#[test]
+fn a_dry_run_with_a_recorded_id_replays_that_decision_or_refuses_the_id() {
+    let host = host();
+    let redeem = |id: &str, offer: &str, dry_run: bool| {
+        request(serde_json::json!({
+            "program": "bergen", "card": "AK-1001", "action": "redeem", "offer": offer,
+            "at": "2024-03-01T18:00:00+01:00", "id": id, "dry-run": dry_run,
+        }))
+    };
+    // A dry run with a new id records nothing: the same id still decides afresh later.
+    let dry = host
+        .decide(&redeem("till-1/1", "bergen-kino", true))
+        .unwrap();
+    assert!(dry.allow && dry.dry_run && !dry.replayed, "{dry:?}");
+    let first = host
+        .decide(&redeem("till-1/1", "bergen-kino", false))
+        .unwrap();
+    assert!(
+        first.allow && !first.dry_run && !first.replayed,
+        "{first:?}"
+    );
+    // Once the id is recorded, a dry run of the same request replays the decision …
+    let again = host
+        .decide(&redeem("till-1/1", "bergen-kino", true))
+        .unwrap();
+    assert!(again.replayed, "{again:?}");
+    assert_eq!((again.allow, &again.reason), (first.allow, &first.reason));
+    // … and a dry run of another request under that id is refused, as a real one is.
+    let reused = host
+        .decide(&redeem("till-1/1", "lagunen-kino", true))
+        .unwrap_err();
+    assert!(matches!(reused, Error::IdReused(_)), "{reused}");
+}

@@ -429,23 +429,24 @@ impl Host {
     pub fn decide(&self, request: &Request) -> Result<Decision> {
         let program = self.program(&request.program)?;
         let party = check_request(&program, request)?;
-        // The fingerprint is what a decision is recorded and compared under: a dry run
-        // without an id records nothing and compares with nothing, so it needs none.
-        let fingerprint = if request.dry_run && request.id.is_none() {
-            String::new()
-        } else {
-            fingerprint(request)?
+        // The fingerprint is what a decision is recorded and compared under, computed here,
+        // outside the program's lane. A dry run records nothing: it needs one only if its
+        // id was recorded before (to replay that decision or refuse the id), which only
+        // the lane can tell, so `decide_on` computes it then.
+        let fingerprint = match request.dry_run {
+            true => None,
+            false => Some(fingerprint(request)?),
         };
         let sandbox = self.sandbox.clone();
         let request = request.clone();
-        let id = program.id().to_string();
-        self.ledger.submit(&id, move |tx| {
+        let lane = program.clone();
+        self.ledger.submit(lane.id(), move |tx| {
             decide_on(
                 &sandbox,
                 &program,
                 &request,
                 party,
-                &fingerprint,
+                fingerprint.as_deref(),
                 tx.state(),
             )
         })
@@ -465,8 +466,7 @@ pub(crate) fn dry_run_on(
     // A recorded id would answer with the recorded decision: the candidate decides afresh.
     request.id = None;
     let party = check_request(program, &request)?;
-    let fingerprint = fingerprint(&request)?;
-    decide_on(sandbox, program, &request, party, &fingerprint, state).map(|staged| staged.answer)
+    decide_on(sandbox, program, &request, party, None, state).map(|staged| staged.answer)
 }
 
 /// Checks what the caller sent before anything is decided; returns the party size.
@@ -524,19 +524,19 @@ fn check_holder(program: &Program, holder: &Holder) -> Result<()> {
 
 /// Decides one request on the program's state: the idempotency check, the policy, the
 /// host's checks, the effects (taken back if refused or a dry run), and the change to
-/// commit.
+/// commit. `fingerprint` is the request's, computed beforehand unless it is a dry run.
 fn decide_on(
     sandbox: &Sandbox,
     program: &Program,
     request: &Request,
     party: u32,
-    fingerprint: &str,
+    fingerprint: Option<&str>,
     state: &mut State,
 ) -> Result<Staged<Decision>> {
     if let Some(id) = &request.id
         && let Some(earlier) = state.recorded(id)
     {
-        if earlier.request != fingerprint {
+        if earlier.request != known_or_computed(fingerprint, request)? {
             return Err(Error::IdReused(id.clone()));
         }
         let mut decision: Decision = serde_json::from_str(&earlier.decision)
@@ -583,13 +583,14 @@ fn decide_on(
     }
     let encoded = serde_json::to_string(&decision)
         .map_err(|e| Error::ledger("cannot encode a decision", e))?;
+    let fingerprint = known_or_computed(fingerprint, request)?.into_owned();
     // A fault is not a result: a retry of the same id decides afresh.
     let request_id = request.id.clone().filter(|_| verdict.error.is_none());
     if let Some(id) = &request_id {
         state.record(
             id,
             Recorded {
-                request: fingerprint.to_string(),
+                request: fingerprint.clone(),
                 decision: encoded.clone(),
             },
         );
@@ -604,7 +605,7 @@ fn decide_on(
             card: request.card.clone(),
             at,
             request_id,
-            request: fingerprint.to_string(),
+            request: fingerprint,
             decision: encoded,
             effects,
             digest: program.policy.digest.clone(),
@@ -712,6 +713,17 @@ fn check_decision(program: &Program, d: wit::Decision, party: u32) -> Verdict {
         notes: d.notes,
         effects,
         error: None,
+    }
+}
+
+/// The request's fingerprint: `known` if it was computed beforehand, else computed now.
+fn known_or_computed<'a>(
+    known: Option<&'a str>,
+    request: &Request,
+) -> Result<std::borrow::Cow<'a, str>> {
+    match known {
+        Some(known) => Ok(std::borrow::Cow::Borrowed(known)),
+        None => fingerprint(request).map(std::borrow::Cow::Owned),
     }
 }
 

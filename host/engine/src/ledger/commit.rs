@@ -175,8 +175,11 @@ impl Ledger {
     }
 
     fn lane(&self, program: &str) -> Arc<Lane> {
-        self.lanes
-            .lock()
+        let mut lanes = self.lanes.lock();
+        if let Some(lane) = lanes.get(program) {
+            return lane.clone();
+        }
+        lanes
             .entry(program.to_string())
             .or_insert_with(|| {
                 Arc::new(Lane {
