@@ -171,21 +171,16 @@ fn isolation(
     options: &Options,
     scratch: &Path,
 ) -> Result<Isolation> {
-    let dir = scratch.join("hostile-loop");
-    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the hostile program: {e}"));
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    std::fs::copy(component, dir.join("loop.wasm")).map_err(io)?;
-    std::fs::write(
-        dir.join("policy.toml"),
-        format!("program = \"hostile-loop\"\nname = \"An endless loop\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"loop.wasm\"\n\n[limits]\nfuel = 1_000_000_000\ndeadline-ms = {HOSTILE_DEADLINE_MS}\n\n[messages]\nok = {{ en = \"Allowed.\" }}\nbad-request = {{ en = \"Bad request.\" }}\nunknown-action = {{ en = \"Unknown action.\" }}\n"),
-    )
-    .map_err(io)?;
-    std::fs::write(dir.join("catalogue.toml"), "# no offers\n").map_err(io)?;
-    std::fs::write(
-        dir.join("holders.toml"),
-        "[[holders]]\ncard = \"H-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
-    )
-    .map_err(io)?;
+    let dir = cardrules::sample::write_program(
+        scratch,
+        "hostile-loop",
+        component,
+        &format!(
+            "name = \"An endless loop\"\n\n[limits]\nfuel = 1_000_000_000\ndeadline-ms = {HOSTILE_DEADLINE_MS}\n"
+        ),
+        "# no offers\n",
+        "H-1",
+    )?;
     let program = Arc::new(Program::load(sandbox, trust, good)?);
     let hostile = Arc::new(Program::load(sandbox, &Trust::allow_unsigned(), &dir)?);
     let host = Arc::new(Host::new(

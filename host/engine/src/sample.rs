@@ -63,23 +63,48 @@ pub fn requests(program: &Program) -> Vec<Request> {
 /// into `<scratch>/floor`, and returns that directory: what a sandboxed decision costs
 /// with no rules at all, for benchmarks to compare programs with.
 pub fn write_floor(scratch: &Path, component: &Path) -> Result<PathBuf> {
-    let dir = scratch.join("floor");
-    let io = |e: std::io::Error| Error::Invalid(format!("cannot write the floor program: {e}"));
+    write_program(
+        scratch,
+        "floor",
+        component,
+        "name = \"The empty policy\"\n",
+        "[[offers]]\nid = \"nothing\"\ncategory = \"none\"\nlocation = \"nowhere\"\n",
+        "F-1",
+    )
+}
+
+/// Writes a program for a test guest into `<scratch>/<id>`: the component (as
+/// `<id>.wasm`), a manifest in UTC and English with the messages every guest gives (`ok`,
+/// `bad-request`, `unknown-action`) plus `manifest` (its name, limits…), the catalogue
+/// given, and one demo holder with card `card`; returns the directory.
+pub fn write_program(
+    scratch: &Path,
+    id: &str,
+    component: &Path,
+    manifest: &str,
+    catalogue: &str,
+    card: &str,
+) -> Result<PathBuf> {
+    let dir = scratch.join(id);
+    let io = |e: std::io::Error| {
+        Error::Invalid(format!(
+            "cannot write the program `{id}` in `{}`: {e}",
+            dir.display()
+        ))
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
-    std::fs::copy(component, dir.join("floor.wasm")).map_err(io)?;
+    std::fs::copy(component, dir.join(format!("{id}.wasm"))).map_err(io)?;
     std::fs::write(
         dir.join("policy.toml"),
-        "program = \"floor\"\nname = \"The empty policy\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"floor.wasm\"\n\n[messages]\nok = { en = \"Allowed.\" }\nbad-request = { en = \"Bad request.\" }\nunknown-action = { en = \"Unknown action.\" }\n",
+        format!(
+            "program = \"{id}\"\ntime-zone = \"UTC\"\nlanguages = [\"en\"]\ncomponent = \"{id}.wasm\"\n{manifest}\n[messages]\nok = {{ en = \"Allowed.\" }}\nbad-request = {{ en = \"Bad request.\" }}\nunknown-action = {{ en = \"Unknown action.\" }}\n"
+        ),
     )
     .map_err(io)?;
-    std::fs::write(
-        dir.join("catalogue.toml"),
-        "[[offers]]\nid = \"nothing\"\ncategory = \"none\"\nlocation = \"nowhere\"\n",
-    )
-    .map_err(io)?;
+    std::fs::write(dir.join("catalogue.toml"), catalogue).map_err(io)?;
     std::fs::write(
         dir.join("holders.toml"),
-        "[[holders]]\ncard = \"F-1\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n",
+        format!("[[holders]]\ncard = \"{card}\"\nbirth-date = \"2010-01-01\"\nmunicipality = \"nowhere\"\n"),
     )
     .map_err(io)?;
     Ok(dir)
