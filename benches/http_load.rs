@@ -6,7 +6,12 @@
 //!
 //! ```text
 //! cargo bench --bench http_load -- [--seconds N] [--connections N] [--only dry-runs|durable]
+//! cargo bench --bench http_load -- --wrk [--seconds N] [--connections N]
 //! ```
+//!
+//! With `--wrk`, the dry-run mix is sent by `wrk` (which must be installed: Debian's `wrk`
+//! package) instead of this program's threads: one event-loop thread that costs the shared
+//! cores far less per request than a blocking client, so the server's own capacity shows.
 //!
 //! Request bodies are formatted as text, not built as JSON trees: the client shares the
 //! machine's cores with the server, and what it spends per request is not the server's.
@@ -27,6 +32,8 @@ struct Options {
     connections: usize,
     /// `dry-runs` or `durable` to run one mix only.
     only: Option<String>,
+    /// Send the dry-run mix with `wrk` instead.
+    wrk: bool,
 }
 
 fn options() -> Options {
@@ -34,6 +41,7 @@ fn options() -> Options {
         seconds: 5.0,
         connections: 8,
         only: None,
+        wrk: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +54,7 @@ fn options() -> Options {
             "--connections" => {
                 options.connections = value("--connections").parse().expect("`--connections`")
             }
+            "--wrk" => options.wrk = true,
             "--only" => {
                 let only = value("--only");
                 assert!(
@@ -271,10 +280,46 @@ fn main() {
         "http load on {} — {} connections, {} s per mix",
         server.base, options.connections, options.seconds
     );
+    if options.wrk {
+        run_wrk(&server.base, &options, dir.path());
+        return;
+    }
     if options.only.as_deref() != Some("durable") {
         report("dry runs (no commit)", &run(&server.base, &options, true));
     }
     if options.only.as_deref() != Some("dry-runs") {
         report("durable decisions", &run(&server.base, &options, false));
     }
+}
+
+/// Sends the dry-run mix with `wrk` for `--seconds` over `--connections`, and prints its
+/// report (throughput and latency percentiles).
+fn run_wrk(base: &str, options: &Options, scratch: &Path) {
+    // The same requests as the threads send, round robin, from a table in the script.
+    let bodies: Vec<String> = (0..1_000)
+        .map(|n| format!("[[{}]]", request(0, n, true)))
+        .collect();
+    let script = scratch.join("dry-runs.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local bodies = {{ {} }}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(\"POST\", \"/v1/decisions\", {{ [\"Content-Type\"] = \"application/json\" }}, bodies[(n % #bodies) + 1])\nend\n",
+            bodies.join(", ")
+        ),
+    )
+    .expect("write the wrk script");
+    println!(
+        "dry runs (no commit), sent by wrk — {} connections, {} s",
+        options.connections, options.seconds
+    );
+    let status = Command::new("wrk")
+        .args(["-t1", "--latency"])
+        .arg(format!("-c{}", options.connections))
+        .arg(format!("-d{}s", options.seconds.ceil() as u64))
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("{base}/v1/decisions"))
+        .status()
+        .expect("cannot run `wrk` (install Debian's `wrk` package)");
+    assert!(status.success(), "wrk failed: {status}");
 }
