@@ -32,14 +32,13 @@ use clap::Parser;
 use serde::Serialize;
 
 use cardrules::ledger::View;
+use cardrules::{
+    AttributeValue, CardState, Holder, Host, Offer, Period, Program, Request, Sandbox, Trust,
+};
 
 /// The allocator of the `cardrules` command, so that both engines run on the same one.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use cardrules::{
-    AttributeValue, CardState, Holder, Host, MemoryLedger, Offer, Period, Program, Request,
-    Sandbox, Trust,
-};
 
 /// Bergen's redeem rules against Cedar, over the same requests, in one run.
 #[derive(Parser)]
@@ -356,9 +355,7 @@ fn main() -> Result<()> {
         Program::load(&sandbox, &Trust::allow_unsigned(), &dir)
             .with_context(|| format!("cannot load `{}`", dir.display()))?,
     );
-    let host = Host::new(sandbox, Arc::new(MemoryLedger::new()));
-    host.insert(program.clone());
-    host.register_demo_holders(program.id())?;
+    let host = cardrules::sample::memory_host(sandbox, program.clone())?;
 
     let policies = PolicySet::from_str(&cedar_policies(&Config::of(&program)))
         .context("the Cedar policies do not parse")?;
@@ -371,13 +368,9 @@ fn main() -> Result<()> {
 
     // The same requests as `cardrules bench --program bergen`, redeems only (the rules
     // written in Cedar are the redeem rules), as dry runs.
-    let requests: Vec<Request> = cardrules::sample::requests(&program)
+    let requests: Vec<Request> = cardrules::sample::dry_runs(cardrules::sample::requests(&program))
         .into_iter()
         .filter(|r| r.action == "redeem")
-        .map(|mut r| {
-            r.dry_run = true;
-            r
-        })
         .collect();
     if requests.is_empty() {
         bail!("the Bergen program gave no redeem requests to benchmark with");
@@ -485,16 +478,8 @@ fn time_floor(component: &std::path::Path, seconds: f64) -> Result<Timing> {
     let timing = (|| {
         let sandbox = Arc::new(Sandbox::new()?);
         let program = Arc::new(Program::load(&sandbox, &Trust::allow_unsigned(), &dir)?);
-        let host = Host::new(sandbox, Arc::new(MemoryLedger::new()));
-        host.insert(program.clone());
-        host.register_demo_holders(program.id())?;
-        let requests: Vec<Request> = cardrules::sample::requests(&program)
-            .into_iter()
-            .map(|mut r| {
-                r.dry_run = true;
-                r
-            })
-            .collect();
+        let host = cardrules::sample::memory_host(sandbox, program.clone())?;
+        let requests = cardrules::sample::dry_runs(cardrules::sample::requests(&program));
         timed(seconds, requests.len(), |n| {
             std::hint::black_box(host.decide(&requests[n])?);
             Ok(())

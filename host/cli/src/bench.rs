@@ -399,13 +399,12 @@ fn measure(
     }
 
     // (a) Evaluation alone: dry runs on a memory ledger.
-    let memory = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()));
-    memory.insert(program.clone());
-    memory.register_demo_holders(&id)?;
+    let memory = cardrules::sample::memory_host(sandbox.clone(), program.clone())?;
+    let dry_runs = cardrules::sample::dry_runs(mix.clone());
     let (evaluation, fuel) = timed(options.seconds, 1, |_, n| {
-        let mut request = mix[n % mix.len()].clone();
-        request.dry_run = true;
-        memory.decide(&request).map(|d| Some(d.fuel))
+        memory
+            .decide(&dry_runs[n % dry_runs.len()])
+            .map(|d| Some(d.fuel))
     })?;
     // Committed, actions that block or move a card would leave the rest of the run
     // deciding on dead cards; the durable mix keeps the requests that leave it active.

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::{Error, Holder, Program, Request, Result};
+use crate::{Error, Holder, Host, MemoryLedger, Program, Request, Result, Sandbox};
 
 /// A realistic mix for `program`: every action its policy describes, for each demo holder,
 /// with each catalogue offer, at a weekday noon, with the fields actions commonly need.
@@ -56,6 +57,26 @@ pub fn requests(program: &Program) -> Vec<Request> {
         keyed.insert((i * 2_654_435_761) % 1_000_003 * 1_000 + i, request);
     }
     keyed.into_values().collect()
+}
+
+/// The same requests as dry runs: decided in full, nothing committed.
+pub fn dry_runs(requests: Vec<Request>) -> Vec<Request> {
+    requests
+        .into_iter()
+        .map(|mut request| {
+            request.dry_run = true;
+            request
+        })
+        .collect()
+}
+
+/// A host serving `program` over an in-memory ledger, with its demo holders registered:
+/// where benchmarks time evaluations without a disk.
+pub fn memory_host(sandbox: Arc<Sandbox>, program: Arc<Program>) -> Result<Host> {
+    let host = Host::new(sandbox, Arc::new(MemoryLedger::new()));
+    host.insert(program.clone());
+    host.register_demo_holders(program.id())?;
+    Ok(host)
 }
 
 /// Writes the empty policy's program — the component at `component` (`guest-rules/floor`,

@@ -228,6 +228,7 @@ impl Sandbox {
         let mut store = self.store(None, context);
         policy
             .pre
+            .instance_pre()
             .instantiate(&mut store)
             .map(drop)
             .map_err(|e| Error::invalid(format!("cannot instantiate: {e}")))

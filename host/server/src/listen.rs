@@ -17,6 +17,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::limits::{Limits, SHUTDOWN_GRACE};
 
 /// Connections the kernel may hold, fully open, before the server accepts them. The
 /// standard library's (and tokio's) 128 is soon full when a venue's tills all reconnect at
@@ -50,11 +55,6 @@ pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
         )
     }))
 }
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
-
-use crate::limits::{Limits, SHUTDOWN_GRACE};
 
 /// TLS settings made from a certificate chain and its key (`serve --tls-cert --tls-key`).
 #[derive(Clone)]
