@@ -603,3 +603,73 @@ fn a_reload_that_outlasts_its_time_box_is_refused_and_the_running_version_keeps_
     assert!(!Arc::ptr_eq(&served, &running));
     assert!(world.host.refused().is_empty());
 }
+
+/// A full instance pool is the host's fault, not the policy's: the decision fails with
+/// `Error::Unavailable` (a 503 over HTTP), nothing is journaled, and once a slot is free
+/// the same request is decided as usual.
+#[test]
+fn a_full_instance_pool_is_a_host_fault_never_a_journaled_policy_error() {
+    use cardrules::Journal as _;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_program(&policies, "bergen");
+    hostile_program(
+        &policies,
+        "loop",
+        "[limits]\nfuel = 1_000_000_000\ndeadline-ms = 2_000",
+    );
+    let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap());
+    // Room for one running policy only.
+    let sandbox = Arc::new(Sandbox::with_pool_size(1).unwrap());
+    let host = Arc::new(Host::new(sandbox, ledger.clone()).with_trust(Trust::allow_unsigned()));
+    let errors = cardrules::loader::load_dir(&host, &policies).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    for program in host.programs() {
+        host.register_demo_holders(program.id()).unwrap();
+    }
+    let journaled = || ledger.read("bergen", 0).unwrap().len();
+    let before = journaled();
+
+    // The looping guest holds the only slot until it runs out of fuel.
+    let looping = {
+        let host = host.clone();
+        std::thread::spawn(move || host.decide(&attack("hostile-loop", "attack")))
+    };
+    let mut probe = kino("AK-1001");
+    probe.dry_run = true;
+    let refused = loop {
+        match host.decide(&probe) {
+            Err(e) => break e,
+            Ok(_) if !looping.is_finished() => std::thread::sleep(Duration::from_millis(5)),
+            Ok(decision) => panic!("the pool never filled: {decision:?}"),
+        }
+    };
+    assert!(
+        matches!(refused, Error::Unavailable { .. }) && !refused.is_bad_input(),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("no instance slot is free"),
+        "{refused}"
+    );
+    // A committing request meets the same full pool: refused, and nothing is journaled
+    // (no `policy-error` blamed on bergen's policy).
+    let committing = host.decide(&kino("AK-1001"));
+    if !looping.is_finished() {
+        assert!(
+            matches!(committing, Err(Error::Unavailable { .. })),
+            "{committing:?}"
+        );
+    }
+    let spun = looping.join().unwrap().unwrap();
+    assert_eq!(spun.reason, "policy-error");
+    assert_eq!(spun.fault, Some(cardrules::FaultKind::Fuel), "{spun:?}");
+    if committing.is_err() {
+        assert_eq!(journaled(), before, "a host fault was journaled");
+    }
+
+    // With the slot free again, the same request is decided, and committed once.
+    let decided = host.decide(&kino("AK-1001")).unwrap();
+    assert!(decided.allow, "{decided:?}");
+    assert!(journaled() > before);
+}

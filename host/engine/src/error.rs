@@ -5,6 +5,9 @@
 //! ([`Error::is_bad_input`]: HTTP 400, exit code 2), a policy (never an `Error`: the
 //! decision is denied with `policy-error`), and the host or its ledger (HTTP 500).
 
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
 /// A cause kept behind an error.
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -18,9 +21,22 @@ pub enum Error {
     /// A request names a program that is not loaded.
     #[error("unknown program `{0}`")]
     UnknownProgram(String),
+    /// A file or directory could not be read (it is missing, unreadable, or the disk
+    /// failed). `what` says what it was for, when the path alone does not.
+    #[error("cannot read {}`{}`: {source}", prefix(what), path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A program's policy could not be loaded; the other programs keep working.
-    #[error("cannot load policy `{program}`: {reason}")]
-    Load { program: String, reason: String },
+    #[error("cannot load policy `{program}`: {source}")]
+    Load {
+        program: String,
+        #[source]
+        source: Source,
+    },
     /// The same request id was used before for a different request.
     #[error("request id `{0}` was already used for a different request")]
     IdReused(String),
@@ -53,10 +69,21 @@ impl Error {
         Error::Invalid(message.into())
     }
 
-    pub(crate) fn load(program: &str, reason: impl std::fmt::Display) -> Error {
+    /// A program that could not be loaded, and why (another error, kept as the source, or
+    /// a message).
+    pub(crate) fn load(program: &str, source: impl Into<Source>) -> Error {
         Error::Load {
             program: program.to_string(),
-            reason: reason.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// A file or directory that could not be read.
+    pub(crate) fn read(path: &Path, source: std::io::Error) -> Error {
+        Error::Read {
+            what: "",
+            path: path.to_path_buf(),
+            source,
         }
     }
 
@@ -86,10 +113,30 @@ impl Error {
 
     /// Whether the caller's input is at fault (as opposed to the host or its ledger).
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            Error::Invalid(_) | Error::UnknownProgram(_) | Error::IdReused(_)
-        )
+        match self {
+            Error::Invalid(_) | Error::UnknownProgram(_) | Error::IdReused(_) => true,
+            // A path that is not there, or not what it should be, was the caller's to give;
+            // a disk that fails is not.
+            Error::Read { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::NotADirectory
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::InvalidInput
+                    | ErrorKind::InvalidData
+                    | ErrorKind::InvalidFilename
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// `what ` before a path in a message, or nothing.
+fn prefix(what: &str) -> String {
+    match what {
+        "" => String::new(),
+        what => format!("{what} "),
     }
 }
 

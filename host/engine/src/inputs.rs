@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest, parse_toml};
 use crate::model::{Holder, Offer, Request};
+use crate::program::files::parse_toml;
+use crate::program::manifest::{self, Manifest};
 use crate::suite::{self, Suite};
 
 /// Any TOML input of ours (the server's auth file too): parsed into `T` with errors that
@@ -125,7 +126,7 @@ mod tests {
 
     #[test]
     fn the_shipped_suites_parse() {
-        for program in ["bergen", "antwerpen", "albertslund"] {
+        for program in crate::program::tests::shipped_programs() {
             let dir = format!("{ROOT}/policies/{program}/suites");
             for entry in std::fs::read_dir(dir).unwrap() {
                 let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_shipped_manifests_parse() {
-        for program in ["bergen", "antwerpen", "albertslund"] {
+        for program in crate::program::tests::shipped_programs() {
             let manifest = manifest(&shipped(&format!("policies/{program}/policy.toml"))).unwrap();
             assert_eq!(manifest.program, program);
             assert!(!manifest.languages.is_empty());
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn the_shipped_catalogues_and_holders_parse() {
-        for program in ["bergen", "antwerpen", "albertslund"] {
+        for program in crate::program::tests::shipped_programs() {
             let offers =
                 catalogue(&shipped(&format!("policies/{program}/catalogue.toml"))).unwrap();
             assert!(!offers.is_empty());

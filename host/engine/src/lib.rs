@@ -1,38 +1,46 @@
 //! cardrules: a WebAssembly rules engine for municipal benefit-card programs.
 //!
 //! Each program (a city's scheme) ships its rules as a policy — a Wasm component plus a
-//! TOML manifest and catalogue. A [`Host`] loads the programs under a policies directory,
-//! decides [`Request`]s by running the program's policy in a fresh, bounded sandbox with a
-//! read-only view of the [`Ledger`], and commits the allowed decision's effects atomically.
-//! [`suite`] runs the TOML policy suites that prove a program's rules.
+//! TOML manifest and catalogue. A [`Host`] loads the programs under a policies directory
+//! ([`loader`], [`Program::load`]), decides [`Request`]s by running the program's policy
+//! in a fresh, bounded [`Sandbox`] with a read-only view of the [`Ledger`], and commits
+//! the allowed decision's effects atomically. [`suite`] runs the TOML policy suites that
+//! prove a program's rules; [`replay`] and [`shadow`] run other versions of the rules
+//! against real history.
+//!
+//! The modules, from the bottom up: `model` (the contract's data), `calendar`, `program`
+//! (files, manifest, schema, signing, loading), `policy` (wasmtime, limits, faults, one
+//! folder per world version), `ledger` (journal, state, group commit), `decide` (the
+//! pipeline), `host`, and the tools built on deciding.
 
 mod calendar;
+mod decide;
 mod error;
 mod host;
-mod imports;
 pub mod inputs;
 pub mod ledger;
 pub mod loader;
-mod manifest;
 mod model;
 pub mod observe;
+mod policy;
+mod program;
 pub mod replay;
 pub mod sample;
-mod sandbox;
-mod schema;
 pub mod shadow;
-pub mod signing;
 pub mod suite;
-mod world;
 
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
-pub use host::{CardView, Host, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
+pub use host::{CardView, Host};
 pub use ledger::{Journal, Ledger, MemoryLedger};
-pub use manifest::{Limits, Manifest, program_dirs};
 pub use model::{
     AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request, parse_instant,
 };
-pub use sandbox::{CompiledPolicy, PolicyInfo, Sandbox};
-pub use schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
-pub use signing::Trust;
+pub use policy::{
+    CompiledPolicy, FaultKind, Limits, MAX_MEMORY_BYTES, PolicyFault, PolicyInfo, Sandbox,
+};
+pub use program::files::program_dirs;
+pub use program::manifest::Manifest;
+pub use program::schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
+pub use program::signing::{self, Trust};
+pub use program::{POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::host::{Host, Program};
-use crate::manifest;
+use crate::host::Host;
+use crate::program::{Program, files};
 
 /// Loads every program under `policies` into `host`, ungated (for `test`, `decide`,
 /// `bench`, `replay`). A program that fails to load is left out and its error returned;
 /// the others are served.
 pub fn load_dir(host: &Host, policies: &Path) -> Result<Vec<Error>> {
     let mut errors = Vec::new();
-    for dir in manifest::program_dirs(policies)? {
+    for dir in files::program_dirs(policies)? {
         match Program::load(host.sandbox(), host.trust(), &dir) {
             Ok(program) => host.insert(Arc::new(program)),
             Err(e) => {
@@ -35,7 +35,7 @@ pub fn load_dir(host: &Host, policies: &Path) -> Result<Vec<Error>> {
 /// compiling, `describe` and its own suites — before it is refused (see [`update_within`]).
 pub const RELOAD_TIME_BOX: Duration = Duration::from_secs(30);
 
-/// Loads the program in `dir`, checks its demo holders and runs its own suites
+/// Loads the program in `dir` (its demo holders checked) and runs its own suites
 /// (`dir/suites`) against it on a scratch ledger, and only if all of that passes serves it
 /// in place of the running version and registers its new demo holders. Requests already
 /// deciding finish on the version they started with. A refused version changes nothing:
@@ -63,11 +63,10 @@ pub fn update_within(host: &Host, dir: &Path, time_box: Duration) -> Result<Arc<
         if Instant::now() >= deadline {
             return Err(too_long(program.id(), "while loading and compiling".into()));
         }
-        Host::check_demo_holders(&program)?;
         crate::suite::check(host.sandbox(), &program, Some(deadline)).map_err(|e| {
             if Instant::now() >= deadline {
                 let why = match &e {
-                    Error::Load { reason, .. } => reason.clone(),
+                    Error::Load { source, .. } => source.to_string(),
                     other => other.to_string(),
                 };
                 too_long(program.id(), format!("while running its suites: {why}"))
@@ -100,7 +99,7 @@ pub fn update_within(host: &Host, dir: &Path, time_box: Duration) -> Result<Arc<
 /// served. Refusals are logged.
 pub fn serve_dir(host: &Host, policies: &Path) -> Result<Vec<Arc<Program>>> {
     let mut served = Vec::new();
-    for dir in manifest::program_dirs(policies)? {
+    for dir in files::program_dirs(policies)? {
         match update(host, &dir) {
             Ok(program) => served.push(program),
             Err(e) => tracing::error!("{e}"),

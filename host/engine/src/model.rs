@@ -243,6 +243,11 @@ pub struct Decision {
     /// Why the policy failed, for `policy-error` decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The kind of a `policy-error` (the metric label and log field); not part of the
+    /// answer's JSON, and absent from a replayed answer (faults are never recorded).
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub fault: Option<crate::policy::FaultKind>,
     /// Wasm instructions the policy used for this decision (0 when the host decided alone).
     #[serde(default)]
     pub fuel: u64,

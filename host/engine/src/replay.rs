@@ -12,10 +12,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::host::{Host, Program};
+use crate::host::Host;
 use crate::ledger::{Change, Journal, MemoryLedger};
 use crate::model::{Decision, Request};
-use crate::sandbox::Sandbox;
+use crate::policy::Sandbox;
+use crate::program::Program;
 
 /// How many request ids a transition keeps as examples.
 const EXAMPLES: usize = 3;

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::decide::dry_run_on;
 use crate::error::{Error, Result};
-use crate::host::{Program, dry_run_on};
 use crate::ledger::{Change, Journal, State};
 use crate::model::Decision;
-use crate::sandbox::Sandbox;
+use crate::policy::Sandbox;
+use crate::program::Program;
 
 /// Agreements and differences of one program's candidate so far.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::host::{Host, Program};
+use crate::host::Host;
 use crate::ledger::MemoryLedger;
-use crate::manifest::{index_offers, parse_toml, read_text};
 use crate::model::{CardState, Decision, Holder, Moment, Offer, Request};
-use crate::sandbox::Sandbox;
+use crate::policy::Sandbox;
+use crate::program::Program;
+use crate::program::files::{collect_toml, is_program_dir, parse_toml, program_dirs, read_text};
+use crate::program::manifest::{SUITES_DIR, index_offers};
 
 /// A suite file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,13 +124,14 @@ pub struct SuiteReport {
     pub steps: Vec<StepReport>,
 }
 
-/// Finds the suite files named by `paths` (files, or directories searched for `*.toml`);
-/// with no paths, every `suites/` directory of every program under `policies`.
+/// Finds the suite files named by `paths` (files, program directories — their `suites/` —
+/// or other directories searched for `*.toml`); with no paths, every `suites/` directory of
+/// every program under `policies`.
 pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     if paths.is_empty() {
-        for dir in crate::manifest::program_dirs(policies)? {
-            let suites = dir.join("suites");
+        for dir in program_dirs(policies)? {
+            let suites = dir.join(SUITES_DIR);
             if suites.is_dir() {
                 collect_toml(&suites, &mut found)?;
             }
@@ -136,7 +139,13 @@ pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         return Ok(found);
     }
     for path in paths {
-        if path.is_dir() {
+        if is_program_dir(path) {
+            // A program's directory: its suites, not its manifest and catalogue.
+            let suites = path.join(SUITES_DIR);
+            if suites.is_dir() {
+                collect_toml(&suites, &mut found)?;
+            }
+        } else if path.is_dir() {
             collect_toml(path, &mut found)?;
         } else if path.is_file() {
             found.push(path.clone());
@@ -148,48 +157,6 @@ pub fn discover(policies: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(found)
-}
-
-pub(crate) fn collect_toml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    collect_toml_within(dir, found, 0)
-}
-
-/// How deep suite directories may nest.
-const MAX_SUITE_DEPTH: usize = 8;
-/// The most suite files one directory tree may hold.
-const MAX_SUITE_FILES: usize = 10_000;
-
-/// Walks `dir` for `*.toml` files without following links to directories (two links to
-/// each other would make 2^40 paths), to a bounded depth and count.
-fn collect_toml_within(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
-    if depth > MAX_SUITE_DEPTH {
-        return Err(Error::invalid(format!(
-            "cannot read `{}`: suites nest deeper than {MAX_SUITE_DEPTH} directories",
-            dir.display()
-        )));
-    }
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let linked_or_plain = std::fs::symlink_metadata(&path)
-            .map_err(|e| Error::invalid(format!("cannot read `{}`: {e}", path.display())))?;
-        if linked_or_plain.is_dir() {
-            collect_toml_within(&path, found, depth + 1)?;
-        } else if path.extension().is_some_and(|ext| ext == "toml") {
-            if found.len() >= MAX_SUITE_FILES {
-                return Err(Error::invalid(format!(
-                    "cannot read `{}`: more than {MAX_SUITE_FILES} suite files",
-                    dir.display()
-                )));
-            }
-            // Read when loaded, where anything but a regular file (a FIFO, a link to a
-            // device) is refused with a clear error; a link to a directory is not followed.
-            found.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Reads and checks a suite file.

@@ -265,11 +265,11 @@ impl Metrics {
                 .get_or_create(&label)
                 .observe(decision.fuel as f64);
         }
-        if let Some(error) = &decision.error {
+        if let Some(kind) = cardrules::observe::policy_error_kind(decision) {
             self.policy_errors
                 .get_or_create(&PolicyErrorLabels {
                     program: label.program,
-                    kind: cardrules::observe::policy_error_kind(error).to_string(),
+                    kind: kind.to_string(),
                 })
                 .inc();
         }

@@ -23,7 +23,6 @@
 //! its predecessors in the journal left: the journal's order is a serial order of all
 //! decisions, and two terminals can never both take the last place or the last øre.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -64,20 +63,71 @@ impl Tx<'_> {
     }
 }
 
-type Answer = Result<Box<dyn Any + Send>>;
-type Job = Box<dyn FnMut(&mut Tx<'_>) -> Result<Staged<Box<dyn Any + Send>>> + Send>;
+/// A queued job with its own typed answer slot: the lane runs it (perhaps more than once,
+/// when another host appended first) and then settles it, without knowing its answer's type.
+trait Job: Send {
+    /// Runs the job on the state; on success it keeps its answer and returns the changes
+    /// to commit.
+    fn stage(&mut self, tx: &mut Tx<'_>) -> Result<Vec<Change>>;
+    /// Hands the answer of the last successful [`Job::stage`] to the waiting caller.
+    fn answer(&mut self);
+    /// Tells the waiting caller that the job failed.
+    fn fail(&mut self, error: Error);
+}
 
-/// A queued job and, once its batch is committed, its answer.
-struct Slot {
-    job: Mutex<Option<Job>>,
-    answer: Mutex<Option<Answer>>,
+/// Where a job's answer waits for its caller.
+struct Slot<T> {
+    answer: Mutex<Option<Result<T>>>,
     answered: Condvar,
 }
 
-impl Slot {
-    fn set(&self, answer: Answer) {
+impl<T> Slot<T> {
+    fn set(&self, answer: Result<T>) {
         *self.answer.lock() = Some(answer);
         self.answered.notify_all();
+    }
+
+    fn wait(&self) -> Result<T> {
+        let mut answer = self.answer.lock();
+        loop {
+            if let Some(answer) = answer.take() {
+                return answer;
+            }
+            self.answered.wait(&mut answer);
+        }
+    }
+}
+
+/// A caller's job, the answer it staged, and the slot its caller waits on.
+struct Queued<T, F> {
+    job: F,
+    staged: Option<T>,
+    slot: Arc<Slot<T>>,
+}
+
+impl<T, F> Job for Queued<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Tx<'_>) -> Result<Staged<T>> + Send,
+{
+    fn stage(&mut self, tx: &mut Tx<'_>) -> Result<Vec<Change>> {
+        self.staged = None;
+        let staged = (self.job)(tx)?;
+        self.staged = Some(staged.answer);
+        Ok(staged.changes)
+    }
+
+    fn answer(&mut self) {
+        let answer = self
+            .staged
+            .take()
+            .ok_or_else(|| Error::host("ledger", "a job was answered without being staged"));
+        self.slot.set(answer);
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.staged = None;
+        self.slot.set(Err(error));
     }
 }
 
@@ -86,7 +136,7 @@ struct Lane {
     program: String,
     /// Held by the lane's leader while it runs and commits a batch.
     state: Mutex<State>,
-    queue: Mutex<Vec<Arc<Slot>>>,
+    queue: Mutex<Vec<Box<dyn Job>>>,
 }
 
 /// A batch waiting for the committer.
@@ -205,50 +255,37 @@ impl Ledger {
     pub fn submit<T: Send + 'static>(
         &self,
         program: &str,
-        mut job: impl FnMut(&mut Tx<'_>) -> Result<Staged<T>> + Send + 'static,
+        job: impl FnMut(&mut Tx<'_>) -> Result<Staged<T>> + Send + 'static,
     ) -> Result<T> {
         let slot = Arc::new(Slot {
-            job: Mutex::new(Some(Box::new(move |tx: &mut Tx<'_>| {
-                let staged = job(tx)?;
-                Ok(Staged {
-                    changes: staged.changes,
-                    answer: Box::new(staged.answer) as Box<dyn Any + Send>,
-                })
-            }))),
             answer: Mutex::new(None),
             answered: Condvar::new(),
         });
+        let queued = Queued {
+            job,
+            staged: None,
+            slot: slot.clone(),
+        };
         let lane = self.lane(program);
-        lane.queue.lock().push(slot.clone());
+        lane.queue.lock().push(Box::new(queued));
         // Lead if nobody does: run what is queued, batch after batch, until the queue is
         // empty. A job queued while the leader still holds the state is seen by its last
         // look at the queue, after it let go (the push came before our failed attempt,
         // which came before it let go), so no job is left behind.
         while let Some(mut state) = lane.state.try_lock() {
             loop {
-                let batch = std::mem::take(&mut *lane.queue.lock());
+                let mut batch = std::mem::take(&mut *lane.queue.lock());
                 if batch.is_empty() {
                     break;
                 }
-                self.run(&lane, &mut state, &batch);
+                self.run(&lane, &mut state, &mut batch);
             }
             drop(state);
             if lane.queue.lock().is_empty() {
                 break;
             }
         }
-        let mut answer = slot.answer.lock();
-        while answer.is_none() {
-            slot.answered.wait(&mut answer);
-        }
-        let answer = answer
-            .take()
-            .ok_or_else(|| Error::host("ledger", "a job was dropped without an answer"))?;
-        answer.and_then(|any| {
-            any.downcast::<T>()
-                .map(|boxed| *boxed)
-                .map_err(|_| Error::host("ledger", "a job answered with the wrong type"))
-        })
+        slot.wait()
     }
 
     /// Applies the events of the program's journal that `state` has not seen yet.
@@ -276,46 +313,42 @@ impl Ledger {
     }
 
     /// Runs a batch of jobs and commits what they staged; answers every slot.
-    fn run(&self, lane: &Lane, state: &mut State, batch: &[Arc<Slot>]) {
-        let mut jobs: Vec<Option<Job>> = batch.iter().map(|slot| slot.job.lock().take()).collect();
+    fn run(&self, lane: &Lane, state: &mut State, jobs: &mut [Box<dyn Job>]) {
         let mut attempt = 0;
-        let answers: Vec<Answer> = loop {
+        // Per job, `Ok` when it staged an answer (kept in the job), or why it failed.
+        let outcomes: Vec<Result<()>> = loop {
             attempt += 1;
             if let Err(e) = self.catch_up(&lane.program, state) {
-                break batch.iter().map(|_| Err(copy(&e))).collect();
+                break jobs.iter().map(|_| Err(copy(&e))).collect();
             }
             let start = state.mark();
             let after = state.seq();
             let mut changes = Vec::new();
-            let mut answers = Vec::with_capacity(jobs.len());
-            for job in &mut jobs {
-                let Some(job) = job.as_mut() else {
-                    answers.push(Err(Error::host("ledger", "a job was queued twice")));
-                    continue;
-                };
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for job in jobs.iter_mut() {
                 let mark = state.mark();
                 let mut tx = Tx { state: &mut *state };
-                match job(&mut tx) {
+                match job.stage(&mut tx) {
                     Ok(staged) => {
-                        changes.extend(staged.changes);
-                        answers.push(Ok(staged.answer));
+                        changes.extend(staged);
+                        outcomes.push(Ok(()));
                     }
                     Err(e) => {
                         state.rollback(mark);
-                        answers.push(Err(e));
+                        outcomes.push(Err(e));
                     }
                 }
             }
             if changes.is_empty() {
                 state.settle(start);
-                break answers;
+                break outcomes;
             }
             let count = changes.len() as u64;
             match self.commit(&lane.program, after, changes) {
                 Ok(Appended::Done) => {
                     state.advance(count);
                     state.settle(start);
-                    break answers;
+                    break outcomes;
                 }
                 Ok(Appended::Conflict) if attempt < MAX_ATTEMPTS => {
                     self.stats.lock().conflicts += 1;
@@ -326,7 +359,7 @@ impl Ledger {
                 }
                 Ok(Appended::Conflict) => {
                     state.rollback(start);
-                    break batch
+                    break jobs
                         .iter()
                         .map(|_| {
                             Err(Error::unavailable(
@@ -338,12 +371,15 @@ impl Ledger {
                 }
                 Err(e) => {
                     state.rollback(start);
-                    break batch.iter().map(|_| Err(copy(&e))).collect();
+                    break jobs.iter().map(|_| Err(copy(&e))).collect();
                 }
             }
         };
-        for (slot, answer) in batch.iter().zip(answers) {
-            slot.set(answer);
+        for (job, outcome) in jobs.iter_mut().zip(outcomes) {
+            match outcome {
+                Ok(()) => job.answer(),
+                Err(e) => job.fail(e),
+            }
         }
     }
 

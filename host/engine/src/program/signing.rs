@@ -19,7 +19,7 @@
 //!
 //! A file changed, added or removed after signing makes the program refuse to load, naming
 //! the file. The bytes verified are the very bytes then parsed and compiled (each file is
-//! read once, see [`crate::manifest::read_program_bytes`]).
+//! read once, see [`super::manifest::read_program_bytes`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// The signature file in a program directory.
-pub const SIGNATURE_FILE: &str = "policy.sig";
+pub use super::manifest::SIGNATURE_FILE;
 /// The first line of the statement signed, and the `format` of `policy.sig`.
 pub const FORMAT: &str = "cardrules policy signature v2";
 const PUBLIC_PREFIX: &str = "ed25519:";
@@ -124,7 +124,7 @@ impl Trust {
     /// ```
     pub fn from_file(path: &Path) -> Result<Trust> {
         let fail = |why: String| Error::invalid(format!("cannot read trust file: {why}"));
-        let file: TrustFile = crate::manifest::read_toml(path).map_err(|e| fail(e.to_string()))?;
+        let file: TrustFile = super::files::read_toml(path).map_err(|e| fail(e.to_string()))?;
         let mut trust = Trust {
             source: format!("`{}`", path.display()),
             ..Trust::nobody()
@@ -313,14 +313,14 @@ fn parse_secret(text: &str) -> Result<SigningKey> {
 }
 
 /// Signs the program in `dir` with the secret key `secret` (as [`keygen`] writes it):
-/// every file the host reads from it (see [`crate::manifest::read_program_bytes`]); writes
+/// every file the host reads from it (see [`super::manifest::read_program_bytes`]); writes
 /// `dir/policy.sig` and returns what was written.
 pub fn sign(secret: &str, dir: &Path) -> Result<SignatureFile> {
     let fail = |why: String| Error::invalid(format!("cannot sign `{}`: {why}", dir.display()));
     let key = parse_secret(secret).map_err(|e| fail(e.to_string()))?;
-    let read = crate::manifest::read_program_bytes(dir).map_err(|e| fail(e.to_string()))?;
+    let read = super::manifest::read_program_bytes(dir).map_err(|e| fail(e.to_string()))?;
     // What is signed must load: a manifest naming another program is refused here.
-    let program = crate::manifest::parse_program(&read)
+    let program = super::manifest::parse_program(&read)
         .map_err(|e| fail(e.to_string()))?
         .manifest
         .program;
@@ -370,7 +370,7 @@ mod tests {
     }
 
     fn verify(trust: &Trust, dir: &Path) -> Result<(), String> {
-        let read = crate::manifest::read_program_bytes(dir).unwrap();
+        let read = crate::program::manifest::read_program_bytes(dir).unwrap();
         trust.verify(
             "bergen",
             read.signature.as_deref(),

@@ -1,0 +1,362 @@
+//! The decision pipeline, on the engine's own types: check what the caller sent, look the
+//! request id up, enrich the request, evaluate the policy, check its answer, apply its
+//! effects (taken back if refused or a dry run), and stage the change to commit. It runs
+//! on a program's state inside the ledger's lane (see `ledger/commit.rs`); [`crate::Host`]
+//! submits it there.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::ledger::{Change, MAX_UNITS, Recorded, Staged, State, View};
+use crate::model::{Decision, Request};
+use crate::policy::{Answer, Input, PolicyFault, Sandbox};
+use crate::program::{HOST_MESSAGES, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
+
+/// A request about to be decided, checked, with how it is decided.
+pub(crate) struct Asked<'a> {
+    pub request: &'a Request,
+    /// The party size, defaults applied.
+    pub party: u32,
+    /// Whether nothing is to be committed (the request's own `dry-run`, or a shadow's).
+    pub dry_run: bool,
+    /// The idempotency key the decision is looked up and recorded under, if any.
+    pub id: Option<&'a str>,
+    /// The request's fingerprint, computed beforehand unless it is a dry run.
+    pub fingerprint: Option<&'a str>,
+}
+
+/// Checks what the caller sent before anything is decided; returns the party size.
+pub(crate) fn check_request(program: &Program, request: &Request) -> Result<u32> {
+    let party = request.party.unwrap_or(1);
+    if party == 0 {
+        return Err(Error::invalid("`party` must be at least 1"));
+    }
+    if let Some(amount) = request.amount
+        && !(1..=MAX_UNITS).contains(&amount)
+    {
+        return Err(Error::invalid(format!(
+            "`amount` must be between 1 and {MAX_UNITS}, not {amount}"
+        )));
+    }
+    if let Some(language) = &request.language
+        && !program.files.manifest.languages.contains(language)
+    {
+        return Err(Error::invalid(format!(
+            "program `{}` has no messages in language `{language}`",
+            program.id()
+        )));
+    }
+    Ok(party)
+}
+
+/// What `program` would decide for `request` on `state`, as a dry run that ignores the
+/// request's id (a recorded id would answer with the recorded decision; a candidate
+/// decides afresh): nothing of it stays in the state. (Shadow evaluation: see
+/// [`crate::shadow`].)
+pub(crate) fn dry_run_on(
+    sandbox: &Sandbox,
+    program: &Program,
+    request: &Request,
+    state: &mut State,
+) -> Result<Decision> {
+    let party = check_request(program, request)?;
+    let asked = Asked {
+        request,
+        party,
+        dry_run: true,
+        id: None,
+        fingerprint: None,
+    };
+    decide_on(sandbox, program, &asked, state).map(|staged| staged.answer)
+}
+
+/// Decides one request on the program's state: the idempotency check, the policy, the
+/// host's checks, the effects (taken back if refused or a dry run), and the change to
+/// commit.
+pub(crate) fn decide_on(
+    sandbox: &Sandbox,
+    program: &Program,
+    asked: &Asked<'_>,
+    state: &mut State,
+) -> Result<Staged<Decision>> {
+    let request = asked.request;
+    if let Some(id) = asked.id
+        && let Some(earlier) = state.recorded(id)
+    {
+        if earlier.request != known_or_computed(asked.fingerprint, request)? {
+            return Err(Error::IdReused(id.to_string()));
+        }
+        let mut decision: Decision = serde_json::from_str(&earlier.decision)
+            .map_err(|e| Error::ledger(format!("corrupt decision record `{id}`"), e))?;
+        decision.replayed = true;
+        return Ok(Staged::nothing(decision));
+    }
+    let at = request.at.as_second();
+    let mark = state.mark();
+    let (mut outcome, fuel) = evaluate(sandbox, program, asked, at, state)?;
+    if let Ok(answer) = &mut outcome
+        && answer.allow
+        && let Err(refused) = state.apply(&request.card, at, &answer.effects)
+    {
+        state.rollback(mark); // whatever part of the effects was applied
+        outcome = Err(PolicyFault::answer(format!(
+            "the policy's effects were refused: {refused}"
+        )));
+    }
+    let (answer, fault) = match outcome {
+        Ok(answer) => (answer, None),
+        Err(fault) => {
+            tracing::warn!(
+                program = program.id(),
+                card = request.card,
+                action = request.action,
+                fault = fault.kind().as_str(),
+                "policy error: {fault}"
+            );
+            (denied(POLICY_ERROR), Some(fault))
+        }
+    };
+    let decision = Decision {
+        allow: answer.allow,
+        message: program.message(&answer.reason, request.language.as_deref()),
+        reason: answer.reason,
+        admitted: answer.admitted,
+        price: answer.price,
+        notes: answer.notes,
+        balances: state.balances(&request.card, at),
+        state: state.holder(&request.card).map(|h| h.state),
+        policy: program.policy_ref(),
+        id: request.id.clone(),
+        dry_run: asked.dry_run,
+        replayed: false,
+        fault: fault.as_ref().map(PolicyFault::kind),
+        error: fault.map(PolicyFault::into_message),
+        fuel,
+    };
+    if asked.dry_run {
+        state.rollback(mark);
+        return Ok(Staged::nothing(decision));
+    }
+    let encoded = serde_json::to_string(&decision)
+        .map_err(|e| Error::ledger("cannot encode a decision", e))?;
+    let fingerprint = known_or_computed(asked.fingerprint, request)?.into_owned();
+    // A fault is not a result: a retry of the same id decides afresh.
+    let request_id = asked
+        .id
+        .filter(|_| decision.fault.is_none())
+        .map(str::to_string);
+    if let Some(id) = &request_id {
+        state.record(
+            id,
+            Recorded {
+                request: fingerprint.clone(),
+                decision: encoded.clone(),
+            },
+        );
+    }
+    let effects = if decision.allow {
+        answer.effects
+    } else {
+        Vec::new()
+    };
+    Ok(Staged {
+        changes: vec![Change::Decided {
+            card: request.card.clone(),
+            at,
+            request_id,
+            request: fingerprint,
+            decision: encoded,
+            effects,
+            digest: program.policy.digest.clone(),
+            fuel,
+        }],
+        answer: decision,
+    })
+}
+
+/// A denial with `reason` and nothing else.
+fn denied(reason: &str) -> Answer {
+    Answer {
+        allow: false,
+        reason: reason.to_string(),
+        admitted: 0,
+        price: None,
+        notes: Vec::new(),
+        effects: Vec::new(),
+    }
+}
+
+/// Runs the policy on the request, or denies it here when the card or offer is unknown;
+/// returns the checked answer (or the policy's fault) and the fuel it burnt. An error is
+/// the host's.
+fn evaluate(
+    sandbox: &Sandbox,
+    program: &Program,
+    asked: &Asked<'_>,
+    at: i64,
+    state: &mut State,
+) -> Result<(std::result::Result<Answer, PolicyFault>, u64)> {
+    let request = asked.request;
+    let Some(holder) = state.holder(&request.card) else {
+        return Ok((Ok(denied(UNKNOWN_CARD)), 0));
+    };
+    let offer = match &request.offer {
+        None => None,
+        Some(id) => match program.files.catalogue.get(id) {
+            Some(offer) => Some(offer),
+            None => return Ok((Ok(denied(UNKNOWN_OFFER)), 0)),
+        },
+    };
+    let input = Input {
+        action: &request.action,
+        at,
+        local: program.calendar.local(at)?,
+        holder,
+        offer,
+        party: asked.party,
+        amount: request.amount,
+        asset: request.asset.as_deref(),
+        to_card: request.to_card.as_deref(),
+        new_card: request.new_card.as_deref(),
+    };
+    // Converted to the policy's world before the state is lent to it.
+    let prepared = program.policy.prepare(&input);
+    let evaluated = sandbox.evaluate(&program.policy, &program.context, state, prepared);
+    let answer = evaluated
+        .answer?
+        .and_then(|a| check_answer(program, a, asked.party));
+    Ok((answer, evaluated.fuel))
+}
+
+/// Refuses answers that make no sense.
+fn check_answer(program: &Program, answer: Answer, party: u32) -> Result<Answer, PolicyFault> {
+    // The host's reasons are the host's: a policy never claims a fault, and gives
+    // `unknown-card` or `unknown-offer` (e.g. for a transfer's other card) only as a
+    // denial it declares.
+    let reason = &answer.reason;
+    let host_reason = HOST_MESSAGES.iter().any(|(code, _)| code == reason);
+    let declared = program.policy.info.reasons.contains(reason);
+    if reason == POLICY_ERROR || (host_reason && (answer.allow || !declared)) {
+        return Err(PolicyFault::answer(format!(
+            "the policy returned reason `{reason}`{}, which only the host may give",
+            if answer.allow { " with allow" } else { "" }
+        )));
+    }
+    if !program.reasons.contains(reason) {
+        return Err(PolicyFault::answer(format!(
+            "the policy returned reason `{reason}`, which it does not declare"
+        )));
+    }
+    if !answer.allow {
+        // A denial keeps its notes, and nothing else.
+        return Ok(Answer {
+            notes: answer.notes,
+            ..denied(reason)
+        });
+    }
+    if answer.admitted > party {
+        return Err(PolicyFault::answer(format!(
+            "the policy admitted {} persons for a party of {party}",
+            answer.admitted
+        )));
+    }
+    let assets = &program.files.manifest.assets;
+    for (index, effect) in answer.effects.iter().enumerate() {
+        if let Some(asset) = effect.asset()
+            && !assets.iter().any(|declared| declared == asset)
+        {
+            return Err(PolicyFault::answer(format!(
+                "effect {} names asset `{asset}`, which program `{}` does not declare in `assets`",
+                index + 1,
+                program.id()
+            )));
+        }
+    }
+    Ok(answer)
+}
+
+/// The request's fingerprint: `known` if it was computed beforehand, else computed now.
+fn known_or_computed<'a>(known: Option<&'a str>, request: &Request) -> Result<Cow<'a, str>> {
+    match known {
+        Some(known) => Ok(Cow::Borrowed(known)),
+        None => fingerprint(request).map(Cow::Owned),
+    }
+}
+
+/// The request as recorded: what a retry with the same id must repeat exactly. Whether it
+/// is a dry run and the language of its message are not part of it, and `"party": 1` is
+/// the same request as no party.
+pub(crate) fn fingerprint(request: &Request) -> Result<String> {
+    /// The request's recorded fields, borrowed: serialized exactly as [`Request`] is
+    /// (the same names, order and omissions), without copying it.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Recorded<'a> {
+        program: &'a str,
+        card: &'a str,
+        action: &'a str,
+        at: &'a jiff::Timestamp,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offer: Option<&'a str>,
+        party: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        amount: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        asset: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_card: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_card: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    }
+    serde_json::to_string(&Recorded {
+        program: &request.program,
+        card: &request.card,
+        action: &request.action,
+        at: &request.at,
+        offer: request.offer.as_deref(),
+        party: request.party.unwrap_or(1),
+        amount: request.amount,
+        asset: request.asset.as_deref(),
+        to_card: request.to_card.as_deref(),
+        new_card: request.new_card.as_deref(),
+        id: request.id.as_deref(),
+    })
+    .map_err(|e| Error::invalid(format!("cannot encode request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint is the request's own JSON with defaults applied: ledgers recorded
+    /// before it was computed without a copy must still match it byte for byte.
+    #[test]
+    fn the_fingerprint_is_the_canonical_request_json() {
+        let mut request: Request = serde_json::from_str(
+            r#"{"program":"bergen","card":"B-1","action":"redeem","at":"2024-03-01T18:00:00+01:00",
+                "offer":"bergen-kino","amount":5,"asset":"x","to-card":"T","new-card":"N",
+                "id":"r-1","dry-run":true,"language":"nb"}"#,
+        )
+        .unwrap();
+        let mut canonical = request.clone();
+        canonical.dry_run = false;
+        canonical.language = None;
+        canonical.party = Some(1);
+        assert_eq!(
+            fingerprint(&request).unwrap(),
+            serde_json::to_string(&canonical).unwrap()
+        );
+        request.party = Some(3);
+        request.offer = None;
+        request.id = None;
+        let mut canonical = request.clone();
+        canonical.dry_run = false;
+        canonical.language = None;
+        assert_eq!(
+            fingerprint(&request).unwrap(),
+            serde_json::to_string(&canonical).unwrap()
+        );
+    }
+}

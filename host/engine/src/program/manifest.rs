@@ -1,0 +1,340 @@
+//! A program's files: the manifest (`policy.toml`), the catalogue (`catalogue.toml`) and
+//! the demo holders (`holders.toml`), read and checked before anything runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::files::{
+    MAX_COMPONENT_BYTES, MAX_TEXT_BYTES, collect_toml, parse_toml, read_file, utf8,
+};
+use super::schema::Schema;
+use crate::error::{Error, Result};
+use crate::model::{AttributeValue, Holder, Offer};
+use crate::policy::{CEILING, Limits};
+
+/// `policy.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    /// The program id; equals the directory's name.
+    pub program: String,
+    pub name: String,
+    /// IANA time zone, e.g. `Europe/Oslo`.
+    pub time_zone: String,
+    /// Message languages; the first is the default.
+    pub languages: Vec<String>,
+    /// The component's path, relative to the program directory.
+    pub component: PathBuf,
+    /// The assets the policy's effects may name (e.g. `DKK`); an effect naming any other
+    /// asset is refused and the decision becomes a `policy-error`.
+    #[serde(default)]
+    pub assets: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Values the policy reads with `config`; each must be declared in `[schema.config]`.
+    #[serde(default)]
+    pub config: BTreeMap<String, AttributeValue>,
+    /// The offer attributes, holder attributes and config keys the policy reads, typed.
+    #[serde(default)]
+    pub schema: Schema,
+    /// reason code → language → message.
+    #[serde(default)]
+    pub messages: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Catalogue {
+    #[serde(default)]
+    offers: Vec<Offer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Holders {
+    #[serde(default)]
+    holders: Vec<Holder>,
+}
+
+/// Everything in a program's directory except the compiled component, parsed from the
+/// bytes of [`ProgramBytes`].
+#[derive(Debug, Clone)]
+pub struct ProgramFiles {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub catalogue: HashMap<String, Offer>,
+    pub holders: Vec<Holder>,
+    pub component_path: PathBuf,
+    /// The suites that gate a reload (`suites/**/*.toml`), as read with the other files:
+    /// the suites run are the suites a signature covers.
+    pub suites: Arc<Vec<(PathBuf, String)>>,
+}
+
+/// The manifest file of a program directory.
+pub const MANIFEST_FILE: &str = "policy.toml";
+/// The catalogue file of a program directory.
+pub const CATALOGUE_FILE: &str = "catalogue.toml";
+/// The demo holders file of a program directory (optional).
+pub const HOLDERS_FILE: &str = "holders.toml";
+/// The directory of a program's own suites, which gate a reload.
+pub const SUITES_DIR: &str = "suites";
+/// The signature of a program directory (see [`super::signing`]).
+pub const SIGNATURE_FILE: &str = "policy.sig";
+
+/// Every file of a program directory that the host reads — the manifest, the component it
+/// names, the catalogue, the demo holders and the suites that gate a reload — each read
+/// once, keyed by its path relative to the directory (`/`-separated). A signature covers
+/// exactly these bytes, and these bytes are what is parsed and compiled.
+#[derive(Debug)]
+pub struct ProgramBytes {
+    pub dir: PathBuf,
+    /// The directory's name, which must be the program id.
+    pub name: String,
+    /// `policy.toml`, parsed once (to find the component) and checked by
+    /// [`parse_program`].
+    pub manifest: Manifest,
+    /// The key of the component in `files` (the manifest's `component`).
+    pub component: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// `policy.sig`, if there is one (it covers `files`, not itself).
+    pub signature: Option<Vec<u8>>,
+}
+
+impl ProgramBytes {
+    /// The bytes of the component.
+    pub fn component_bytes(&self) -> &[u8] {
+        self.files
+            .get(&self.component)
+            .map_or(&[][..], Vec::as_slice)
+    }
+}
+
+/// Builds the catalogue index, refusing duplicate ids.
+pub fn index_offers(offers: Vec<Offer>, source: &Path) -> Result<HashMap<String, Offer>> {
+    let mut index = HashMap::new();
+    for offer in offers {
+        if offer.id.is_empty() {
+            return Err(Error::invalid(format!(
+                "`{}`: an offer has an empty id",
+                source.display()
+            )));
+        }
+        if let Some(old) = index.insert(offer.id.clone(), offer) {
+            return Err(Error::invalid(format!(
+                "`{}`: offer `{}` is listed twice",
+                source.display(),
+                old.id
+            )));
+        }
+    }
+    Ok(index)
+}
+
+/// Reads every file of the program directory `dir` that the host uses, once (see
+/// [`ProgramBytes`]); `policy.toml` is parsed here, once, to find the component.
+pub fn read_program_bytes(dir: &Path) -> Result<ProgramBytes> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fail = |e: Error| Error::load(&name, e);
+    let mut files = BTreeMap::new();
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest_bytes = read_file(&manifest_path, MAX_TEXT_BYTES).map_err(fail)?;
+    let manifest: Manifest = parse_toml(
+        utf8(&manifest_bytes, &manifest_path).map_err(fail)?,
+        &manifest_path,
+    )
+    .map_err(fail)?;
+    files.insert(MANIFEST_FILE.to_string(), manifest_bytes);
+    let component = manifest.component.to_string_lossy().replace('\\', "/");
+    let component_path = dir.join(&manifest.component);
+    let component_bytes = read_file(&component_path, MAX_COMPONENT_BYTES).map_err(|e| {
+        Error::load(
+            &name,
+            format!("{e} (build the policies with `cargo build --release`)"),
+        )
+    })?;
+    files.insert(component.clone(), component_bytes);
+    files.insert(
+        CATALOGUE_FILE.to_string(),
+        read_file(&dir.join(CATALOGUE_FILE), MAX_TEXT_BYTES).map_err(fail)?,
+    );
+    let holders_path = dir.join(HOLDERS_FILE);
+    if std::fs::symlink_metadata(&holders_path).is_ok() {
+        files.insert(
+            HOLDERS_FILE.to_string(),
+            read_file(&holders_path, MAX_TEXT_BYTES).map_err(fail)?,
+        );
+    }
+    let suites = dir.join(SUITES_DIR);
+    if suites.is_dir() {
+        let mut found = Vec::new();
+        collect_toml(&suites, &mut found).map_err(fail)?;
+        for path in found {
+            let relative = path
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or_else(|| {
+                    fail(Error::invalid(format!(
+                        "cannot read `{}`: its name is not UTF-8",
+                        path.display()
+                    )))
+                })?
+                .replace('\\', "/");
+            files.insert(relative, read_file(&path, MAX_TEXT_BYTES).map_err(fail)?);
+        }
+    }
+    let signature_path = dir.join(SIGNATURE_FILE);
+    let signature = match std::fs::symlink_metadata(&signature_path) {
+        Err(_) => None,
+        Ok(_) => Some(read_file(&signature_path, MAX_TEXT_BYTES).map_err(fail)?),
+    };
+    Ok(ProgramBytes {
+        dir: dir.to_path_buf(),
+        name,
+        manifest,
+        component,
+        files,
+        signature,
+    })
+}
+
+/// Reads a program directory: manifest, catalogue, demo holders and suites.
+#[cfg(test)]
+pub(crate) fn read_program(dir: &Path) -> Result<ProgramFiles> {
+    parse_program(&read_program_bytes(dir)?)
+}
+
+/// Parses and checks the files read by [`read_program_bytes`]: manifest, catalogue, demo
+/// holders and the suites' text (the suites are parsed when they run).
+pub fn parse_program(bytes: &ProgramBytes) -> Result<ProgramFiles> {
+    let (dir, name) = (&bytes.dir, &bytes.name);
+    let fail = |e: Error| Error::load(name, e);
+    let refuse = |why: String| Error::load(name, why);
+    let text = |file: &str| -> Result<Option<&str>> {
+        match bytes.files.get(file) {
+            None => Ok(None),
+            Some(b) => utf8(b, &dir.join(file)).map(Some).map_err(fail),
+        }
+    };
+    let manifest = bytes.manifest.clone();
+    check_manifest(&manifest, Some(name)).map_err(fail)?;
+    let schema = &manifest.schema;
+    let catalogue_path = dir.join(CATALOGUE_FILE);
+    let offers =
+        parse_offers(text(CATALOGUE_FILE)?.unwrap_or_default(), &catalogue_path).map_err(fail)?;
+    for offer in &offers {
+        schema
+            .check_offer(offer)
+            .map_err(|why| refuse(format!("`catalogue.toml`, {why}")))?;
+    }
+    let catalogue = index_offers(offers, &catalogue_path).map_err(fail)?;
+    let holders = match text(HOLDERS_FILE)? {
+        Some(holders) => parse_holders(holders, &dir.join(HOLDERS_FILE)).map_err(fail)?,
+        None => Vec::new(),
+    };
+    for holder in &holders {
+        schema
+            .check_holder(holder)
+            .map_err(|why| refuse(format!("`holders.toml`, {why}")))?;
+    }
+    let prefix = format!("{SUITES_DIR}/");
+    let mut suites = Vec::new();
+    for (file, _) in bytes.files.range(prefix.clone()..) {
+        if !file.starts_with(&prefix) {
+            break;
+        }
+        if *file == bytes.component {
+            continue;
+        }
+        suites.push((dir.join(file), text(file)?.unwrap_or_default().to_string()));
+    }
+    let component_path = dir.join(&manifest.component);
+    Ok(ProgramFiles {
+        dir: dir.to_path_buf(),
+        manifest,
+        catalogue,
+        holders,
+        component_path,
+        suites: Arc::new(suites),
+    })
+}
+
+/// The checks on a parsed `policy.toml`: it names the program of its directory (when
+/// `directory` is known), lists at least one language, stays under the host's ceilings,
+/// has a well-formed `[schema]`, and its `[config]` matches `[schema.config]`.
+pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Result<()> {
+    if let Some(name) = directory
+        && manifest.program != name
+    {
+        return Err(Error::invalid(format!(
+            "`policy.toml` names program `{}`, but its directory is `{name}`",
+            manifest.program
+        )));
+    }
+    if manifest.languages.is_empty() {
+        return Err(Error::invalid("`policy.toml` lists no languages"));
+    }
+    let (asked, most) = (&manifest.limits, &CEILING);
+    let over = [
+        ("fuel", asked.fuel, most.fuel),
+        ("deadline-ms", asked.deadline_ms, most.deadline_ms),
+        (
+            "memory-bytes",
+            asked.memory_bytes as u64,
+            most.memory_bytes as u64,
+        ),
+        (
+            "table-elements",
+            asked.table_elements as u64,
+            most.table_elements as u64,
+        ),
+        (
+            "max-effects",
+            asked.max_effects as u64,
+            most.max_effects as u64,
+        ),
+        (
+            "max-output-bytes",
+            asked.max_output_bytes as u64,
+            most.max_output_bytes as u64,
+        ),
+    ];
+    for (name, asked, most) in over {
+        if asked > most {
+            return Err(Error::invalid(format!(
+                "`policy.toml` asks for `{name}` = {asked}, above the host's ceiling of {most}"
+            )));
+        }
+    }
+    manifest
+        .schema
+        .check()
+        .map_err(|why| Error::invalid(format!("`policy.toml`: {why}")))?;
+    manifest
+        .schema
+        .check_config(&manifest.config)
+        .map_err(|why| Error::invalid(format!("`policy.toml`, `[config]`: {why}")))?;
+    Ok(())
+}
+
+/// Parses a `catalogue.toml` read from `source` into its index of offers by id. (Its
+/// attributes are checked against a manifest's schema when a program is read.)
+pub(crate) fn parse_catalogue(text: &str, source: &Path) -> Result<HashMap<String, Offer>> {
+    index_offers(parse_offers(text, source)?, source)
+}
+
+/// Parses a `catalogue.toml` read from `source` into its offers, in the file's order.
+fn parse_offers(text: &str, source: &Path) -> Result<Vec<Offer>> {
+    Ok(parse_toml::<Catalogue>(text, source)?.offers)
+}
+
+/// Parses a `holders.toml` read from `source`.
+pub(crate) fn parse_holders(text: &str, source: &Path) -> Result<Vec<Holder>> {
+    Ok(parse_toml::<Holders>(text, source)?.holders)
+}
