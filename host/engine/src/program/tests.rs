@@ -32,7 +32,7 @@ fn refused(program: &str, file: &str, edit: impl Fn(String) -> String) -> String
     let dir = temp.path().join(program);
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["policy.toml", "catalogue.toml", "holders.toml"] {
-        let mut text = std::fs::read_to_string(shipped(&program).join(name)).unwrap();
+        let mut text = std::fs::read_to_string(shipped(program).join(name)).unwrap();
         if name == file {
             let edited = edit(text.clone());
             assert_ne!(edited, text, "the edit of `{file}` changed nothing");
@@ -41,7 +41,7 @@ fn refused(program: &str, file: &str, edit: impl Fn(String) -> String) -> String
         std::fs::write(dir.join(name), text).unwrap();
     }
     let component = format!("{program}.wasm");
-    std::fs::copy(shipped(&program).join(&component), dir.join(&component)).unwrap();
+    std::fs::copy(shipped(program).join(&component), dir.join(&component)).unwrap();
     let error = read_program(&dir).unwrap_err();
     assert!(matches!(error, Error::Load { .. }), "{error:?}");
     error.to_string()
