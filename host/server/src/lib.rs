@@ -1,6 +1,7 @@
 //! The point-of-sale HTTP API (`cardrules serve`, docs/contract.md): the routes over a
 //! [`Host`](cardrules::Host), and the watcher that hot-reloads a program when its files
-//! change.
+//! change. [`Server::run`] starts it all from a [`Config`], validated before any work
+//! starts; [`Server::new`] and [`Server::router`] give an embedder the routes alone.
 //!
 //! Decisions run on tokio's blocking pool (a policy evaluation and a durable SQLite commit
 //! are blocking work); the answer is sent only after the commit returned, so an answered
@@ -15,7 +16,8 @@
 //! `/readyz` says whether the server can decide now, `/metrics` what it has done
 //! ([`metrics`]), and `/v1/openapi.json` describes every route ([`openapi`]).
 //!
-//! Where things are: `server` (shared state and the router), `access` (bearer tokens), `routes` (one module per
+//! Where things are: `config` and `start` (from flags to a running server), `server`
+//! (shared state and the router), `access` (bearer tokens), `routes` (one module per
 //! resource), `body` and `error` (what requests bring and errors answer), `reload`
 //! (loading and hot reload), `signals` and `shadow`.
 
@@ -27,15 +29,19 @@ pub mod openapi;
 
 mod access;
 mod body;
+mod config;
 mod error;
 mod reload;
 mod routes;
 mod server;
 mod shadow;
 mod signals;
+mod start;
 
 pub use access::OPEN_ROUTES;
+pub use config::{Config, LedgerSource, MOST_IN_FLIGHT, Validated};
 pub use error::ApiError;
 pub use reload::{load_programs, watch};
 pub use server::{DEFAULT_BODY_LIMIT, Options, Server};
 pub use shadow::follow;
+pub use start::StartError;

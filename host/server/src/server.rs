@@ -56,8 +56,8 @@ pub(crate) struct AppState {
     pub(crate) stopping: Arc<AtomicBool>,
 }
 
-/// The server's shared parts, made once by [`Server::new`] and used by [`Server::router`]
-/// and [`Server::serve`].
+/// The server's shared parts, made once by [`Server::new`] (or [`Server::run`], from a
+/// [`Config`](crate::Config)) and used by [`Server::router`] and [`Server::serve`].
 #[derive(Clone)]
 pub struct Server {
     state: AppState,
