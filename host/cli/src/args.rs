@@ -91,13 +91,15 @@ pub struct NetArgs {
 pub enum Command {
     /// Run policy suites; with no PATH, every `suites/` under the policies directory.
     Test {
-        /// The policies directory.
-        #[arg(long, default_value = "policies")]
-        policies: PathBuf,
+        /// The policies directory [default: `policies`, or the parent of the program
+        /// directories given as PATH].
+        #[arg(long)]
+        policies: Option<PathBuf>,
         /// Also write a JUnit XML report to FILE, for CI systems.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
-        /// Suite files, or directories searched for `*.toml`.
+        /// Suite files, directories searched for `*.toml`, or program directories (with a
+        /// `policy.toml`), whose `suites/` are run.
         paths: Vec<PathBuf>,
         /// Unsigned policies are accepted here unless a trust file is given or present.
         #[command(flatten)]

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             trust,
         } => trust
             .resolve(true)
-            .and_then(|trust| test::run(&policies, junit.as_deref(), &paths, trust)),
+            .and_then(|trust| test::run(policies.as_deref(), junit.as_deref(), &paths, trust)),
         Command::Decide {
             policies,
             ledger,

@@ -11,17 +11,95 @@ use cardrules::{Host, MemoryLedger, Sandbox, Trust};
 
 use crate::exit;
 
+/// The policies directory when `--policies` is not given and no PATH is a program
+/// directory.
+const DEFAULT_POLICIES: &str = "policies";
+
+/// The policies directory and the suite paths of a run. A PATH that is a program directory
+/// (it has a `policy.toml`) stands for its `suites/`; without `--policies`, its parent is
+/// the policies directory, so that `cardrules test somewhere/my-program` tests that
+/// program wherever it is, as `cardrules test` in `somewhere/..` would. Program
+/// directories in different parents need `--policies`.
+fn resolve(policies: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let mut parent: Option<(PathBuf, PathBuf)> = None; // (as given, canonical)
+    let mut resolved = Vec::with_capacity(paths.len());
+    for path in paths {
+        if !path.join("policy.toml").is_file() {
+            resolved.push(path.clone());
+            continue;
+        }
+        let suites = path.join("suites");
+        if !suites.is_dir() {
+            return Err(anyhow!(
+                "program directory `{}` has no `suites/` directory to run",
+                path.display()
+            ));
+        }
+        resolved.push(suites);
+        if policies.is_some() {
+            continue;
+        }
+        let this = parent_dir(path)?;
+        let canonical = this
+            .canonicalize()
+            .with_context(|| format!("cannot read `{}`", this.display()))?;
+        match &parent {
+            None => parent = Some((this, canonical)),
+            Some((first, known)) if *known != canonical => {
+                return Err(anyhow!(
+                    "program directories in `{}` and `{}` have different policies \
+                     directories: give `--policies DIR`",
+                    first.display(),
+                    this.display()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let policies = match (policies, parent) {
+        (Some(policies), _) => policies.to_path_buf(),
+        (None, Some((parent, _))) => parent,
+        (None, None) => PathBuf::from(DEFAULT_POLICIES),
+    };
+    Ok((policies, resolved))
+}
+
+/// The directory holding program directory `dir`, as the user would write it (`.` for
+/// `bergen`); `.` or `..` as `dir` are resolved first.
+fn parent_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.file_name().is_some()
+        && let Some(parent) = dir.parent()
+    {
+        return Ok(if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        });
+    }
+    let canonical = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read `{}`", dir.display()))?;
+    canonical.parent().map(Path::to_path_buf).ok_or_else(|| {
+        anyhow!(
+            "program directory `{}` has no parent directory",
+            dir.display()
+        )
+    })
+}
+
 /// Runs the suites of `paths` (every `suites/` under the policies directory if none) and
 /// prints a line per suite, the failed steps and a total; with `junit`, writes the JUnit
 /// report too. Returns the exit code: 0 all passed, 1 a step failed, 2 a suite or a
 /// program it needs could not be loaded.
 pub fn run(
-    policies: &Path,
+    policies: Option<&Path>,
     junit: Option<&Path>,
     paths: &[PathBuf],
     trust: Trust,
 ) -> anyhow::Result<u8> {
-    let files = suite::discover(policies, paths)?;
+    let (policies, paths) = resolve(policies, paths)?;
+    let policies = policies.as_path();
+    let files = suite::discover(policies, &paths)?;
     if files.is_empty() {
         return Err(anyhow!("no suites found under `{}`", policies.display()));
     }
