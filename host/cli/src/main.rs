@@ -1,8 +1,8 @@
 //! The `cardrules` command: parse ([`args`]), run one function per subcommand, and map the
 //! result to a documented exit code (docs/contract.md). The work is in the crates: the
 //! engine (`cardrules`), the server (`cardrules-server`); here are only the command's own
-//! parts: the test runner ([`test`]), `--ledger` ([`ledger`]), the replay report
-//! ([`replay`]), the scaffold ([`scaffold`]) and the benchmark ([`bench`]).
+//! parts: the test runner ([`mod@test`]), `--ledger` ([`ledger`]), the replay report
+//! ([`replay`]), the scaffold ([`scaffold`]) and the benchmark ([`mod@bench`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
