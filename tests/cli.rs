@@ -1025,3 +1025,57 @@ fn a_signed_program_refuses_any_edit_to_its_files_and_demo_holders_never_mint_mo
         stderr(&out)
     );
 }
+
+#[test]
+fn a_program_directory_runs_its_suites_with_its_parent_as_the_policies_directory() {
+    let last_line = |out: &Output| stdout(out).lines().last().unwrap_or_default().to_string();
+    // Bergen's suites named as suites: the total a program directory must match.
+    let by_suites = cardrules(
+        &["test", "--policies", "policies", "policies/bergen/suites"],
+        &root(),
+    );
+    assert_eq!(by_suites.status.code(), Some(0), "{}", stdout(&by_suites));
+    let total = last_line(&by_suites);
+    assert!(total.ends_with(" passed, 0 failed"), "{total}");
+
+    // The program directory: its suites, not its manifest and catalogue read as suites.
+    let out = cardrules(&["test", "policies/bergen"], &root());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(last_line(&out), total, "{text}");
+    assert!(text.contains("policies/bergen/suites/"), "{text}");
+
+    // Elsewhere, with no `./policies`: the program's parent is the policies directory.
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("elsewhere").join("bergen");
+    copy_dir(&root().join("policies").join("bergen"), &program);
+    let out = cardrules(&["test", "elsewhere/bergen"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(last_line(&out), total);
+    // And from inside it.
+    let out = cardrules(&["test", "."], &program);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(last_line(&out), total);
+
+    // A program directory without suites says so.
+    std::fs::remove_dir_all(program.join("suites")).unwrap();
+    let out = cardrules(&["test", "elsewhere/bergen"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("program directory `elsewhere/bergen` has no `suites/`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -71,6 +71,14 @@ impl LedgerSpec {
     }
 }
 
+/// `serve` hands the server its ledger unopened: the server opens it only once the rest of
+/// its configuration is known to be good.
+impl cardrules_server::LedgerSource for LedgerSpec {
+    fn open(&self) -> cardrules::Result<Arc<dyn Journal>> {
+        LedgerSpec::open(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! `GET /v1/openapi.json`: the API described from the code — the routes' annotations in
-//! `lib.rs` and the types they take and answer — so that it cannot drift from what is
+//! `routes/` and the types they take and answer — so that it cannot drift from what is
 //! served (`tests/server.rs` checks real answers against it).
 
 use utoipa::OpenApi;
@@ -18,16 +18,16 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
             server's limit are refused by the HTTP layer with a 431 and no body."
     ),
     paths(
-        crate::decide,
-        crate::programs,
-        crate::register,
-        crate::card,
-        crate::healthz,
-        crate::readyz,
-        crate::metrics_text,
-        crate::openapi_json,
+        crate::routes::decisions::decide,
+        crate::routes::programs::programs,
+        crate::routes::cards::register,
+        crate::routes::cards::card,
+        crate::routes::operations::healthz,
+        crate::routes::operations::readyz,
+        crate::routes::operations::metrics_text,
+        crate::routes::operations::openapi_json,
     ),
-    components(schemas(crate::ErrorBody)),
+    components(schemas(crate::error::ErrorBody)),
     modifiers(&Bearer),
     tags(
         (name = "decisions", description = "Asking a program for a decision"),

@@ -1,0 +1,272 @@
+//! The command line: every subcommand and flag of docs/contract.md, as clap parses them.
+
+use std::path::{Path, PathBuf};
+
+use cardrules::Trust;
+use clap::builder::TypedValueParser as _;
+use clap::{Parser, Subcommand};
+
+use crate::ledger::LedgerSpec;
+
+/// The ledger file used when `--ledger` is not given.
+pub const DEFAULT_LEDGER: &str = "cardrules.sqlite";
+
+#[derive(Parser)]
+#[command(
+    name = "cardrules",
+    version,
+    about = "WebAssembly rules engine for municipal benefit-card programs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which policies to accept.
+#[derive(clap::Args)]
+pub struct TrustArgs {
+    /// The trust file: the public keys trusted for each program [default: `trust.toml`,
+    /// if present].
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+    /// Accept unsigned policies: for development only. Not with `--trust`: a command
+    /// either checks signatures or does not.
+    #[arg(long, conflicts_with = "trust")]
+    allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    /// The trust to load programs with; `unsigned_by_default` for development commands.
+    pub fn resolve(&self, unsigned_by_default: bool) -> anyhow::Result<Trust> {
+        const DEFAULT_TRUST: &str = "trust.toml";
+        if self.allow_unsigned {
+            tracing::warn!("unsigned policies are accepted (`--allow-unsigned`): development only");
+            return Ok(Trust::allow_unsigned());
+        }
+        let path = match &self.trust {
+            Some(path) => path.clone(),
+            None if Path::new(DEFAULT_TRUST).is_file() => PathBuf::from(DEFAULT_TRUST),
+            None if unsigned_by_default => return Ok(Trust::allow_unsigned()),
+            None => return Ok(Trust::nobody()),
+        };
+        Ok(Trust::from_file(&path)?)
+    }
+}
+
+/// How `serve` talks to the network: TLS and the bounds that keep it answering.
+#[derive(clap::Args)]
+pub struct NetArgs {
+    /// Serve HTTPS: the server's certificate chain, PEM, its own certificate first.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The most decisions, registrations and card reads in flight; past it the answer is
+    /// 503 with `Retry-After`, at once.
+    #[arg(long, value_name = "N", default_value_t = cardrules_server::limits::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
+    pub max_in_flight: usize,
+    /// Seconds a connection may take to send a request's head (new, idle between
+    /// requests, or half-sent) or a request its body, before it is closed (408 for a body).
+    #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// The most open connections [default: the open-file limit (`ulimit -n`) less 128];
+    /// past it new connections wait until others close.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a request may have been in flight (deciding, or waiting for its program's
+    /// lane) before `/readyz` says decisions are queueing (503).
+    #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::limits::DEFAULT_QUEUE_ALARM.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub queue_alarm: u64,
+    /// The largest request head (request line and headers), in bytes; larger is a 431.
+    #[arg(long, value_name = "BYTES", default_value_t = cardrules_server::limits::DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::value_parser!(u32).range(1024..=1_048_576).map(|n| n as usize))]
+    pub max_header_bytes: usize,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run policy suites; with no PATH, every `suites/` under the policies directory.
+    Test {
+        /// The policies directory [default: `policies`, or the parent of the program
+        /// directories given as PATH].
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Also write a JUnit XML report to FILE, for CI systems.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Suite files, directories searched for `*.toml`, or program directories (with a
+        /// `policy.toml`), whose `suites/` are run.
+        paths: Vec<PathBuf>,
+        /// Unsigned policies are accepted here unless a trust file is given or present.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Decide one request, commit it to the ledger and print the decision as JSON.
+    Decide {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// The ledger: a file path or `sqlite:PATH` (created on first use), or a
+        /// `postgres://user@host:port/db` URL (`PG*` variables fill in the rest).
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerSpec,
+        /// Evaluate, but commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The request as JSON; `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Serve the point-of-sale HTTP API; programs reload when their files change.
+    Serve(ServeArgs),
+    /// Make an API token for `serve --auth`: prints the token once, and the `[[tokens]]`
+    /// entry (its SHA-256, not the token) to append to the auth file.
+    Token {
+        /// The token's name, shown in the server's logs.
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_parser = ["terminal", "registrar", "admin"])]
+        role: String,
+        /// A program the token may act for; `*` for every program. Repeat for more.
+        #[arg(long = "program", value_name = "PROGRAM", required = true)]
+        programs: Vec<String>,
+        /// An action a terminal may ask for (every action if none is given). Repeat for
+        /// more.
+        #[arg(long = "action", value_name = "ACTION")]
+        actions: Vec<String>,
+    },
+    /// Measure decision latency and throughput per program, beside the empty policy.
+    Bench {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Only this program (the empty policy runs too).
+        #[arg(long)]
+        program: Option<String>,
+        /// Seconds per measurement (three per program).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Run the durable measurements on this ledger instead of a scratch SQLite file
+        /// (e.g. a `postgres://` URL; its data is kept).
+        #[arg(long)]
+        ledger: Option<LedgerSpec>,
+        /// Print one JSON object (keys documented in the README).
+        #[arg(long)]
+        json: bool,
+        /// Unsigned policies are accepted here unless a trust file is given or present.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Re-run a ledger's history against the programs in DIR on a scratch ledger and report
+    /// what would have been decided differently; the ledger is only read.
+    Replay {
+        /// The ledger whose history is replayed (never written).
+        #[arg(long)]
+        ledger: LedgerSpec,
+        /// The programs to replay against (the candidate versions).
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Only this program.
+        #[arg(long)]
+        program: Option<String>,
+        /// Compare decisions from this time on (RFC 3339); earlier ones still shape the state.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Replay decisions up to this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// Print one JSON object (keys documented in the README).
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as one self-contained HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Scaffold a program: its guest crate and its policies directory, with a starter rule
+    /// proved both ways by a suite; builds with `cargo build --release` as it is.
+    New {
+        /// The program id: lowercase letters, digits and hyphens.
+        program: String,
+        /// The program's time zone (IANA name).
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// The languages of its messages, the first the default.
+        #[arg(long, value_delimiter = ',', default_value = "en")]
+        languages: Vec<String>,
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Where program crates live.
+        #[arg(long, default_value = "guest-rules/programs")]
+        guests: PathBuf,
+    },
+    /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
+    Keygen {
+        /// The files' name, without extension.
+        #[arg(long, value_name = "NAME")]
+        out: PathBuf,
+    },
+    /// Sign program directories: writes `policy.sig` over every file the host reads from
+    /// each (manifest, component, catalogue, demo holders, suites).
+    Sign {
+        /// The secret key file written by `cardrules keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Program directories (each with a `policy.toml`).
+        #[arg(required = true)]
+        programs: Vec<PathBuf>,
+    },
+}
+
+/// What `cardrules serve` is given (docs/contract.md); made into a
+/// [`cardrules_server::Config`] by `serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The policies directory, watched for changes.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// The ledger: a file path or `sqlite:PATH` (created on first use), or a
+    /// `postgres://user@host:port/db` URL shared with other hosts. Demo holders are
+    /// registered.
+    #[arg(long, default_value = DEFAULT_LEDGER)]
+    pub ledger: LedgerSpec,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, default_value_t = cardrules_server::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Do not watch the policies directory (no hot reload).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// The auth file: the `[[tokens]]` callers may use (see `cardrules token`). Without
+    /// it every caller may do everything, so only loopback addresses are served.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Serve a non-loopback address without `--auth`: anyone who can reach it may
+    /// decide, register holders and read cards.
+    #[arg(long, conflicts_with = "auth")]
+    pub insecure_no_auth: bool,
+    /// Candidate versions of the programs: each decision is also evaluated against its
+    /// program's candidate here (a dry run on the same ledger state, off the answer's
+    /// path); agreements and differences show under `shadow` in `GET /v1/programs`.
+    #[arg(long, value_name = "DIR")]
+    pub shadow: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    cardrules::parse_instant(text).map(|t| t.as_second())
+}

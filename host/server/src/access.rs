@@ -1,0 +1,96 @@
+//! Who is calling: the middleware that identifies the caller by its bearer token (401
+//! without a known one) and the [`Access`] each handler checks before acting (403 outside
+//! its rights).
+
+use std::sync::Arc;
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::{self, Caller, Tokens};
+use crate::error::{ApiError, ApiResult};
+use crate::server::AppState;
+
+/// Who is calling, as the handlers see it.
+#[derive(Clone)]
+pub(crate) enum Access {
+    /// No `--auth`: everything is allowed.
+    Open,
+    /// A known token.
+    Caller(Arc<Caller>),
+}
+
+impl Access {
+    /// Applies `rule` to a known caller; outside its rights is a 403 naming what was refused.
+    pub(crate) fn check(
+        &self,
+        rule: impl FnOnce(&Caller) -> Result<(), auth::Refusal>,
+    ) -> ApiResult<()> {
+        match self {
+            Access::Open => Ok(()),
+            Access::Caller(caller) => rule(caller).map_err(|refusal| {
+                tracing::warn!("refused: {refusal}");
+                ApiError::new(StatusCode::FORBIDDEN, refusal.to_string())
+            }),
+        }
+    }
+}
+
+/// The routes anyone may call: liveness and readiness (asked by load balancers and
+/// orchestrators, which hold no token) and the API's description (the same for every
+/// deployment, and needed to write a client before holding a token).
+pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/v1/openapi.json"];
+
+/// Identifies the caller by its bearer token (401 if none or unknown), except on
+/// [`OPEN_ROUTES`], and hands the handlers its [`Access`].
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: HttpRequest,
+    next: Next,
+) -> Response {
+    // Counted until answered (or its connection gone): a stopping server waits for it.
+    let _request = state.requests.enter();
+    let access = match &state.tokens {
+        None => Access::Open,
+        Some(_) if OPEN_ROUTES.contains(&request.uri().path()) => Access::Open,
+        Some(tokens) => match identify(tokens, &request) {
+            Ok(caller) => {
+                tracing::Span::current().record("caller", caller.name());
+                Access::Caller(caller)
+            }
+            Err(message) => {
+                let message = format!("`{} {}`: {message}", request.method(), request.uri().path());
+                tracing::warn!("refused: {message}");
+                let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        },
+    };
+    request.extensions_mut().insert(access);
+    next.run(request).await
+}
+
+/// The caller a request's `Authorization: Bearer <token>` names, or why there is none.
+fn identify(tokens: &Tokens, request: &HttpRequest) -> Result<Arc<Caller>, &'static str> {
+    const NEEDED: &str = "a bearer token is needed: send `Authorization: Bearer <token>`";
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err(NEEDED);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "the `Authorization` header is not readable text")?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("the `Authorization` header must be `Bearer <token>`");
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(NEEDED);
+    }
+    tokens.identify(token).ok_or("unknown bearer token")
+}

@@ -1,0 +1,67 @@
+//! `POST /v1/decisions`: decide a request and, unless it is a dry run, commit it.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use cardrules::Request;
+
+use crate::access::Access;
+use crate::auth::Route;
+use crate::body::body_text;
+use crate::error::{ApiResult, BadBody, ErrorBody, HostFailed, Refused};
+use crate::routes::blocking;
+use crate::server::AppState;
+
+/// Decides a request and, unless it is a dry run, commits it; answers once it is durable.
+#[utoipa::path(post, path = "/v1/decisions", tag = "decisions",
+    security(("bearer" = [])),
+    request_body(content = cardrules::Request, description = "The request", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The decision (allowed or denied), durable unless `dry-run`", body = cardrules::Decision),
+        BadBody,
+        Refused,
+        (status = 404, description = "Unknown program", body = ErrorBody),
+        (status = 409, description = "The request id was already used for a different request", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn decide(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    body: Body,
+) -> ApiResult<Response> {
+    access.check(|c| c.may_call(Route::Decide))?;
+    // The one parse path of requests, shared with the command and the fuzz targets.
+    let text = body_text(body, state.body_limit, state.limits.idle_timeout, "request").await?;
+    let request: Request = cardrules::inputs::request(&text)?;
+    access.check(|c| c.may_decide(&request.program, &request.action))?;
+    let host = state.host.clone();
+    let (program, card, action) = (
+        request.program.clone(),
+        request.card.clone(),
+        request.action.clone(),
+    );
+    let started = Instant::now();
+    // The version that decided is the one metrics and the log name, even if a reload
+    // serves another by now.
+    let decision = blocking(&state, move || host.decide_by(&request)).await;
+    let (served, decision) = decision?;
+    state
+        .metrics
+        .decided(&served, &action, &decision, started.elapsed());
+    tracing::info!(
+        program,
+        card,
+        action,
+        version = served.policy.info.version,
+        allow = decision.allow,
+        reason = decision.reason,
+        fault = decision.fault.map(|kind| kind.as_str()),
+        replayed = decision.replayed,
+        "decision"
+    );
+    Ok(Json(decision).into_response())
+}

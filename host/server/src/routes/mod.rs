@@ -1,0 +1,75 @@
+//! The routes' handlers, one module per resource of docs/contract.md, and what they share:
+//! running host work within the bound on work in flight, and the answers to paths that
+//! are no route.
+
+use axum::extract::rejection::PathRejection;
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ApiResult};
+use crate::limits;
+use crate::server::AppState;
+
+pub(crate) mod cards;
+pub(crate) mod decisions;
+pub(crate) mod operations;
+pub(crate) mod programs;
+
+/// Runs blocking host work on the blocking pool, if a place is free within the bound on
+/// work in flight; otherwise a 503 with `Retry-After`, at once. The place is held until
+/// the work returns, even if the caller has gone.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> cardrules::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let Some(pass) = state.gate.try_enter() else {
+        state.metrics.overloaded();
+        let max = state.gate.max();
+        tracing::warn!("busy: {max} requests in flight, the most allowed (`--max-in-flight`)");
+        return Err(ApiError::busy(
+            format!(
+                "the server is busy: {max} requests are in flight, the most it takes \
+                 (`--max-in-flight`); nothing was done, try again shortly"
+            ),
+            limits::RETRY_AFTER_SECS,
+        ));
+    };
+    let work = move || {
+        let _pass = pass;
+        work()
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!("request task failed: {e}");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request could not be completed; nothing was committed",
+            ))
+        }
+    }
+}
+
+/// A path that cannot be read (say, a card number that is not UTF-8) is answered in JSON,
+/// as every error is.
+pub(crate) fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::new(
+        rejection.status(),
+        format!("cannot parse the path: {}", rejection.body_text()),
+    )
+}
+
+/// A known route asked with another method: a 405, in JSON as every error is.
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("`{method} {}` is not a route: see the HTTP API", uri.path()),
+    )
+}
+
+/// An unknown route: a 404, in JSON as every error is.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}

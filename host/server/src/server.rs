@@ -1,0 +1,166 @@
+//! The server's shared parts: what `serve` was given ([`Options`]), the state the routes
+//! share, and the router that ties routes, authentication and request logs together.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post, put};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use cardrules::Host;
+
+use crate::access::authenticate;
+use crate::auth::Tokens;
+use crate::limits::{Gate, Limits};
+use crate::listen::{self, Connections, Requests, Tls};
+use crate::metrics::Metrics;
+use crate::routes::{cards, decisions, operations, programs};
+use crate::routes::{method_not_allowed, not_found};
+use crate::signals::shutdown_signal;
+
+/// The default limit on a request body.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// What `serve` was given beside the host.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+    /// The known tokens; `None`: every caller may do everything.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Candidate versions following the live decisions (`serve --shadow`).
+    pub shadow: Option<Arc<cardrules::shadow::Shadow>>,
+    /// TLS (`--tls-cert`, `--tls-key`); `None`: plain HTTP.
+    pub tls: Option<Tls>,
+    pub limits: Limits,
+}
+
+/// What the routes share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) host: Arc<Host>,
+    pub(crate) body_limit: usize,
+    /// The known tokens; `None`: every caller may do everything.
+    pub(crate) tokens: Option<Arc<Tokens>>,
+    /// Candidate versions following the live decisions (`serve --shadow`).
+    pub(crate) shadow: Option<Arc<cardrules::shadow::Shadow>>,
+    /// The bound on host work in flight.
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) requests: Arc<Requests>,
+    /// Set once the server is stopping.
+    pub(crate) stopping: Arc<AtomicBool>,
+}
+
+/// The server's shared parts, made once by [`Server::new`] (or [`Server::run`], from a
+/// [`Config`](crate::Config)) and used by [`Server::router`] and [`Server::serve`].
+#[derive(Clone)]
+pub struct Server {
+    state: AppState,
+    tls: Option<Tls>,
+    connections: Arc<Connections>,
+}
+
+impl Server {
+    /// The server of `host` with `options`; its metrics observe the host's ledger.
+    pub fn new(host: Arc<Host>, options: Options) -> Server {
+        let gate = Gate::new(options.limits.max_in_flight);
+        let connections = Arc::new(Connections::default());
+        let metrics = Arc::new(Metrics::new(
+            gate.clone(),
+            connections.clone(),
+            options.shadow.clone(),
+        ));
+        if !host.ledger().observe(metrics.clone()) {
+            tracing::warn!("the ledger is already observed: commits are not in `/metrics`");
+        }
+        Server {
+            state: AppState {
+                host,
+                body_limit: options.body_limit,
+                tokens: options.tokens,
+                shadow: options.shadow,
+                gate,
+                limits: options.limits,
+                metrics,
+                requests: Arc::new(Requests::default()),
+                stopping: Arc::new(AtomicBool::new(false)),
+            },
+            tls: options.tls,
+            connections,
+        }
+    }
+
+    /// The server's metrics (hot reloads are counted by [`watch`](crate::watch)).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// The routes of docs/contract.md, with request logs.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves the API on `listener` until SIGTERM or Ctrl-C (see [`listen`]).
+    pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let stopping = self.state.stopping.clone();
+        let stop = async move {
+            shutdown_signal().await;
+            stopping.store(true, Ordering::SeqCst);
+        };
+        listen::serve(
+            listener,
+            self.router(),
+            self.tls.clone(),
+            &self.state.limits,
+            self.state.requests.clone(),
+            self.connections.clone(),
+            stop,
+        )
+        .await;
+    }
+}
+
+/// The routes of docs/contract.md over `state`, with request logs.
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/decisions", post(decisions::decide))
+        .route("/v1/programs", get(programs::programs))
+        .route(
+            "/v1/programs/{program}/holders/{card}",
+            put(cards::register),
+        )
+        .route("/v1/programs/{program}/cards/{card}", get(cards::card))
+        .route("/v1/openapi.json", get(operations::openapi_json))
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// A request's log span: method, URI and version (never headers, which carry the token),
+/// and the caller's token name once it is known.
+fn request_span(request: &axum::http::Request<Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+        caller = tracing::field::Empty,
+    )
+}
