@@ -10,18 +10,14 @@ use cardrules::{Host, Request, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 use serde_json::{Value, json};
 
-#[path = "support/files.rs"]
-mod files;
-use files::copy_dir;
+mod support;
+use support::files::{copy_dir, shipped_policies};
 
 /// A year of traffic on the three programs, on a SQLite ledger; returns the ledger file and
 /// the recorded bergen-kino decisions (card, year, allowed).
 fn a_year_of_traffic(dir: &Path) -> (PathBuf, Vec<(String, i16, bool)>) {
     let policies = dir.join("policies");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"),
-        &policies,
-    );
+    copy_dir(&shipped_policies(), &policies);
     let file = dir.join("ledger.sqlite");
     let host = Host::new(
         Arc::new(Sandbox::new().unwrap()),
