@@ -5,27 +5,14 @@
 
 use std::sync::Arc;
 
-use cardrules::{Error, Host, MemoryLedger, Request, Sandbox, Trust};
+use cardrules::{Error, Host, MemoryLedger, Request};
 
 mod support;
 use support::files::shipped_policies;
+use support::hosts::serving_all;
 
 fn host() -> Host {
-    let policies = shipped_policies();
-    let host = Host::new(
-        Arc::new(Sandbox::new().unwrap()),
-        Arc::new(MemoryLedger::new()),
-    )
-    .with_trust(Trust::allow_unsigned());
-    assert!(
-        cardrules::loader::load_dir(&host, &policies)
-            .unwrap()
-            .is_empty()
-    );
-    for program in host.programs() {
-        host.register_demo_holders(program.id()).unwrap();
-    }
-    host
+    serving_all(Arc::new(MemoryLedger::new()), &shipped_policies())
 }
 
 fn request(json: serde_json::Value) -> Request {

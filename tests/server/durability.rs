@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,14 +38,7 @@ fn holders_persist_and_sigterm_stops_the_server_gracefully() {
     till.flush().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let dir = server.dir.clone();
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.signal_term();
     std::thread::sleep(Duration::from_millis(300));
     // The rest of the body after the signal: the request still gets its decision.
     till.write_all(tail.as_bytes()).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fixtures::*;
-use crate::support::files::{copy_dir, replace, shipped_policies};
+use crate::support::files::{copy_dir, lower_kino_limit, replace, shipped_policies};
 use crate::support::server::*;
 
 /// Appends a custom section to a component: the same code, a different digest — what a
@@ -283,15 +283,7 @@ fn a_shadow_candidate_is_compared_on_the_same_state_without_touching_the_answers
     // The candidate: Bergen kino's yearly limit lowered from 4 to 2.
     let candidate = dir.path().join("candidate");
     copy_dir(&shipped_policies(), &candidate);
-    let catalogue = candidate.join("bergen/catalogue.toml");
-    let text = std::fs::read_to_string(&catalogue).unwrap();
-    let lowered = text.replacen(
-        "location = \"bergen-kino\"\nyearly-limit = 4",
-        "location = \"bergen-kino\"\nyearly-limit = 2",
-        1,
-    );
-    assert_ne!(text, lowered);
-    std::fs::write(&catalogue, lowered).unwrap();
+    lower_kino_limit(&candidate);
     let shadow = candidate.display().to_string();
     let server = Server::start_with(Arc::new(dir), &["--allow-unsigned", "--shadow", &shadow]);
 

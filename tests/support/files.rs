@@ -51,3 +51,17 @@ pub fn replace(path: &Path, contents: &[u8]) {
     std::fs::write(&aside, contents).unwrap();
     std::fs::rename(&aside, path).unwrap();
 }
+
+/// Lowers Bergen kino's yearly limit from 4 to 2 in the policies at `policies`: the new
+/// rule book of the replay and shadow tests.
+pub fn lower_kino_limit(policies: &Path) {
+    let catalogue = policies.join("bergen/catalogue.toml");
+    let text = std::fs::read_to_string(&catalogue).unwrap();
+    let lowered = text.replacen(
+        "location = \"bergen-kino\"\nyearly-limit = 4",
+        "location = \"bergen-kino\"\nyearly-limit = 2",
+        1,
+    );
+    assert_ne!(text, lowered);
+    std::fs::write(&catalogue, lowered).unwrap();
+}

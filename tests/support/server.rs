@@ -136,8 +136,8 @@ impl Server {
         self.child.wait().unwrap()
     }
 
-    /// Stops the server with SIGTERM and returns its exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends the server SIGTERM, and leaves it stopping.
+    pub fn signal_term(&self) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -146,6 +146,11 @@ impl Server {
                 .unwrap()
                 .success()
         );
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal_term();
         self.child.wait().unwrap()
     }
 }
