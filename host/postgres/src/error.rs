@@ -1,6 +1,6 @@
 //! Which PostgreSQL failures are the server being out of reach or busy (worth trying
-//! again, [`Error::Unavailable`]) and which are not ([`Error::Ledger`]), and how each is
-//! shown.
+//! again, [`Error::Unavailable`]) and which are not ([`Error::Ledger`]), how each is
+//! shown, and how often and how soon a try is repeated.
 
 use std::time::Duration;
 
