@@ -63,7 +63,7 @@ impl Event {
     pub fn from_row(program: &str, seq: i64, body: &str) -> Result<Event> {
         Ok(Event {
             // Positions are written from 1, so a negative one cannot come from a journal
-            // this crate wrote; 0 makes the state refuse it as out of order.
+            // this crate wrote; as 0 it is refused as out of order when a ledger catches up.
             seq: u64::try_from(seq).unwrap_or(0),
             change: Change::from_row(program, seq, body)?,
         })
