@@ -6,17 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use std::io::Write;
 
-#[path = "support/files.rs"]
-mod files;
-use files::copy_dir;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("workspace root")
-        .to_path_buf()
-}
+mod support;
+use support::files::{copy_dir, root, shipped_programs};
 
 fn cardrules(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cardrules"))
@@ -63,9 +54,6 @@ party = 3
 expect = { allow = true, admitted = 3 }
 "#;
 
-/// The programs whose suites ship in `policies/`.
-const SHIPPED_PROGRAMS: &[&str] = &["bergen", "antwerpen", "albertslund"];
-
 #[test]
 fn every_shipped_suite_passes() {
     let out = cardrules(&["test", "--policies", "policies"], &root());
@@ -73,7 +61,7 @@ fn every_shipped_suite_passes() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     let last = text.lines().last().unwrap_or_default();
     assert!(last.ends_with(" passed, 0 failed"), "last line: {last}");
-    for program in SHIPPED_PROGRAMS {
+    for program in shipped_programs() {
         assert!(
             text.contains(&format!("policies/{program}/suites/")),
             "{program} suites did not run:\n{text}"

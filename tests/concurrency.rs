@@ -7,14 +7,15 @@ use std::sync::{Arc, Barrier};
 use cardrules::{Decision, Holder, Host, Request, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 
-#[path = "support/postgres.rs"]
-mod postgres_support;
+mod support;
+use support::files::shipped_policies;
+use support::postgres::Database;
 
 const TERMINALS: usize = 8;
 
 /// One host per terminal, each with its own connection to `ledger`, sharing compiled programs.
 fn terminals(ledger: &Path) -> Vec<Arc<Host>> {
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let policies = shipped_policies();
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let first = Host::new(
         sandbox.clone(),
@@ -129,7 +130,7 @@ fn cards_racing_for_the_last_places_of_an_activity_get_exactly_the_capacity() {
 /// from the file alone and finds them equal to what the suite left.
 #[test]
 fn the_shipped_suites_pass_on_sqlite_and_their_ledgers_rebuild_from_the_journal() {
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let policies = shipped_policies();
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let loader = Host::new(sandbox.clone(), Arc::new(cardrules::MemoryLedger::new()))
         .with_trust(Trust::allow_unsigned());
@@ -185,10 +186,10 @@ fn the_shipped_suites_pass_on_sqlite_and_their_ledgers_rebuild_from_the_journal(
 /// Every shipped suite on PostgreSQL too, each on a fresh database, and the same rebuild.
 #[test]
 fn the_shipped_suites_pass_on_postgres_and_their_ledgers_rebuild_from_the_journal() {
-    if postgres_support::Database::fresh().is_none() {
+    if Database::fresh().is_none() {
         return;
     }
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    let policies = shipped_policies();
     let sandbox = Arc::new(Sandbox::new().unwrap());
     let loader = Host::new(sandbox.clone(), Arc::new(cardrules::MemoryLedger::new()))
         .with_trust(Trust::allow_unsigned());
@@ -198,7 +199,7 @@ fn the_shipped_suites_pass_on_postgres_and_their_ledgers_rebuild_from_the_journa
             .is_empty()
     );
     for file in cardrules::suite::discover(&policies, &[]).unwrap() {
-        let database = postgres_support::Database::fresh().unwrap();
+        let database = Database::fresh().unwrap();
         let loaded = cardrules::suite::load(&file).unwrap();
         let program = loader.program(&loaded.suite.program).unwrap();
         let journal = Arc::new(cardrules_postgres::PostgresLedger::open(&database.url).unwrap());

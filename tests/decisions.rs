@@ -3,27 +3,16 @@
 //! balances in assets a program does not have, holder attributes its schema does not
 //! declare or types differently, and manifests above the host's ceilings.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use cardrules::{Error, Host, MemoryLedger, Request, Sandbox, Trust};
+use cardrules::{Error, Host, MemoryLedger, Request};
+
+mod support;
+use support::files::shipped_policies;
+use support::hosts::serving_all;
 
 fn host() -> Host {
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let host = Host::new(
-        Arc::new(Sandbox::new().unwrap()),
-        Arc::new(MemoryLedger::new()),
-    )
-    .with_trust(Trust::allow_unsigned());
-    assert!(
-        cardrules::loader::load_dir(&host, &policies)
-            .unwrap()
-            .is_empty()
-    );
-    for program in host.programs() {
-        host.register_demo_holders(program.id()).unwrap();
-    }
-    host
+    serving_all(Arc::new(MemoryLedger::new()), &shipped_policies())
 }
 
 fn request(json: serde_json::Value) -> Request {
@@ -107,10 +96,7 @@ fn starting_balances_must_be_in_the_programs_assets_and_in_range() {
 
 #[test]
 fn a_manifest_asking_for_more_than_the_hosts_ceilings_is_refused() {
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/bergen/policy.toml"),
-    )
-    .unwrap();
+    let shipped = std::fs::read_to_string(shipped_policies().join("bergen/policy.toml")).unwrap();
     for (line, name) in [
         ("deadline-ms = 15000", "deadline-ms"),
         ("fuel = 100_000_000_000", "fuel"),

@@ -13,79 +13,19 @@ use cardrules::ledger::View;
 use cardrules::{Decision, Error, Holder, Host, Request, Sandbox, Trust};
 use cardrules_sqlite::SqliteLedger;
 
-/// Where `host/cli/build.rs` put the built guests.
-fn guest(name: &str) -> PathBuf {
-    Path::new(env!("CARDRULES_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn shipped(program: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../policies")
-        .join(program)
-}
-
-/// Writes a program directory for a hostile guest, with `extra` lines in its manifest.
-fn hostile_program(policies: &Path, name: &str, extra: &str) -> PathBuf {
-    let program = format!("hostile-{name}");
-    // The demo holder starts with DKK, so every hostile program declares it.
-    let assets = if extra.contains("assets =") {
-        ""
-    } else {
-        "assets = [\"DKK\"]"
-    };
-    let dir = policies.join(&program);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(guest(&program), dir.join("policy.wasm")).unwrap();
-    std::fs::write(
-        dir.join("policy.toml"),
-        format!(
-            r#"program = "{program}"
-name = "Hostile guest `{name}`"
-time-zone = "Europe/Oslo"
-languages = ["en"]
-component = "policy.wasm"
-{assets}
-{extra}
-
-# What the snoop reads from its holders (the host refuses undeclared attributes).
-[schema.holder.victim-card]
-type = "text"
-[schema.holder.victim-counter]
-type = "text"
-[schema.holder.victim-asset]
-type = "text"
-
-[messages]
-ok = {{ en = "Allowed." }}
-bad-request = {{ en = "Bad request." }}
-unknown-action = {{ en = "Unknown action." }}
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("catalogue.toml"), "# no offers\n").unwrap();
-    std::fs::write(
-        dir.join("holders.toml"),
-        r#"[[holders]]
-card = "H-1"
-birth-date = "2010-01-01"
-municipality = "nowhere"
-balances = { DKK = 100 }
-attributes = { victim-card = "AK-1001", victim-counter = "visit:bergen-kino", victim-asset = "DKK" }
-"#,
-    )
-    .unwrap();
-    dir
-}
+mod support;
+use support::files::shipped_policies;
+use support::hostile::hostile_program;
 
 fn copy_program(policies: &Path, program: &str) {
     let to = policies.join(program);
     std::fs::create_dir_all(&to).unwrap();
+    let shipped = shipped_policies().join(program);
     for file in ["policy.toml", "catalogue.toml", "holders.toml"] {
-        std::fs::copy(shipped(program).join(file), to.join(file)).unwrap();
+        std::fs::copy(shipped.join(file), to.join(file)).unwrap();
     }
     let component = format!("{program}.wasm");
-    std::fs::copy(shipped(program).join(&component), to.join(&component)).unwrap();
+    std::fs::copy(shipped.join(&component), to.join(&component)).unwrap();
 }
 
 struct World {

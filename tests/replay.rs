@@ -6,36 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use cardrules::{Host, Request, Sandbox, Trust};
+use cardrules::Request;
 use cardrules_sqlite::SqliteLedger;
 use serde_json::{Value, json};
 
-#[path = "support/files.rs"]
-mod files;
-use files::copy_dir;
+mod support;
+use support::files::{copy_dir, lower_kino_limit, shipped_policies};
+use support::hosts::serving_all;
 
 /// A year of traffic on the three programs, on a SQLite ledger; returns the ledger file and
 /// the recorded bergen-kino decisions (card, year, allowed).
 fn a_year_of_traffic(dir: &Path) -> (PathBuf, Vec<(String, i16, bool)>) {
     let policies = dir.join("policies");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"),
-        &policies,
-    );
+    copy_dir(&shipped_policies(), &policies);
     let file = dir.join("ledger.sqlite");
-    let host = Host::new(
-        Arc::new(Sandbox::new().unwrap()),
-        Arc::new(SqliteLedger::open(&file).unwrap()),
-    )
-    .with_trust(Trust::allow_unsigned());
-    assert!(
-        cardrules::loader::load_dir(&host, &policies)
-            .unwrap()
-            .is_empty()
-    );
-    for program in host.programs() {
-        host.register_demo_holders(program.id()).unwrap();
-    }
+    let host = serving_all(Arc::new(SqliteLedger::open(&file).unwrap()), &policies);
     let kids = ["AK-1001", "AK-1002", "AK-1003", "AK-1004"];
     let offers = ["bergen-kino", "akvariet", "kode-museum", "bergen-kino"];
     let mut kino = Vec::new();
@@ -129,15 +114,7 @@ fn a_ledger_replayed_against_its_own_policies_changes_nothing_and_a_lower_limit_
     // The new rule book: Bergen kino's yearly limit goes from 4 to 2.
     let candidate = dir.path().join("candidate");
     copy_dir(&dir.path().join("policies"), &candidate);
-    let catalogue = candidate.join("bergen/catalogue.toml");
-    let text = std::fs::read_to_string(&catalogue).unwrap();
-    let lowered = text.replacen(
-        "location = \"bergen-kino\"\nyearly-limit = 4",
-        "location = \"bergen-kino\"\nyearly-limit = 2",
-        1,
-    );
-    assert_ne!(text, lowered);
-    std::fs::write(&catalogue, lowered).unwrap();
+    lower_kino_limit(&candidate);
     let report = replay(dir.path(), &file, &candidate);
 
     // Computed directly: per card and year, every allowed kino visit past the second.

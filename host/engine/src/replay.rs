@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::ledger::{Change, Journal, MemoryLedger};
-use crate::model::{Decision, Request};
+use crate::ledger::{Change, Journal, MemoryLedger, decode_decided};
+use crate::model::Decision;
 use crate::policy::Sandbox;
 use crate::program::Program;
 
@@ -107,11 +107,7 @@ pub fn replay(
                     if window.until.is_some_and(|until| at > until) {
                         continue;
                     }
-                    let corrupt = |e: serde_json::Error| {
-                        Error::ledger(format!("event {} of `{id}` is corrupt", event.seq), e)
-                    };
-                    let request: Request = serde_json::from_str(&request).map_err(corrupt)?;
-                    let recorded: Decision = serde_json::from_str(&decision).map_err(corrupt)?;
+                    let (request, recorded) = decode_decided(id, event.seq, &request, &decision)?;
                     let replayed = scratch.decide(&request)?;
                     if window.since.is_some_and(|since| at < since) {
                         continue;

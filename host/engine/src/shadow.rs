@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::decide::dry_run_on;
 use crate::error::{Error, Result};
-use crate::ledger::{Change, Journal, State};
+use crate::ledger::{Change, Journal, State, decode_decided};
 use crate::model::Decision;
 use crate::policy::Sandbox;
 use crate::program::Program;
@@ -102,7 +102,8 @@ impl Shadow {
                 } = &event.change
                 {
                     compared += 1;
-                    follower.compare(&self.sandbox, program, request, decision);
+                    let recorded = decode_decided(program, event.seq, request, decision);
+                    follower.compare(&self.sandbox, program, recorded);
                 }
                 let mark = follower.state.mark();
                 follower
@@ -150,11 +151,13 @@ impl Shadow {
 }
 
 impl Follower {
-    fn compare(&mut self, sandbox: &Sandbox, program: &str, request: &str, decision: &str) {
-        let (Ok(request), Ok(served)) = (
-            serde_json::from_str::<crate::Request>(request),
-            serde_json::from_str::<Decision>(decision),
-        ) else {
+    fn compare(
+        &mut self,
+        sandbox: &Sandbox,
+        program: &str,
+        recorded: Result<(crate::Request, Decision)>,
+    ) {
+        let Ok((request, served)) = recorded else {
             tracing::warn!(program, "shadow: a recorded decision cannot be read back");
             return;
         };

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cardrules::ledger::{Appended, Batch, Change, Event, Journal};
+use cardrules::ledger::{Appended, Batch, Event, Journal};
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -193,13 +193,7 @@ impl Journal for SqliteLedger {
             let mut events = Vec::new();
             for row in rows {
                 let (seq, body) = row.map_err(|e| fail(&context, e))?;
-                let change: Change = serde_json::from_str(&body).map_err(|e| {
-                    Error::ledger(format!("event {seq} of `{program}` is corrupt"), e)
-                })?;
-                events.push(Event {
-                    seq: u64::try_from(seq).unwrap_or(0),
-                    change,
-                });
+                events.push(Event::from_row(program, seq, &body)?);
             }
             Ok(events)
         })
@@ -228,30 +222,17 @@ impl Journal for SqliteLedger {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(|e| fail(&context, e))?;
-            for (offset, change) in batch.changes.iter().enumerate() {
-                let seq = last + 1 + offset as i64;
-                let body = serde_json::to_string(change)
-                    .map_err(|e| Error::ledger("cannot encode an event", e))?;
-                let (kind, card, at, request_id) = match change {
-                    Change::Registered { holder } => {
-                        ("registered", holder.card.as_str(), None, None)
-                    }
-                    Change::Decided {
-                        card,
-                        at,
-                        request_id,
-                        ..
-                    } => ("decided", card.as_str(), Some(*at), request_id.as_deref()),
-                };
+            // `last` is the batch's `after` here, so the rows' positions follow it.
+            for row in batch.rows()? {
                 insert
                     .execute(params![
                         batch.program,
-                        seq,
-                        kind,
-                        card,
-                        at,
-                        request_id,
-                        body,
+                        row.seq,
+                        row.kind,
+                        row.card,
+                        row.at,
+                        row.request_id,
+                        row.body,
                         recorded_at
                     ])
                     .map_err(|e| fail(&context, e))?;

@@ -7,8 +7,9 @@
 //! applying its journal in order; it is rebuilt that way whenever a ledger is opened, so
 //! the journal is the ledger and the state a cache of it.
 //!
-//! A backend ([`Journal`]) only stores and returns events: SQLite and memory here, others
-//! in their own crates. The semantics — balances, earliest-expiry-first consumption,
+//! A backend ([`Journal`]) only stores and returns events: memory here, SQLite and
+//! PostgreSQL in their own crates, each storing an event as the one row [`EventRow`]
+//! (`row.rs`). The semantics — balances, earliest-expiry-first consumption,
 //! transfers keeping expiry, card moves carrying the usage history, exact arithmetic —
 //! are written once, in [`State`]. Concurrency and group commit are in [`Ledger`]
 //! (see `commit.rs` for why the outcome is serializable).
@@ -16,12 +17,14 @@
 mod commit;
 pub mod conformance;
 mod memory;
+mod row;
 mod state;
 
 use serde::{Deserialize, Serialize};
 
 pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
 pub use memory::MemoryLedger;
+pub use row::{EventRow, decode_decided};
 pub use state::{Mark, State, View};
 
 use crate::error::Result;

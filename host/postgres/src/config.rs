@@ -1,0 +1,300 @@
+//! Where the ledger is: a `postgres://` URL, completed from the `PG*` variables as libpq
+//! would, with this crate's timeouts; and the same place shown without its password.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use cardrules::{Error, Result};
+use postgres::Config;
+use postgres::config::Host;
+
+use crate::error::Cause;
+
+/// How long a TCP connection to the server may take, unless the URL says otherwise.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the connection is given up (Linux).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keepalive probes on idle connections, so that a vanished server is noticed in about a
+/// minute rather than the system's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Whether `s` is a PostgreSQL URL (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The connection settings of `url`, with what it leaves out taken from `env` (the `PG*`
+/// variables) and this crate's timeouts where it sets none.
+pub(crate) fn configure(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    let context = "cannot open a postgres ledger";
+    let env = |name: &str| env(name).filter(|value| !value.is_empty());
+    // `PGPORT` is read (and must be valid) only where the URL leaves the port out.
+    let env_ports = || -> Result<Option<Vec<u16>>> {
+        let Some(value) = env("PGPORT") else {
+            return Ok(None);
+        };
+        value
+            .split(',')
+            .map(|port| {
+                port.trim().parse::<u16>().map_err(|_| {
+                    Error::ledger(context, format!("`PGPORT` is not a port number: `{value}`"))
+                })
+            })
+            .collect::<Result<Vec<u16>>>()
+            .map(Some)
+    };
+    let url = with_ports(url, env_ports)?;
+    // The input is never shown: it may hold a password.
+    let mut config: Config = url
+        .parse()
+        .map_err(|e: postgres::Error| Error::ledger(context, Cause::of(e)))?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        match env("PGHOST") {
+            Some(hosts) => hosts.split(',').for_each(|host| {
+                config.host(host.trim());
+            }),
+            None => {
+                config.host("localhost");
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        for port in env_ports()?.into_iter().flatten() {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none()
+        && let Some(user) = env("PGUSER")
+    {
+        config.user(&user);
+    }
+    if config.get_password().is_none()
+        && let Some(password) = env("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_dbname().is_none()
+        && let Some(dbname) = env("PGDATABASE")
+    {
+        config.dbname(&dbname);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("cardrules");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == Config::new().get_keepalives_idle() {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+    }
+    Ok(config)
+}
+
+/// `url` with `ports` given to its hosts when it names hosts but no port: the URL parser
+/// would otherwise fill in 5432, where libpq takes `PGPORT`. Other URLs are returned as
+/// they are. The split follows the parser's: credentials up to the first `@`, hosts up to
+/// the next `/` or `?`.
+fn with_ports<'a>(
+    url: &'a str,
+    ports: impl FnOnce() -> Result<Option<Vec<u16>>>,
+) -> Result<Cow<'a, str>> {
+    let Some((scheme, rest)) = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (*scheme, rest)))
+    else {
+        return Ok(Cow::Borrowed(url));
+    };
+    let (credentials, rest) = match rest.find('@') {
+        Some(at) => rest.split_at(at + 1),
+        None => ("", rest),
+    };
+    let (hosts, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let names_port = |host: &str| match host.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .find(']')
+            .is_some_and(|end| bracketed[end + 1..].starts_with(':')),
+        None => host.contains(':'),
+    };
+    let query_names_port = tail
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("port=")));
+    if hosts.is_empty() || hosts.split(',').any(names_port) || query_names_port {
+        return Ok(Cow::Borrowed(url));
+    }
+    let Some(ports) = ports()? else {
+        return Ok(Cow::Borrowed(url));
+    };
+    let Some(&first) = ports.first() else {
+        return Ok(Cow::Borrowed(url));
+    };
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .enumerate()
+        .map(|(i, host)| format!("{host}:{}", ports.get(i).copied().unwrap_or(first)))
+        .collect();
+    Ok(Cow::Owned(format!(
+        "{scheme}{credentials}{}{tail}",
+        hosts.join(",")
+    )))
+}
+
+/// `postgres://user@host:port/db` (and `?options=…` if any): where the ledger is, for
+/// logs; never the password.
+pub(crate) fn describe(config: &Config) -> String {
+    let mut shown = String::from("postgres://");
+    if let Some(user) = config.get_user() {
+        shown.push_str(user);
+        shown.push('@');
+    }
+    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+        config
+            .get_hostaddrs()
+            .iter()
+            .map(|addr| match addr {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+            })
+            .collect()
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]"),
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string().replace('/', "%2F"),
+            })
+            .collect()
+    };
+    let ports = config.get_ports();
+    for (i, host) in hosts.iter().enumerate() {
+        if i > 0 {
+            shown.push(',');
+        }
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        shown.push_str(&format!("{host}:{port}"));
+    }
+    if let Some(dbname) = config.get_dbname() {
+        shown.push('/');
+        shown.push_str(dbname);
+    }
+    // The server options (a `search_path`, say) tell ledgers in one database apart.
+    if let Some(options) = config.get_options() {
+        shown.push_str("?options=");
+        for c in options.chars() {
+            match c {
+                '%' => shown.push_str("%25"),
+                ' ' => shown.push_str("%20"),
+                '=' => shown.push_str("%3D"),
+                '&' => shown.push_str("%26"),
+                c => shown.push(c),
+            }
+        }
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn what_the_url_leaves_out_comes_from_the_pg_variables() {
+        let env: HashMap<&str, &str> = [
+            ("PGHOST", "db.example"),
+            ("PGPORT", "6432"),
+            ("PGUSER", "cards"),
+            ("PGPASSWORD", "s3cret"),
+            ("PGDATABASE", "ledger"),
+        ]
+        .into();
+        let env = |name: &str| env.get(name).map(|v| v.to_string());
+        let config = configure("postgres://", &env).expect("parses");
+        assert_eq!(describe(&config), "postgres://cards@db.example:6432/ledger");
+        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+
+        // What the URL names wins; a host without a port takes `PGPORT`, as with libpq.
+        let config = configure("postgresql://me:pw@[::1],other/mine", &env).expect("parses");
+        assert_eq!(
+            describe(&config),
+            "postgres://me@[::1]:6432,other:6432/mine"
+        );
+        assert_eq!(config.get_password(), Some(&b"pw"[..]));
+        let config = configure("postgres://me@here:5433", &env).expect("parses");
+        assert_eq!(describe(&config), "postgres://me@here:5433/ledger");
+        let config = configure("postgres:///mine?host=here&port=5434", &env).expect("parses");
+        assert_eq!(describe(&config), "postgres://cards@here:5434/mine");
+        let config =
+            configure("postgres:///mine?host=%2Fvar%2Frun%2Fpostgresql", &env).expect("parses");
+        assert_eq!(
+            describe(&config),
+            "postgres://cards@%2Fvar%2Frun%2Fpostgresql:6432/mine"
+        );
+
+        // Without variables: localhost and 5432.
+        let config = configure("postgres://", &|_| None).expect("parses");
+        assert_eq!(describe(&config), "postgres://localhost:5432");
+
+        // Server options show (they tell schemas apart); a password never does.
+        let config = configure(
+            "postgres://u:hunter2@h/db?options=-c%20search_path%3Dx",
+            &|_| None,
+        )
+        .expect("parses");
+        assert_eq!(
+            describe(&config),
+            "postgres://u@h:5432/db?options=-c%20search_path%3Dx"
+        );
+
+        // A bad `PGPORT` matters only where it is used.
+        let bad_port = |name: &str| (name == "PGPORT").then(|| "x".to_string());
+        assert!(configure("postgres://h:5432/db", &bad_port).is_ok());
+        let error = configure("postgres://h/db", &bad_port).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("`PGPORT` is not a port number: `x`"),
+            "{error}"
+        );
+        let error = configure("postgres://", &bad_port).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("`PGPORT` is not a port number: `x`"),
+            "{error}"
+        );
+        let error =
+            configure("postgres://u:hunter2@h:notaport/db", &|_| None).expect_err("refused");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("invalid value for option `port`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://"));
+        assert!(!is_postgres_url("sqlite:ledger.sqlite"));
+        assert!(!is_postgres_url("ledger.sqlite"));
+        assert!(!is_postgres_url("host=localhost user=postgres"));
+    }
+}

@@ -1,0 +1,323 @@
+//! The journal on PostgreSQL: reading a program's events, and appending groups of
+//! batches in one transaction, each batch only if its program's journal still ends where
+//! it was decided.
+
+use cardrules::ledger::{Appended, Batch, Event, Journal};
+use cardrules::{Error, Result};
+use postgres::error::SqlState;
+
+use crate::config::{configure, describe};
+use crate::error::{Cause, MAX_TRIES, backoff, fail, is_connection_error};
+use crate::pool::{Pool, Query, Session, lost};
+
+/// The primary key: a violation of it means another host appended first.
+const POSITION_KEY: &str = "cardrules_events_pkey";
+
+pub(crate) const READ: &str =
+    "SELECT seq, body FROM cardrules_events WHERE program = $1 AND seq > $2 ORDER BY seq";
+
+pub(crate) const LAST: &str =
+    "SELECT COALESCE(MAX(seq), 0) FROM cardrules_events WHERE program = $1";
+
+/// Inserts a batch's changes at the given positions if the program's journal still ends at
+/// `$2`; inserts nothing otherwise.
+pub(crate) const INSERT: &str = "
+INSERT INTO cardrules_events (program, seq, kind, card, at, request_id, body)
+SELECT $1::text, u.seq, u.kind, u.card, u.at, u.request_id, u.body
+FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[])
+    AS u (seq, kind, card, at, request_id, body)
+WHERE (SELECT COALESCE(MAX(seq), 0) FROM cardrules_events WHERE program = $1) = $2::bigint
+";
+
+/// The PostgreSQL journal: a small pool of connections to one database.
+pub struct PostgresLedger {
+    pub(crate) shown: String,
+    pub(crate) pool: Pool,
+}
+
+impl PostgresLedger {
+    /// Connects to the database at `url` (parts left out are taken from the `PG*`
+    /// variables) and creates the schema if needed; refuses a newer schema.
+    pub fn open(url: &str) -> Result<PostgresLedger> {
+        let config = configure(url, &|name| std::env::var(name).ok())?;
+        let shown = describe(&config);
+        let ledger = PostgresLedger {
+            pool: Pool::new(config, shown.clone()),
+            shown,
+        };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// Where the events are kept, without the password: `postgres://user@host:port/db`.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `work` on a pooled connection: once more on a fresh one when a connection that
+    /// sat in the pool turns out to be dead (the server restarted, say), and again, a few
+    /// times, when the server aborts it for a serialization failure or a deadlock. For work
+    /// that changes nothing, or nothing until it commits.
+    fn with_session<T>(
+        &self,
+        context: &str,
+        mut work: impl FnMut(&mut Session) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut lease = self.pool.get(context)?;
+            let Some(session) = lease.session.as_mut() else {
+                return Err(lost(context));
+            };
+            match work(session) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Db(e, stage)) => {
+                    lease.note(&e);
+                    let busy = matches!(
+                        e.code(),
+                        Some(
+                            &SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED
+                        )
+                    );
+                    let stale = lease.reused
+                        && stage == Stage::Working
+                        && is_connection_error(&e)
+                        && tries == 1;
+                    if tries < MAX_TRIES && (busy || stale) {
+                        drop(lease);
+                        if stale {
+                            self.pool.forget_idle();
+                        }
+                        std::thread::sleep(backoff(tries));
+                        continue;
+                    }
+                    return Err(match stage {
+                        Stage::Committing if is_connection_error(&e) => Error::unavailable(
+                            context.to_string(),
+                            Cause::noted(
+                                "the connection failed while committing, so the append may or may not have been written",
+                                e,
+                            ),
+                        ),
+                        _ => fail(context, e),
+                    });
+                }
+                Err(Failure::Other(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Journal for PostgresLedger {
+    fn read(&self, program: &str, after: u64) -> Result<Vec<Event>> {
+        let context = format!("cannot read the journal of `{program}`");
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.with_session(&context, |session| {
+            let read = session.prepared(Query::Read)?;
+            Ok(session.client.query(&read, &[&program, &after])?)
+        })?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(0).map_err(|e| fail(&context, e))?;
+            let body: &str = row.try_get(1).map_err(|e| fail(&context, e))?;
+            events.push(Event::from_row(program, seq, body)?);
+        }
+        Ok(events)
+    }
+
+    fn append(&self, batches: &[Batch<'_>]) -> Result<Vec<Appended>> {
+        let context = format!("cannot append to `{}`", self.shown);
+        let rows = batches
+            .iter()
+            .map(|batch| Rows::of(batch))
+            .collect::<Result<Vec<_>>>()?;
+        // Batches go in program order, so that two hosts appending to the same programs
+        // take their rows' locks in the same order and do not deadlock.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_key(|&i| batches[i].program);
+        self.with_session(&context, |session| {
+            append_once(session, batches, &rows, &order)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+/// Counts the events of the ledger, per program (for tests and tools).
+pub fn event_counts(ledger: &PostgresLedger) -> Result<Vec<(String, u64)>> {
+    let rows = ledger.with_session("cannot count events", |session| {
+        Ok(session.client.query(
+            "SELECT program, COUNT(*) FROM cardrules_events GROUP BY program ORDER BY program",
+            &[],
+        )?)
+    })?;
+    rows.iter()
+        .map(|row| {
+            let program: String = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            Ok((program, u64::try_from(count).unwrap_or(0)))
+        })
+        .collect::<Result<_, postgres::Error>>()
+        .map_err(|e| fail("cannot count events", e))
+}
+
+/// The decision recorded under `request_id` in `program`, read straight from the database.
+pub fn recorded_decision(
+    ledger: &PostgresLedger,
+    program: &str,
+    request_id: &str,
+) -> Result<Option<String>> {
+    let row = ledger.with_session("cannot read a decision", |session| {
+        Ok(session.client.query_opt(
+            "SELECT body FROM cardrules_events WHERE program = $1 AND request_id = $2",
+            &[&program, &storable(request_id)],
+        )?)
+    })?;
+    row.map(|row| row.try_get(0))
+        .transpose()
+        .map_err(|e| fail("cannot read a decision", e))
+}
+
+/// What an attempt failed with, and when.
+enum Failure {
+    Db(postgres::Error, Stage),
+    Other(Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Nothing is committed: the work may be tried again.
+    Working,
+    /// The commit was sent: if the connection failed now, the outcome is unknown.
+    Committing,
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Failure {
+        Failure::Db(e, Stage::Working)
+    }
+}
+
+/// The columns of one batch's rows, as the arrays `INSERT` unnests.
+struct Rows {
+    seq: Vec<i64>,
+    kind: Vec<&'static str>,
+    card: Vec<String>,
+    at: Vec<Option<i64>>,
+    request_id: Vec<Option<String>>,
+    body: Vec<String>,
+}
+
+impl Rows {
+    fn of(batch: &Batch<'_>) -> Result<Rows> {
+        let encoded = batch.rows()?;
+        let n = encoded.len();
+        let mut rows = Rows {
+            seq: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            card: Vec::with_capacity(n),
+            at: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+        };
+        for row in encoded {
+            rows.seq.push(row.seq);
+            rows.kind.push(row.kind);
+            rows.card.push(storable(row.card));
+            rows.at.push(row.at);
+            rows.request_id.push(row.request_id.map(storable));
+            rows.body.push(row.body);
+        }
+        Ok(rows)
+    }
+}
+
+/// Text for an indexed column: PostgreSQL cannot store NUL characters, so they become
+/// U+FFFD there (the body, which is what is read back, keeps them, escaped by JSON). Left
+/// as is, one such card number would fail every batch committed with it.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// One try at appending `batches` (in `order`) in one transaction.
+fn append_once(
+    session: &mut Session,
+    batches: &[Batch<'_>],
+    rows: &[Rows],
+    order: &[usize],
+) -> Result<Vec<Appended>, Failure> {
+    let insert = session.prepared(Query::Insert)?;
+    let last = session.prepared(Query::Last)?;
+    let mut outcomes = vec![Appended::Conflict; batches.len()];
+    let mut txn = session.client.transaction()?;
+    for &i in order {
+        let (batch, rows) = (&batches[i], &rows[i]);
+        let after = i64::try_from(batch.after).unwrap_or(i64::MAX);
+        if batch.changes.is_empty() {
+            let row = txn.query_one(&last, &[&batch.program])?;
+            let end: i64 = row.try_get(0)?;
+            outcomes[i] = if end == after {
+                Appended::Done
+            } else {
+                Appended::Conflict
+            };
+            continue;
+        }
+        let mut savepoint = txn.savepoint("cardrules_batch")?;
+        let inserted = savepoint.execute(
+            &insert,
+            &[
+                &batch.program,
+                &after,
+                &rows.seq,
+                &rows.kind,
+                &rows.card,
+                &rows.at,
+                &rows.request_id,
+                &rows.body,
+            ],
+        );
+        match inserted {
+            Ok(n) if n == rows.seq.len() as u64 => {
+                savepoint.commit()?;
+                outcomes[i] = Appended::Done;
+            }
+            Ok(0) => {
+                savepoint.commit()?;
+                outcomes[i] = Appended::Conflict;
+            }
+            Ok(n) => {
+                return Err(Failure::Other(Error::ledger(
+                    format!("cannot append to the journal of `{}`", batch.program),
+                    format!("{n} of {} events were inserted", rows.seq.len()),
+                )));
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // Another host inserted the same positions (or, were it only the request
+                // id, recorded the same request first) and committed while we waited.
+                savepoint.rollback()?;
+                let position = e
+                    .as_db_error()
+                    .and_then(|db| db.constraint())
+                    .is_some_and(|c| c == POSITION_KEY);
+                if !position {
+                    let end: i64 = txn.query_one(&last, &[&batch.program])?.try_get(0)?;
+                    if end == after {
+                        return Err(Failure::Other(Error::ledger(
+                            format!("cannot append to the journal of `{}`", batch.program),
+                            Cause::noted("a request id of the batch is already recorded", e),
+                        )));
+                    }
+                }
+                outcomes[i] = Appended::Conflict;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    txn.commit()
+        .map_err(|e| Failure::Db(e, Stage::Committing))?;
+    Ok(outcomes)
+}

@@ -1,0 +1,117 @@
+//! The tables, created on first use without a lock, and the schema version this build
+//! reads; see the crate's docs for how hosts racing to create them converge.
+
+use cardrules::{Error, Result};
+use postgres::error::SqlState;
+
+use crate::error::{MAX_TRIES, backoff, fail, is_connection_error};
+use crate::journal::PostgresLedger;
+use crate::pool::{Session, lost};
+
+/// The schema this build writes and reads (the one row of `cardrules_schema`).
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+/// Created in one transaction when no version is recorded; every statement is idempotent,
+/// so hosts racing to create it converge.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cardrules_schema (
+    id      integer PRIMARY KEY CHECK (id = 1),
+    version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cardrules_events (
+    program     text NOT NULL,
+    seq         bigint NOT NULL,        -- position in the program's journal, from 1
+    kind        text NOT NULL,          -- `registered` or `decided`
+    card        text NOT NULL,
+    at          bigint,                 -- the request's time (decisions)
+    request_id  text,                   -- the idempotency key it is recorded under
+    body        text NOT NULL,          -- the change as JSON
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT cardrules_events_pkey PRIMARY KEY (program, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cardrules_events_by_request
+    ON cardrules_events (program, request_id) WHERE request_id IS NOT NULL;
+INSERT INTO cardrules_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
+";
+
+impl PostgresLedger {
+    /// Checks the recorded schema version, creating the schema if there is none.
+    pub(crate) fn migrate(&self) -> Result<()> {
+        let context = format!("cannot open `{}`", self.shown);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut lease = self.pool.get(&context)?;
+            let Some(session) = lease.session.as_mut() else {
+                return Err(lost(&context));
+            };
+            match migrate_once(session) {
+                Ok(version) => return check_version(&context, version),
+                Err(e) => {
+                    lease.note(&e);
+                    let racing = matches!(
+                        e.code(),
+                        Some(
+                            &SqlState::UNIQUE_VIOLATION
+                                | &SqlState::DUPLICATE_TABLE
+                                | &SqlState::DUPLICATE_OBJECT
+                                | &SqlState::T_R_SERIALIZATION_FAILURE
+                                | &SqlState::T_R_DEADLOCK_DETECTED
+                        )
+                    );
+                    let stale = lease.reused && is_connection_error(&e);
+                    if tries < MAX_TRIES && (racing || stale) {
+                        drop(lease);
+                        if stale {
+                            self.pool.forget_idle();
+                        }
+                        std::thread::sleep(backoff(tries));
+                        continue;
+                    }
+                    return Err(fail(&context, e));
+                }
+            }
+        }
+    }
+}
+
+/// Reads the recorded schema version; when there is none, creates the schema (see the
+/// crate's docs) and reads it again.
+fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
+    match session
+        .client
+        .query_opt("SELECT version FROM cardrules_schema WHERE id = 1", &[])
+    {
+        Ok(Some(row)) => return row.try_get(0),
+        Ok(None) => {}
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {}
+        Err(e) => return Err(e),
+    }
+    let mut txn = session.client.transaction()?;
+    txn.batch_execute(SCHEMA)?;
+    let version: i32 = txn
+        .query_one("SELECT version FROM cardrules_schema WHERE id = 1", &[])?
+        .try_get(0)?;
+    if version == SCHEMA_VERSION {
+        txn.commit()?;
+    }
+    Ok(version)
+}
+
+fn check_version(context: &str, version: i32) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::ledger(
+            context.to_string(),
+            format!(
+                "the ledger has schema version {version}, newer than this cardrules reads ({SCHEMA_VERSION}); upgrade cardrules"
+            ),
+        ));
+    }
+    if version < SCHEMA_VERSION {
+        return Err(Error::ledger(
+            context.to_string(),
+            format!("the ledger has schema version {version}, which no cardrules wrote"),
+        ));
+    }
+    Ok(())
+}

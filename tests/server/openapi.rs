@@ -1,0 +1,278 @@
+//! `GET /v1/openapi.json` describes every route, and real answers, good and bad, match it.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::fixtures::*;
+use crate::support::files::{copy_dir, shipped_policies};
+use crate::support::server::*;
+
+#[test]
+fn the_openapi_description_covers_every_route_and_matches_real_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (ops, ops_entry) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let (till, till_entry) = make_token(&[
+        "--name",
+        "till",
+        "--role",
+        "terminal",
+        "--program",
+        "bergen",
+    ]);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, format!("{ops_entry}\n{till_entry}")).unwrap();
+    let server = Server::start_with(
+        Arc::new(dir),
+        &["--allow-unsigned", "--auth", auth.to_str().unwrap()],
+    );
+    let (status, spec) = call(&server, None, "GET", "/v1/openapi.json", "");
+    assert_eq!(status, 200);
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3."),
+        "{spec}"
+    );
+
+    // Every served route is described, and every described route is served.
+    let served = [
+        ("POST", "/v1/decisions"),
+        ("GET", "/v1/programs"),
+        ("PUT", "/v1/programs/{program}/holders/{card}"),
+        ("GET", "/v1/programs/{program}/cards/{card}"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/openapi.json"),
+    ];
+    let mut described = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            described.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    described.sort();
+    let mut expected: Vec<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(described, expected);
+    for (method, path) in &described {
+        let concrete = path
+            .replace("{program}", "bergen")
+            .replace("{card}", "AK-1001");
+        let (status, _) = call(&server, Some(&ops), method, &concrete, "{}");
+        assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+    }
+    // Protected routes name the bearer scheme; open ones do not.
+    for (method, path) in served {
+        let security = &spec["paths"][path][method.to_lowercase()]["security"];
+        let open = ["/healthz", "/readyz", "/v1/openapi.json"].contains(&path);
+        assert_eq!(security.is_null(), open, "{method} {path}: {security}");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // Real answers of every route, good and bad, against the description.
+    let huge = format!(r#"{{"program":"{}"}}"#, "x".repeat(100_000));
+    let kino_once = kino("AK-1001", Some("openapi-1")).to_string();
+    let mut reused = kino("AK-1001", Some("openapi-1"));
+    reused["party"] = json!(1);
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+    let decisions = "/v1/decisions";
+    let holders = "/v1/programs/{program}/holders/{card}";
+    let cards = "/v1/programs/{program}/cards/{card}";
+    // (token, method, path as described, path called, body, status expected)
+    type Case<'a> = (Option<&'a str>, &'a str, &'a str, &'a str, String, u16);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            kino_once.clone(),
+            200,
+        ),
+        (Some(&ops), "POST", decisions, decisions, "{".into(), 400),
+        (None, "POST", decisions, decisions, kino_once.clone(), 401),
+        (
+            Some(&till),
+            "POST",
+            decisions,
+            decisions,
+            purchase("albertslund", "purchase"),
+            403,
+        ),
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            purchase("gotham", "purchase"),
+            404,
+        ),
+        (
+            Some(&ops),
+            "POST",
+            decisions,
+            decisions,
+            reused.to_string(),
+            409,
+        ),
+        (Some(&ops), "POST", decisions, decisions, huge.clone(), 400),
+        (
+            Some(&ops),
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            200,
+        ),
+        (
+            None,
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            "/v1/programs",
+            "/v1/programs",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            201,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            200,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            "[]".into(),
+            400,
+        ),
+        (
+            None,
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            401,
+        ),
+        (
+            Some(&till),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            holder.into(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/gotham/holders/OA-1",
+            holder.into(),
+            404,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            holders,
+            "/v1/programs/bergen/holders/OA-1",
+            huge.clone(),
+            400,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/AK-1001",
+            String::new(),
+            200,
+        ),
+        (
+            None,
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/AK-1001",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            cards,
+            "/v1/programs/albertslund/cards/BK-2002",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            cards,
+            "/v1/programs/bergen/cards/NOBODY",
+            String::new(),
+            404,
+        ),
+        (None, "GET", "/healthz", "/healthz", String::new(), 200),
+        (None, "GET", "/readyz", "/readyz", String::new(), 200),
+        (
+            Some(&ops),
+            "GET",
+            "/metrics",
+            "/metrics",
+            String::new(),
+            200,
+        ),
+        (None, "GET", "/metrics", "/metrics", String::new(), 401),
+        (
+            Some(&till),
+            "GET",
+            "/metrics",
+            "/metrics",
+            String::new(),
+            403,
+        ),
+        (
+            None,
+            "GET",
+            "/v1/openapi.json",
+            "/v1/openapi.json",
+            String::new(),
+            200,
+        ),
+    ];
+    for (token, method, path, concrete, body, expected) in cases {
+        let (status, answer) = call(&server, token, method, concrete, &body);
+        assert_eq!(status, expected, "{method} {concrete}: {answer}");
+        conforms(&spec, method, path, status, &answer);
+    }
+    // 404 and 405 answers are the same error body.
+    let (status, error) = call(&server, Some(&ops), "GET", "/v2/nothing", "");
+    assert_eq!(status, 404);
+    let (status, wrong_method) = call(&server, Some(&ops), "PUT", "/v1/decisions", "{}");
+    assert_eq!(status, 405);
+    conforms(&spec, "POST", decisions, 400, &error);
+    conforms(&spec, "POST", decisions, 400, &wrong_method);
+}

@@ -1,0 +1,194 @@
+//! Two real hosts on one PostgreSQL ledger (`CARDRULES_TEST_POSTGRES`): races across
+//! hosts, one request id sent to both, and a SIGKILL of one under load.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fixtures::*;
+use crate::support::files::{copy_dir, shipped_policies};
+use crate::support::postgres::Database;
+use crate::support::server::*;
+
+fn host_on(database: &Database) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    Server::start_on(Arc::new(dir), &database.url, &["--allow-unsigned"])
+}
+
+#[test]
+fn two_hosts_on_one_postgres_ledger_cannot_both_win_and_lose_nothing_to_a_sigkill() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let hosts = [Arc::new(host_on(&database)), Arc::new(host_on(&database))];
+    const TILLS: usize = 16;
+    for i in 0..TILLS {
+        let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+        let (status, _) = hosts[i % 2].put(&format!("/v1/programs/bergen/holders/KID-{i}"), holder);
+        assert_eq!(status, 201);
+    }
+    // The last 2 places of `klatring-bratte-rom`, from both hosts at once.
+    let decisions = race_on(
+        &hosts,
+        (0..TILLS)
+            .map(|i| {
+                json!({"program": "bergen", "card": format!("KID-{i}"), "action": "redeem",
+                       "offer": "klatring-bratte-rom", "at": "2024-08-01T09:00:00+02:00"})
+            })
+            .collect(),
+    );
+    assert_eq!(
+        decisions.iter().filter(|d| d["allow"] == true).count(),
+        2,
+        "{decisions:#?}"
+    );
+
+    // The last øre, from both hosts at once; each host then sees the same balance.
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"albertslund",
+                     "statuses":["member:storagergard"],"balances":{"DKK":1000}}"#;
+    assert_eq!(
+        hosts[0]
+            .put("/v1/programs/albertslund/holders/RACE-1", holder)
+            .0,
+        201
+    );
+    let decisions = race_on(
+        &hosts,
+        (0..TILLS)
+            .map(|i| {
+                json!({"program": "albertslund", "card": "RACE-1", "action": "purchase",
+                       "offer": "sg-perler", "amount": 600, "id": format!("till-{i}"),
+                       "at": "2024-05-07T16:00:00+02:00"})
+            })
+            .collect(),
+    );
+    assert_eq!(
+        decisions.iter().filter(|d| d["allow"] == true).count(),
+        1,
+        "{decisions:#?}"
+    );
+    for host in &hosts {
+        assert_eq!(
+            host.get("/v1/programs/albertslund/cards/RACE-1").1["balances"]["DKK"],
+            400
+        );
+    }
+
+    // The same request id sent to both hosts at once commits once.
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"albertslund",
+                     "statuses":["member:storagergard"],"balances":{"DKK":1000}}"#;
+    assert_eq!(
+        hosts[1]
+            .put("/v1/programs/albertslund/holders/TWICE-1", holder)
+            .0,
+        201
+    );
+    let twice = json!({"program": "albertslund", "card": "TWICE-1", "action": "purchase",
+                       "offer": "sg-perler", "amount": 100, "id": "same-id",
+                       "at": "2024-05-07T16:00:00+02:00"});
+    let decisions = race_on(&hosts, vec![twice.clone(), twice]);
+    assert!(
+        decisions.iter().all(|d| d["allow"] == true),
+        "{decisions:#?}"
+    );
+    assert_eq!(
+        decisions.iter().filter(|d| d["replayed"] == true).count(),
+        1,
+        "{decisions:#?}"
+    );
+    assert_eq!(
+        hosts[0].get("/v1/programs/albertslund/cards/TWICE-1").1["balances"]["DKK"],
+        900
+    );
+
+    // Tills on both hosts buy as fast as they can; one host is killed mid-load.
+    const START: i64 = 10_000_000;
+    const PRICE: i64 = 100;
+    let holder = json!({"birth-date": "2012-01-01", "municipality": "albertslund",
+                        "statuses": ["member:storagergard"], "balances": {"DKK": START}});
+    assert_eq!(
+        hosts[0]
+            .put(
+                "/v1/programs/albertslund/holders/LOAD-1",
+                &holder.to_string()
+            )
+            .0,
+        201
+    );
+    let purchase = |id: &str| {
+        json!({"program": "albertslund", "card": "LOAD-1", "action": "purchase",
+               "offer": "sg-perler", "amount": PRICE, "id": id,
+               "at": "2024-05-07T16:00:00+02:00"})
+    };
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let answered = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tills: Vec<_> = (0..4)
+        .map(|till| {
+            let url = hosts[till % 2].url("/v1/decisions");
+            let (sent, answered, stop) = (sent.clone(), answered.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let id = format!("till-{till}/{n}");
+                    sent.lock().unwrap().push(id.clone());
+                    let body = purchase(&id).to_string();
+                    let Ok(mut response) = agent().post(&url).send(&body) else {
+                        if till % 2 == 0 {
+                            return; // the killed host is gone
+                        }
+                        continue;
+                    };
+                    let Ok(text) = response.body_mut().read_to_string() else {
+                        continue;
+                    };
+                    let decision: Value = serde_json::from_str(&text).unwrap();
+                    answered.lock().unwrap().insert(id, decision);
+                }
+            })
+        })
+        .collect();
+    let [killed, survivor] = hosts;
+    eventually("both hosts answer under load", &survivor, || {
+        let answered = answered.lock().unwrap();
+        let by = |till: &str| answered.keys().filter(|id| id.starts_with(till)).count();
+        by("till-0/") >= 50 && by("till-1/") >= 50
+    });
+    let mut killed = Arc::try_unwrap(killed)
+        .ok()
+        .expect("no other handle on the host");
+    killed.child.kill().unwrap(); // SIGKILL, mid-load
+    killed.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for till in tills {
+        till.join().unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    // The kill caught requests in flight on the killed host: sent, never answered.
+    let in_flight = sent
+        .iter()
+        .filter(|id| id.starts_with("till-0/") || id.starts_with("till-2/"))
+        .filter(|id| !answered.contains_key(*id))
+        .count();
+    assert!(in_flight >= 1, "nothing was in flight at the kill");
+    let mut allowed = 0;
+    for id in &sent {
+        let decision = survivor.decide(&purchase(id));
+        if let Some(first) = answered.get(id) {
+            assert_eq!(decision["replayed"], true, "answered `{id}` was lost");
+            assert_eq!(decision["balances"], first["balances"]);
+        }
+        assert_eq!(decision["allow"], true, "{decision}");
+        allowed += 1;
+    }
+    let (_, card) = survivor.get("/v1/programs/albertslund/cards/LOAD-1");
+    assert_eq!(card["balances"]["DKK"], START - allowed * PRICE);
+}

@@ -1,0 +1,236 @@
+//! Every route answers as the contract says: decisions, replays and reused ids, dry runs,
+//! holders and cards, unknown programs and routes, bad input and unknown methods.
+
+use serde_json::json;
+
+use crate::fixtures::*;
+use crate::support::files::shipped_programs;
+use crate::support::server::*;
+
+#[test]
+fn every_route_answers_as_the_contract_says() {
+    let server = Server::start();
+
+    let (status, health) = server.get("/healthz");
+    assert_eq!((status, &health["programs"]), (200, &json!(3)));
+
+    let (status, all) = server.get("/v1/programs");
+    assert_eq!(status, 200);
+    let programs = all["programs"].as_array().unwrap();
+    let ids: Vec<&str> = programs
+        .iter()
+        .map(|p| p["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, shipped_programs());
+    for program in programs {
+        assert_eq!(program["version"], "2024.1.0");
+        assert!(program["digest"].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    // A decision, its replay, and a different request under the same id.
+    let first = server.decide(&kino("AK-1001", Some("till-1/0001")));
+    assert_eq!(
+        (&first["allow"], &first["admitted"], &first["reason"]),
+        (&json!(true), &json!(2), &json!("ok"))
+    );
+    assert_eq!(first["policy"]["program"], "bergen");
+    let again = server.decide(&kino("AK-1001", Some("till-1/0001")));
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["allow"], true);
+    let mut other = kino("AK-1001", Some("till-1/0001"));
+    other["party"] = 1.into();
+    let (status, error) = server.post("/v1/decisions", &other.to_string());
+    assert_eq!(status, 409, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("`till-1/0001`"));
+
+    // A dry run commits nothing: the yearly limit of 4 is untouched by it.
+    let mut dry = kino("AK-1001", None);
+    dry["dry-run"] = true.into();
+    let answer = server.decide(&dry);
+    assert_eq!(
+        (&answer["dry-run"], &answer["allow"]),
+        (&json!(true), &json!(true))
+    );
+    // 1 of 4 visits used: had the dry run counted, the last of these 3 would be refused.
+    for n in 2..=4 {
+        let visit = server.decide(&kino("AK-1001", Some(&format!("till-1/000{n}"))));
+        assert_eq!(visit["allow"], true, "visit {n}: {visit}");
+    }
+    assert_eq!(server.decide(&dry)["reason"], "quota-exhausted");
+
+    // Unknown cards and offers are decisions, not errors.
+    let unknown = server.decide(&kino("NO-SUCH-CARD", None));
+    assert_eq!(
+        (&unknown["allow"], &unknown["reason"]),
+        (&json!(false), &json!("unknown-card"))
+    );
+    let mut no_offer = kino("AK-1001", None);
+    no_offer["offer"] = "no-such-offer".into();
+    assert_eq!(server.decide(&no_offer)["reason"], "unknown-offer");
+
+    // Holders: created, then replaced; shown with state, statuses and balances.
+    let holder = json!({"birth-date": "2012-01-01", "municipality": "albertslund",
+                        "statuses": ["member:storagergard"], "balances": {"DKK": 5000}});
+    let (status, card) = server.put(
+        "/v1/programs/albertslund/holders/NEW-1",
+        &holder.to_string(),
+    );
+    assert_eq!(status, 201, "{card}");
+    assert_eq!(card["balances"]["DKK"], 5000);
+    let blocked = json!({"card": "NEW-1", "birth-date": "2012-01-01",
+                         "municipality": "albertslund", "state": "blocked",
+                         "statuses": ["member:storagergard"]});
+    let (status, card) = server.put(
+        "/v1/programs/albertslund/holders/NEW-1",
+        &blocked.to_string(),
+    );
+    assert_eq!(status, 200, "{card}");
+    let (status, card) = server.get("/v1/programs/albertslund/cards/NEW-1");
+    assert_eq!(status, 200);
+    assert_eq!(card["state"], "blocked");
+    assert_eq!(card["statuses"], json!(["member:storagergard"]));
+    assert_eq!(card["balances"], json!({"DKK": 5000}));
+
+    let (status, error) = server.get("/v1/programs/albertslund/cards/NOPE");
+    assert_eq!(status, 404);
+    assert_eq!(
+        error["error"],
+        "card `NOPE` is not known to program `albertslund`"
+    );
+    let (status, _) = server.get("/v1/programs/gotham/cards/NOPE");
+    assert_eq!(status, 404);
+    let (status, _) = server.put("/v1/programs/gotham/holders/X", &holder.to_string());
+    assert_eq!(status, 404);
+    let mut elsewhere = kino("AK-1001", None);
+    elsewhere["program"] = "gotham".into();
+    let (status, error) = server.post("/v1/decisions", &elsewhere.to_string());
+    assert_eq!(
+        (status, &error["error"]),
+        (404, &json!("unknown program `gotham`"))
+    );
+    let (status, _) = server.get("/v2/nothing");
+    assert_eq!(status, 404);
+
+    // The decision's own log line (not the request path `/v1/decisions`).
+    let log = server.log();
+    assert!(
+        log.lines().any(|line| line.contains(": decision ")
+            && line.contains("AK-1001")
+            && line.contains("allow=true")
+            && line.contains("reason=\"ok\"")),
+        "no decision line in the log:\n{log}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_400_with_a_readable_error_and_changes_nothing() {
+    let server = Server::start();
+    let before = server.get("/v1/programs/albertslund/cards/BK-2002").1;
+    let huge = format!(r#"{{"program":"{}"}}"#, "x".repeat(200_000));
+    let cases: &[(&str, &str, &str)] = &[
+        ("/v1/decisions", "", "cannot parse request: EOF"),
+        ("/v1/decisions", "{\"program\":", "cannot parse request"),
+        ("/v1/decisions", "[1, 2]", "cannot parse request"),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund"}"#,
+            "missing field",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":"lots","at":"2024-05-07T16:00:00+02:00"}"#,
+            "invalid type",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"at":"yesterday"}"#,
+            "cannot parse request",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"at":"2024-05-07T16:00:00+02:00","tip":5}"#,
+            "unknown field `tip`",
+        ),
+        (
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"BK-2002","action":"top-up","amount":100,"party":0,"at":"2024-05-07T16:00:00+02:00"}"#,
+            "`party` must be at least 1",
+        ),
+        ("/v1/decisions", &huge, "larger than 65536 bytes"),
+    ];
+    for (path, body, expected) in cases {
+        let (status, error) = server.post(path, body);
+        assert_eq!(status, 400, "{body:.80} → {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+    }
+    let holders: &[(&str, &str)] = &[
+        ("[]", "expected a JSON object"),
+        (
+            r#"{"birth-date":"someday","municipality":"x"}"#,
+            "cannot parse holder",
+        ),
+        (
+            r#"{"birth-date":"2012-01-01"}"#,
+            "missing field `municipality`",
+        ),
+        (
+            r#"{"card":"OTHER","birth-date":"2012-01-01","municipality":"x"}"#,
+            "the path names `BK-2002`",
+        ),
+        (
+            r#"{"birth-date":"2012-01-01","municipality":"albertslund","balances":{"DKK":1}}"#,
+            "starting balances are only for new cards",
+        ),
+    ];
+    for (body, expected) in holders {
+        let (status, error) = server.put("/v1/programs/albertslund/holders/BK-2002", body);
+        assert_eq!(status, 400, "{body} → {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+    }
+    // A path that is not UTF-8 is the caller's error too, in JSON like every other.
+    for path in [
+        "/v1/programs/albertslund/cards/%FF%FE",
+        "/v1/programs/%C3/cards/BK-2002",
+    ] {
+        let (status, error) = server.get(path);
+        assert_eq!(status, 400, "{path} → {error}");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("cannot parse the path: "),
+            "{path} → {error}"
+        );
+    }
+    let (status, error) = server.put(
+        "/v1/programs/albertslund/holders/%FF",
+        r#"{"birth-date":"2012-01-01","municipality":"x"}"#,
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("UTF-8"),
+        "{error}"
+    );
+    assert_eq!(
+        server.get("/v1/programs/albertslund/cards/BK-2002").1,
+        before
+    );
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn an_unknown_method_is_a_405_with_a_json_error() {
+    let server = Server::start();
+    let (status, body) = answer(agent().delete(server.url("/v1/decisions")).call());
+    assert_eq!(status, 405, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`DELETE /v1/decisions` is not a route"),
+        "{body}"
+    );
+}
