@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 
+mod effects;
+
 use super::{Change, Effect, LotRow, MAX_UNITS, Recorded, Refused};
-use crate::model::{CardState, Holder};
+use crate::model::Holder;
 
 /// What the policy may read of its program's ledger, and nothing that writes.
-pub trait View: Send + std::any::Any {
+pub trait View: Send {
     /// The holder of `card`, without balances.
     fn holder(&self, card: &str) -> Option<&Holder>;
     /// Sum of `counter` over `[from, to)`, for one card or (`None`) all cards.
@@ -435,161 +437,6 @@ impl State {
                 Ok(())
             }
         }
-    }
-
-    /// Applies the `effects` of a decision by `card` at `at`, in order. On a refusal some
-    /// effects may have been applied: the caller rolls back to its mark.
-    pub fn apply(&mut self, card: &str, at: i64, effects: &[Effect]) -> Result<(), Refused> {
-        for (index, effect) in effects.iter().enumerate() {
-            self.apply_one(card, at, effect)
-                .map_err(|Refused(why)| Refused(format!("effect {}: {why}", index + 1)))?;
-        }
-        Ok(())
-    }
-
-    fn apply_one(&mut self, card: &str, at: i64, effect: &Effect) -> Result<(), Refused> {
-        let refuse = |why: String| Err(Refused(why));
-        match effect {
-            Effect::Count { counter, amount } => {
-                if *amount == 0 {
-                    return refuse(format!("count of 0 `{counter}`"));
-                }
-                self.add_tally(card, counter, at, *amount)
-            }
-            Effect::Grant {
-                asset,
-                amount,
-                expires,
-            } => {
-                if *amount <= 0 {
-                    return refuse(format!("grant of {amount} `{asset}` is not positive"));
-                }
-                self.add_lot(card, asset, *amount, *expires)
-            }
-            Effect::Consume { asset, amount } => self.take(card, asset, *amount, at).map(drop),
-            Effect::Transfer {
-                to_card,
-                asset,
-                amount,
-            } => {
-                if to_card == card {
-                    return refuse(format!("transfer to the acting card `{card}` itself"));
-                }
-                if !self.holders.contains_key(to_card) {
-                    return refuse(format!("transfer to unknown card `{to_card}`"));
-                }
-                for (units, expires) in self.take(card, asset, *amount, at)? {
-                    self.add_lot(to_card, asset, units, expires)?;
-                }
-                Ok(())
-            }
-            Effect::Forfeit { asset } => {
-                if self.lots(card).iter().any(|lot| &lot.asset == asset) {
-                    self.lots_mut(card).retain(|lot| &lot.asset != asset);
-                }
-                Ok(())
-            }
-            Effect::SetState { state } => {
-                let Some(holder) = self.holders.get(card) else {
-                    return refuse(format!("card `{card}` has no holder"));
-                };
-                let mut holder = holder.clone();
-                holder.state = *state;
-                self.put_holder(holder);
-                Ok(())
-            }
-            Effect::MoveCard { new_card } => self.move_card(card, new_card),
-        }
-    }
-
-    /// Gives the holder of `card` the card `new_card`: its facts, balances and usage
-    /// history (every counter) move, and `card` stays behind, blocked.
-    fn move_card(&mut self, card: &str, new_card: &str) -> Result<(), Refused> {
-        if new_card == card {
-            return Err(Refused(format!("card `{card}` cannot move to itself")));
-        }
-        if self.holders.contains_key(new_card) {
-            return Err(Refused(format!(
-                "new card `{new_card}` already belongs to a holder"
-            )));
-        }
-        let Some(holder) = self.holders.get(card).cloned() else {
-            return Err(Refused(format!("card `{card}` has no holder")));
-        };
-        let mut moved = holder.clone();
-        moved.card = new_card.to_string();
-        self.put_holder(moved);
-        let mut old = holder;
-        old.state = CardState::Blocked;
-        self.put_holder(old);
-
-        let lots = self.lots.get(card).cloned().unwrap_or_default();
-        if !lots.is_empty() {
-            self.lots_mut(card).clear();
-            self.lots_mut(new_card).extend(lots);
-        }
-        // Usage history belongs to the holder: a lost card never resets a limit.
-        if let Some(history) = self.tallies.get(card).cloned() {
-            self.undo
-                .push(Undo::CardTallies(card.to_string(), Some(history.clone())));
-            self.tallies.remove(card);
-            let previous = self.tallies.get(new_card).cloned();
-            self.undo
-                .push(Undo::CardTallies(new_card.to_string(), previous.clone()));
-            let target = self.tallies.entry(new_card.to_string()).or_default();
-            for (counter, tally) in history {
-                let merged = target.entry(counter).or_default();
-                for (at, amount) in tally.entries {
-                    merged.insert(at, amount);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes `amount` unexpired units of `asset` from `card`, earliest expiry first (units
-    /// without expiry last), and returns what was taken as (units, expiry) pairs.
-    fn take(
-        &mut self,
-        card: &str,
-        asset: &str,
-        amount: i64,
-        at: i64,
-    ) -> Result<Vec<(i64, Option<i64>)>, Refused> {
-        if amount <= 0 {
-            return Err(Refused(format!(
-                "amount {amount} of `{asset}` is not positive"
-            )));
-        }
-        let held = self.balance(card, asset, at);
-        if held < amount {
-            return Err(Refused(format!(
-                "card `{card}` holds {held} `{asset}`, fewer than {amount}"
-            )));
-        }
-        let mut order: Vec<(bool, Option<i64>, i64)> = self
-            .lots(card)
-            .iter()
-            .filter(|lot| lot.asset == asset && lot.counts_at(at))
-            .map(|lot| (lot.expires.is_none(), lot.expires, lot.id))
-            .collect();
-        order.sort_unstable();
-        let lots = self.lots_mut(card);
-        let mut left = amount;
-        let mut taken = Vec::new();
-        for (_, expires, id) in order {
-            if left == 0 {
-                break;
-            }
-            if let Some(lot) = lots.iter_mut().find(|lot| lot.id == id) {
-                let units = left.min(lot.amount);
-                lot.amount -= units;
-                taken.push((units, expires));
-                left -= units;
-            }
-        }
-        lots.retain(|lot| lot.amount > 0);
-        Ok(taken)
     }
 
     /// The state as comparable data: every card's holder, lots (without ids) and counter
