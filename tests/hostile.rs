@@ -573,8 +573,17 @@ fn a_full_instance_pool_is_a_host_fault_never_a_journaled_policy_error() {
     // The looping guest holds the only slot until it runs out of fuel.
     let looping = {
         let host = host.clone();
-        std::thread::spawn(move || host.decide(&attack("hostile-loop", "attack")))
+        // Until it has the slot (a probe below may hold it for a moment).
+        std::thread::spawn(move || {
+            loop {
+                match host.decide(&attack("hostile-loop", "attack")) {
+                    Err(Error::Unavailable { .. }) => std::thread::yield_now(),
+                    other => return other,
+                }
+            }
+        })
     };
+    std::thread::sleep(Duration::from_millis(50));
     let mut probe = kino("AK-1001");
     probe.dry_run = true;
     let refused = loop {
@@ -612,4 +621,55 @@ fn a_full_instance_pool_is_a_host_fault_never_a_journaled_policy_error() {
     let decided = host.decide(&kino("AK-1001")).unwrap();
     assert!(decided.allow, "{decided:?}");
     assert!(journaled() > before);
+}
+
+/// A policy that explains decisions with checks it did not evaluate gets a `policy-error`
+/// for each lie, with what the lie was; the honest explanation is accepted, and its
+/// numbers are the host's.
+#[test]
+fn a_policy_that_lies_in_its_checks_gets_a_policy_error() {
+    let (world, errors) = world(&[("liar", "")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let explained = |action: &str| {
+        let mut request = attack("hostile-liar", action);
+        request.explain = true;
+        request
+    };
+    for (action, expected) in [
+        (
+            "passed-for-its-denial",
+            "reports its check `well-formed` for that reason as passed",
+        ),
+        (
+            "allowed-but-failed",
+            "the policy allowed, but its check `well-formed` did not pass",
+        ),
+        (
+            "made-up-count",
+            "reports `used` = 7, which is neither a number the host answered",
+        ),
+        (
+            "own-clock",
+            "which is not the end of a window the host computed",
+        ),
+        (
+            "too-many",
+            "decision reports 100 checks, more than the limit of 64",
+        ),
+        (
+            "long-rule",
+            "has a rule name of 1000 bytes (1 to 64 allowed)",
+        ),
+    ] {
+        let decision = survives(&world, &explained(action), &[expected]);
+        assert!(decision.fault.is_some(), "{decision:?}");
+        // A fault shows no checks: none of the lie reaches the caller.
+        assert_eq!(decision.checks.as_deref(), Some(&[][..]), "{action}");
+    }
+    let honest = world.host.decide(&explained("honest")).unwrap();
+    assert_eq!(honest.reason, "bad-request", "{honest:?}");
+    let checks = honest.checks.unwrap();
+    assert_eq!(checks.len(), 2);
+    assert_eq!((checks[0].used, checks[0].limit), (Some(0), Some(4)));
+    assert!(!checks[1].passed);
 }

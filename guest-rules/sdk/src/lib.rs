@@ -1,5 +1,6 @@
-//! The guest SDK for cardrules policies: the bindings to the `cardrules:policy` world plus
-//! the few helpers every policy needs, so that a policy crate reads like its rule book.
+//! The guest SDK for cardrules policies: the bindings to the `cardrules:policy` world
+//! (version 0.2.0) plus the few helpers every policy needs, so that a policy crate reads
+//! like its rule book — and explains its decisions with no extra code.
 //!
 //! A policy implements [`Policy`] and exports it with [`export_policy!`]:
 //!
@@ -11,23 +12,72 @@
 //! impl Policy for Bergen {
 //!     fn describe() -> PolicyInfo { /* program, version, actions, reasons */ }
 //!     fn evaluate(req: Request) -> Decision {
-//!         match req.action.as_str() {
-//!             "redeem" => decide(redeem(&req)),
-//!             _ => deny(UNKNOWN_ACTION),
-//!         }
+//!         decide(&req, match req.action.as_str() {
+//!             "redeem" => redeem(&req),
+//!             _ => Err(deny(UNKNOWN_ACTION)),
+//!         })
 //!     }
 //! }
 //!
 //! fn redeem(req: &Request) -> Rule {
-//!     ensure(req.holder.state == CardState::Active, "card-inactive")?;
-//!     Ok(allow().admitted(req.party).price(0))
+//!     let offer = required(&req.offer)?;
+//!     // 1. A rule: recorded as the check `card-active`, denied with `card-inactive`.
+//!     check("card-active", req.holder.state == CardState::Active, "card-inactive")?;
+//!     // 6. A counting rule: visits this local year against the offer's yearly limit.
+//!     if let Some(limit) = offer.attr_int("yearly-limit") {
+//!         let card = Some(req.holder.card.as_str());
+//!         let used = ledger::count_in(card, "visits", Period::Year, req.at);
+//!         let until = Until::EndOf(Period::Year, req.at);
+//!         within("yearly-limit", "quota-exhausted", used, limit, until)?;
+//!     }
+//!     Ok(allow().admitted(req.party).price(0).count("visits", 1))
 //! }
 //!
 //! export_policy!(Bergen);
 //! ```
 //!
-//! Rules are checked in the order they are written: [`ensure`] returns early with a denied
-//! decision, so the first failing rule decides, as the municipal rule books say.
+//! Rules are checked in the order they are written: [`ensure`], [`check`], [`within`] and
+//! the other rule helpers return `Err` with a denied decision, so `?` stops at the first
+//! failing rule and it decides, as the municipal rule books say.
+//!
+//! # Explained decisions
+//!
+//! Each rule helper also records a *check* (world 0.2.0's `check` record): the rule's
+//! name, whether it passed, the reason it denies with and, for a counting rule, the
+//! numbers. [`decide`] attaches the recorded checks, in order, to the decision when the
+//! request asks to `explain`, and clears the recorder either way. An explained decision
+//! of `redeem` above, for a holder with 3 of 3 visits used this year, reads:
+//!
+//! ```text
+//! allow = false, reason = "quota-exhausted", checks = [
+//!   { rule = "card-active",  passed = true,  reason = "card-inactive" },
+//!   { rule = "yearly-limit", passed = false, reason = "quota-exhausted",
+//!     used = 3, limit = 3, until = <next 1 January, local> },
+//! ]
+//! ```
+//!
+//! - [`ensure`]`(holds, reason)` is a rule named after its reason; [`check`]`(rule, holds,
+//!   reason)` names it. [`present`]`(rule, option, reason)` is a rule that a value exists,
+//!   and gives the value.
+//! - [`within`]`(rule, reason, used, limit, until)` passes when `used < limit` (room for
+//!   one more); [`within_amount`]`(rule, reason, used, amount, limit, until)` when `used +
+//!   amount <= limit`; [`at_most`]`(rule, reason, used, limit, until)` when `used <=
+//!   limit`; [`check_counted`] takes the condition and the numbers as they are. `used`
+//!   must be exactly a number the host answered during the evaluation (a `ledger` read
+//!   such as `count-in` or `balance`) or the request's `amount`, and `until` a window end
+//!   of the host: [`Until::EndOf`]`(period, at)`, which the SDK asks the host for
+//!   (`calendar::period_of`) only when the decision is explained. The host refuses any
+//!   other number as a `policy-error`: never compute them in the policy.
+//! - [`deny`]`(reason)` and [`refuse`]`(rule, reason)` give a denial for a rule that always
+//!   fails (an unknown action, an action that is never allowed), recorded as a failed
+//!   check; [`required`] records a failed `bad-request` check when the field is missing.
+//! - A denied decision's reason is that of its first failed check, and an allowed decision
+//!   has none: the host refuses an explanation that says otherwise. So let a rule's `Err`
+//!   end the action (`?`), and use plain `if`s, not rule helpers, for conditions that do
+//!   not deny (a price, an optional effect).
+//!
+//! When the request does not ask to explain, a rule costs a push of a few integers onto a
+//! static list: no strings are built and the host is not asked for window ends.
 //!
 //! Policies are `#![no_std]`: a policy imports its world and nothing else — no WASI, so
 //! no clock, randomness, files or streams, and the host gives it no WASI context. The SDK
@@ -46,14 +96,20 @@ extern crate self as cardrules_sdk;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+mod explain;
 #[cfg(target_arch = "wasm32")]
 mod runtime;
+
+pub use explain::{
+    Outcome, Quantity, Until, at_most, check, check_counted, decide, ensure, present, refuse,
+    within, within_amount,
+};
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
-        world: "cardrules:policy/policy@0.1.0",
+        path: "../../wit/0.2.0",
+        world: "cardrules:policy/policy@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_policy",
         default_bindings_module: "cardrules_sdk::bindings",
@@ -68,8 +124,8 @@ pub use bindings::Guest as Policy;
 pub use bindings::cardrules::policy::calendar;
 pub use bindings::cardrules::policy::ledger;
 pub use bindings::cardrules::policy::types::{
-    Attribute, CardState, Date, Decision, Effect, Holder, Instant, LocalTime, Lot, Offer, Period,
-    PolicyInfo, Request, Tally, Transfer, Units, Value, Window,
+    Attribute, CardState, Check, Date, Decision, Effect, Holder, Instant, LocalTime, Lot, Offer,
+    Period, PolicyInfo, Request, Tally, Transfer, Units, Value, Window,
 };
 pub use bindings::export_policy;
 
@@ -87,10 +143,11 @@ pub type Rule = Result<Decision, Decision>;
 /// Everything a policy crate usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        AttributesExt, BAD_REQUEST, CardState, Date, Decision, DecisionExt, Effect, HolderExt,
-        Instant, LocalTime, Lot, OK, Offer, Period, Policy, PolicyInfo, Request, Rule, Tally,
-        Transfer, UNKNOWN_ACTION, Units, Value, Window, age_on, allow, calendar, config_int,
-        config_text, decide, deny, ensure, export_policy, ledger, policy_info, required,
+        AttributesExt, BAD_REQUEST, CardState, Check, Date, Decision, DecisionExt, Effect,
+        HolderExt, Instant, LocalTime, Lot, OK, Offer, Period, Policy, PolicyInfo, Request, Rule,
+        Tally, Transfer, UNKNOWN_ACTION, Units, Until, Value, Window, age_on, allow, at_most,
+        calendar, check, check_counted, config_int, config_text, decide, deny, ensure,
+        export_policy, ledger, policy_info, present, refuse, required, within, within_amount,
     };
     pub use alloc::boxed::Box;
     pub use alloc::format;
@@ -99,7 +156,8 @@ pub mod prelude {
     pub use alloc::vec::Vec;
 }
 
-/// An allowed decision with reason `ok`, nobody admitted, no price and no effects yet.
+/// An allowed decision with reason `ok`, nobody admitted, no price, no effects and no
+/// checks yet ([`decide`] adds the recorded checks when the request asks to explain).
 pub fn allow() -> Decision {
     Decision {
         allow: true,
@@ -108,11 +166,21 @@ pub fn allow() -> Decision {
         price: None,
         notes: Vec::new(),
         effects: Vec::new(),
+        checks: Vec::new(),
     }
 }
 
-/// A denied decision with `reason`.
-pub fn deny(reason: &str) -> Decision {
+/// A denied decision with `reason` and no check of its own: for an action that is always
+/// refused (an unknown action, a ticket that is never refunded), where there is no rule
+/// that could have held. Coverage counts it among the reasons denied. See [`refuse`] to
+/// record a failed check.
+pub fn deny(reason: &'static str) -> Decision {
+    denial(reason)
+}
+
+/// A denied decision with `reason`, recording nothing: the `Err` of the rule helpers,
+/// which record their own check.
+pub(crate) fn denial(reason: &str) -> Decision {
     Decision {
         allow: false,
         reason: reason.to_string(),
@@ -120,26 +188,15 @@ pub fn deny(reason: &str) -> Decision {
         price: None,
         notes: Vec::new(),
         effects: Vec::new(),
+        checks: Vec::new(),
     }
 }
 
-/// Passes when `rule_holds`, else stops the action with a denial for `reason`.
-pub fn ensure(rule_holds: bool, reason: &str) -> Result<(), Decision> {
-    if rule_holds {
-        Ok(())
-    } else {
-        Err(deny(reason))
-    }
-}
-
-/// The value of an optional request field, or a `bad-request` denial when it is missing.
+/// The value of an optional request field, or a `bad-request` denial when it is missing
+/// (the request's shape, not a rule: no check is recorded; see [`present`] for a field a
+/// rule is about).
 pub fn required<T: Clone>(field: &Option<T>) -> Result<T, Decision> {
     field.clone().ok_or_else(|| deny(BAD_REQUEST))
-}
-
-/// The decision of a checked action, allowed or denied.
-pub fn decide(rule: Rule) -> Decision {
-    rule.unwrap_or_else(|denied| denied)
 }
 
 /// Builds the answer of `describe`.

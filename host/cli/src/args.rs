@@ -98,6 +98,16 @@ pub enum Command {
         /// Also write a JUnit XML report to FILE, for CI systems.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Print, per program, which checks the steps saw both passing and failing, and
+        /// which reasons they saw as a denial.
+        #[arg(long)]
+        coverage: bool,
+        /// Write the coverage as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        coverage_json: Option<PathBuf>,
+        /// Exit 1 when a program's share of checks seen both ways is below PCT.
+        #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(f64))]
+        min_coverage: Option<f64>,
         /// Suite files, directories searched for `*.toml`, or program directories (with a
         /// `policy.toml`), whose `suites/` are run.
         paths: Vec<PathBuf>,
@@ -117,6 +127,9 @@ pub enum Command {
         /// Evaluate, but commit nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also print why: the checks the policy evaluated and what it read from the host.
+        #[arg(long)]
+        explain: bool,
         /// The request as JSON; `-` reads standard input.
         #[arg(long, value_name = "FILE")]
         request: PathBuf,

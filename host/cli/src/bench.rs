@@ -209,6 +209,7 @@ fn isolation(
                 new_card: None,
                 id: None,
                 dry_run: false,
+                explain: false,
                 language: None,
             };
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

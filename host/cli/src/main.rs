@@ -58,20 +58,37 @@ fn main() -> ExitCode {
         Command::Test {
             policies,
             junit,
+            coverage,
+            coverage_json,
+            min_coverage,
             paths,
             trust,
-        } => trust
-            .resolve(true)
-            .and_then(|trust| test::run(policies.as_deref(), junit.as_deref(), &paths, trust)),
+        } => {
+            let wanted = test::CoverageWanted {
+                print: coverage,
+                json: coverage_json,
+                min_percent: min_coverage,
+            };
+            trust.resolve(true).and_then(|trust| {
+                test::run(
+                    policies.as_deref(),
+                    junit.as_deref(),
+                    &wanted,
+                    &paths,
+                    trust,
+                )
+            })
+        }
         Command::Decide {
             policies,
             ledger,
             dry_run,
+            explain,
             request,
             trust,
         } => trust
             .resolve(false)
-            .and_then(|trust| decide(&policies, &ledger, dry_run, &request, trust)),
+            .and_then(|trust| decide(&policies, &ledger, (dry_run, explain), &request, trust)),
         Command::Serve(serve_args) => serve_args
             .trust
             .resolve(false)
@@ -163,7 +180,7 @@ fn chain(e: &anyhow::Error) -> String {
 fn decide(
     policies: &Path,
     ledger: &LedgerSpec,
-    dry_run: bool,
+    (dry_run, explain): (bool, bool),
     request_path: &Path,
     trust: Trust,
 ) -> anyhow::Result<u8> {
@@ -180,6 +197,7 @@ fn decide(
     let mut request: Request = cardrules::inputs::request(&text)
         .with_context(|| format!("cannot use request `{}`", request_path.display()))?;
     request.dry_run |= dry_run;
+    request.explain |= explain;
 
     let host = Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust);
     for error in cardrules::loader::load_dir(&host, policies)? {

@@ -135,7 +135,12 @@ fn lib_rs(program: &str) -> String {
     format!(
         r#"//! Program `{program}`: the starter rule book made by `cardrules new`. Each action is a
 //! function returning a `Rule`; its rules are checked in order and the first that fails
-//! gives the reason. Write your municipality's rules here, one `ensure` per rule.
+//! gives the reason. Write your municipality's rules here, one `check` per rule (or
+//! `within` for a rule that counts against a limit).
+//!
+//! Every rule is recorded as it is checked, so a decision explains itself: when a request
+//! asks to `explain`, `decide` gives it the checks that ran, in order, e.g.
+//! `{{ rule = "card-active", passed = false, reason = "card-inactive" }}`.
 //!
 //! Policies are `no_std`: they import nothing but the policy world (no clock, files or
 //! randomness). The SDK's prelude brings `String`, `Vec`, `format!` and the rest of
@@ -163,10 +168,12 @@ impl Policy for {kind} {{
     }}
 
     fn evaluate(req: Request) -> Decision {{
-        match req.action.as_str() {{
-            "visit" => decide(visit(&req)),
-            _ => deny(UNKNOWN_ACTION),
-        }}
+        let outcome = match req.action.as_str() {{
+            "visit" => visit(&req),
+            _ => Err(deny(UNKNOWN_ACTION)),
+        }};
+        // Attaches the checks when the request asks to explain.
+        decide(&req, outcome)
     }}
 }}
 
@@ -174,8 +181,9 @@ impl Policy for {kind} {{
 fn visit(req: &Request) -> Rule {{
     // A visit is to an offer (the host has checked that it is in the catalogue).
     required(&req.offer)?;
-    // 1. The card is active.
-    ensure(req.holder.state == CardState::Active, "card-inactive")?;
+    // 1. The card is active: the check `card-active`, denied with `card-inactive`.
+    let active = req.holder.state == CardState::Active;
+    check("card-active", active, "card-inactive")?;
     // Allowed: one person, free of charge; the visit is counted.
     Ok(allow().admitted(1).price(0).count(VISITS, 1))
 }}

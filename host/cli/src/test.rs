@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
+use cardrules::coverage::Coverage;
 use cardrules::suite::{self, SuiteReport};
 use cardrules::{Host, MemoryLedger, Sandbox, Trust};
 
@@ -94,6 +95,7 @@ fn parent_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(
     policies: Option<&Path>,
     junit: Option<&Path>,
+    coverage: &CoverageWanted,
     paths: &[PathBuf],
     trust: Trust,
 ) -> anyhow::Result<u8> {
@@ -158,14 +160,83 @@ pub fn run(
         write_junit(path, &reports, &load_errors)
             .with_context(|| format!("cannot write junit report `{}`", path.display()))?;
     }
+    let mut below = false;
+    if coverage.wanted() {
+        let covered = cardrules::coverage::of(&host, &reports);
+        if coverage.print {
+            print_coverage(&mut out, &covered)?;
+        }
+        if let Some(path) = &coverage.json {
+            let json = serde_json::to_string_pretty(&covered)?;
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("cannot write coverage report `{}`", path.display()))?;
+        }
+        if let Some(min) = coverage.min_percent {
+            for program in covered.programs.iter().filter(|p| p.percent() < min) {
+                writeln!(
+                    out,
+                    "coverage `{}`: {:.1} % of checks seen both ways, below the minimum of {min} %",
+                    program.program,
+                    program.percent()
+                )?;
+                below = true;
+            }
+        }
+    }
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if !load_errors.is_empty() {
         exit::BAD_INPUT
-    } else if failed > 0 {
+    } else if failed > 0 || below {
         exit::STEP_FAILED
     } else {
         exit::OK
     })
+}
+
+/// What coverage the caller asked for (`--coverage`, `--coverage-json`, `--min-coverage`).
+#[derive(Debug, Default)]
+pub struct CoverageWanted {
+    pub print: bool,
+    pub json: Option<PathBuf>,
+    pub min_percent: Option<f64>,
+}
+
+impl CoverageWanted {
+    fn wanted(&self) -> bool {
+        self.print || self.json.is_some() || self.min_percent.is_some()
+    }
+}
+
+/// One line per program, then each check not yet seen both ways and each reason never
+/// seen as a denial.
+fn print_coverage(out: &mut impl Write, coverage: &Coverage) -> anyhow::Result<()> {
+    for program in &coverage.programs {
+        writeln!(
+            out,
+            "coverage `{}`: {} of {} checks seen both passing and failing, {} of {} reasons",
+            program.program,
+            program.checks_both_ways(),
+            program.checks.len(),
+            program.reasons_denied(),
+            program.reasons.len()
+        )?;
+        for check in program.checks.iter().filter(|c| !c.both_ways()) {
+            let never = if check.passed == 0 {
+                "passing"
+            } else {
+                "failing"
+            };
+            writeln!(
+                out,
+                "  never seen {never}: `{}` (`{}`)",
+                check.rule, check.reason
+            )?;
+        }
+        for reason in program.reasons.iter().filter(|r| r.denied == 0) {
+            writeln!(out, "  never denied with: `{}`", reason.reason)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the JUnit report: one test suite per suite file, one test case per step, and

@@ -17,6 +17,19 @@ pub enum Period {
     Year,
 }
 
+impl Period {
+    /// The period's name as the policy world spells it, e.g. `iso-week`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::IsoWeek => "iso-week",
+            Period::Month => "month",
+            Period::Semester => "semester",
+            Period::Year => "year",
+        }
+    }
+}
+
 /// A program's calendar: its time zone and the arithmetic done in it.
 #[derive(Debug, Clone)]
 pub struct Calendar {

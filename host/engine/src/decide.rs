@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::ledger::{Change, MAX_UNITS, Recorded, Staged, State, View};
-use crate::model::{Decision, Request};
-use crate::policy::{Answer, Input, PolicyFault, Sandbox};
+use crate::model::{Check, Decision, Read, Request};
+use crate::policy::{Answer, Input, PolicyFault, Reported, Sandbox, Witnessed};
 use crate::program::{HOST_MESSAGES, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
 
 /// A request about to be decided, checked, with how it is decided.
@@ -93,7 +93,8 @@ pub(crate) fn decide_on(
     }
     let at = request.at.as_second();
     let mark = state.mark();
-    let (mut outcome, fuel) = evaluate(sandbox, program, asked, at, state)?;
+    let explain = asked.request.explain;
+    let (mut outcome, fuel, reads) = evaluate(sandbox, program, asked, at, state)?;
     if let Ok(answer) = &mut outcome
         && answer.allow
         && let Err(refused) = state.apply(&request.card, at, &answer.effects)
@@ -103,7 +104,7 @@ pub(crate) fn decide_on(
             "the policy's effects were refused: {refused}"
         )));
     }
-    let (answer, fault) = match outcome {
+    let (mut answer, fault) = match outcome {
         Ok(answer) => (answer, None),
         Err(fault) => {
             tracing::warn!(
@@ -116,7 +117,11 @@ pub(crate) fn decide_on(
             (denied(POLICY_ERROR), Some(fault))
         }
     };
-    let decision = Decision {
+    let checks: Vec<Check> = std::mem::take(&mut answer.checks)
+        .into_iter()
+        .map(shown)
+        .collect();
+    let mut decision = Decision {
         allow: answer.allow,
         message: program.message(&answer.reason, request.language.as_deref()),
         reason: answer.reason,
@@ -132,11 +137,14 @@ pub(crate) fn decide_on(
         fault: fault.as_ref().map(PolicyFault::kind),
         error: fault.map(PolicyFault::into_message),
         fuel,
+        checks: None,
+        reads: None,
     };
     if asked.dry_run {
         state.rollback(mark);
-        return Ok(Staged::nothing(decision));
+        return Ok(Staged::nothing(explained(decision, explain, checks, reads)));
     }
+    // The journal keeps the decision as answered, without its explanation.
     let encoded = serde_json::to_string(&decision)
         .map_err(|e| Error::ledger("cannot encode a decision", e))?;
     let fingerprint = known_or_computed(asked.fingerprint, request)?.into_owned();
@@ -159,6 +167,7 @@ pub(crate) fn decide_on(
     } else {
         Vec::new()
     };
+    decision = explained(decision, explain, checks, reads);
     Ok(Staged {
         changes: vec![Change::Decided {
             card: request.card.clone(),
@@ -174,6 +183,20 @@ pub(crate) fn decide_on(
     })
 }
 
+/// The decision with its explanation, when the caller asked for one.
+fn explained(
+    mut decision: Decision,
+    explain: bool,
+    checks: Vec<Check>,
+    reads: Vec<Read>,
+) -> Decision {
+    if explain {
+        decision.checks = Some(checks);
+        decision.reads = Some(reads);
+    }
+    decision
+}
+
 /// A denial with `reason` and nothing else.
 fn denied(reason: &str) -> Answer {
     Answer {
@@ -183,28 +206,32 @@ fn denied(reason: &str) -> Answer {
         price: None,
         notes: Vec::new(),
         effects: Vec::new(),
+        checks: Vec::new(),
     }
 }
 
-/// Runs the policy on the request, or denies it here when the card or offer is unknown;
-/// returns the checked answer (or the policy's fault) and the fuel it burnt. An error is
-/// the host's.
+/// What the policy concluded (its checked answer with its checks held to what the host
+/// saw, or its fault), the fuel it burnt, and what it read when asked to explain.
+type Evaluation = (std::result::Result<Answer, PolicyFault>, u64, Vec<Read>);
+
+/// Runs the policy on the request, or denies it here when the card or offer is unknown.
+/// An error is the host's.
 fn evaluate(
     sandbox: &Sandbox,
     program: &Program,
     asked: &Asked<'_>,
     at: i64,
     state: &mut State,
-) -> Result<(std::result::Result<Answer, PolicyFault>, u64)> {
+) -> Result<Evaluation> {
     let request = asked.request;
     let Some(holder) = state.holder(&request.card) else {
-        return Ok((Ok(denied(UNKNOWN_CARD)), 0));
+        return Ok((Ok(denied(UNKNOWN_CARD)), 0, Vec::new()));
     };
     let offer = match &request.offer {
         None => None,
         Some(id) => match program.files.catalogue.get(id) {
             Some(offer) => Some(offer),
-            None => return Ok((Ok(denied(UNKNOWN_OFFER)), 0)),
+            None => return Ok((Ok(denied(UNKNOWN_OFFER)), 0, Vec::new())),
         },
     };
     let input = Input {
@@ -218,14 +245,118 @@ fn evaluate(
         asset: request.asset.as_deref(),
         to_card: request.to_card.as_deref(),
         new_card: request.new_card.as_deref(),
+        explain: request.explain,
     };
     // Converted to the policy's world before the state is lent to it.
     let prepared = program.policy.prepare(&input);
-    let evaluated = sandbox.evaluate(&program.policy, &program.context, state, prepared);
+    let evaluated = sandbox.evaluate(
+        &program.policy,
+        &program.context,
+        state,
+        prepared,
+        request.explain,
+    );
+    let witnessed = evaluated.witnessed.unwrap_or_default();
     let answer = evaluated
         .answer?
-        .and_then(|a| check_answer(program, a, asked.party));
-    Ok((answer, evaluated.fuel))
+        .and_then(|a| check_answer(program, a, asked.party))
+        .and_then(|a| check_checks(program, a, request, &witnessed));
+    Ok((answer, evaluated.fuel, witnessed.reads))
+}
+
+/// The longest rule name a check may carry: each is copied into the answer.
+const MAX_RULE_BYTES: usize = 64;
+
+/// Holds an explained answer's checks to what happened: each names a declared reason and a
+/// short rule; a failed check denies with its own reason, and one that held cannot be the
+/// reason of a denial; `used` is a number the host answered (or the request's `amount`)
+/// and `until` the end of a window the host computed, never the guest's own. Unexplained
+/// answers carry no checks.
+fn check_checks(
+    program: &Program,
+    mut answer: Answer,
+    request: &Request,
+    witnessed: &Witnessed,
+) -> Result<Answer, PolicyFault> {
+    if !request.explain {
+        answer.checks.clear();
+        return Ok(answer);
+    }
+    let bad = |why: String| Err(PolicyFault::answer(why));
+    for (index, check) in answer.checks.iter().enumerate() {
+        let n = index + 1;
+        if check.rule.is_empty() || check.rule.len() > MAX_RULE_BYTES {
+            return bad(format!(
+                "check {n} has a rule name of {} bytes (1 to {MAX_RULE_BYTES} allowed)",
+                check.rule.len()
+            ));
+        }
+        // As for the decision's own reason: `unknown-card` may be a policy's declared
+        // reason (a transfer's receiver), `policy-error` never is.
+        if check.reason == POLICY_ERROR || !program.policy.info.reasons.contains(&check.reason) {
+            return bad(format!(
+                "check {n} (`{}`) gives reason `{}`, which the policy does not declare",
+                check.rule, check.reason
+            ));
+        }
+        if let Some(used) = check.used
+            && used != 0
+            && request.amount != Some(used)
+            && !witnessed.numbers.contains(&used)
+        {
+            return bad(format!(
+                "check {n} (`{}`) reports `used` = {used}, which is neither a number the host answered nor the request's amount",
+                check.rule
+            ));
+        }
+        if let Some(until) = check.until
+            && !witnessed.ends.contains(&until)
+        {
+            return bad(format!(
+                "check {n} (`{}`) reports `until` = {until}, which is not the end of a window the host computed",
+                check.rule
+            ));
+        }
+    }
+    match answer.checks.iter().find(|c| !c.passed) {
+        Some(failed) if answer.allow => {
+            return bad(format!(
+                "the policy allowed, but its check `{}` did not pass",
+                failed.rule
+            ));
+        }
+        Some(failed) if failed.reason != answer.reason => {
+            return bad(format!(
+                "the policy denied with `{}`, but its first failed check `{}` gives `{}`",
+                answer.reason, failed.rule, failed.reason
+            ));
+        }
+        None if !answer.allow => {
+            if let Some(held) = answer.checks.iter().find(|c| c.reason == answer.reason) {
+                return bad(format!(
+                    "the policy denied with `{}`, but reports its check `{}` for that reason as passed",
+                    answer.reason, held.rule
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(answer)
+}
+
+/// A check as the answer shows it. Its `until` was held to a window the host computed,
+/// which is always a valid time.
+fn shown(check: Reported) -> Check {
+    Check {
+        rule: check.rule,
+        passed: check.passed,
+        reason: check.reason,
+        used: check.used,
+        limit: check.limit,
+        until: check
+            .until
+            .and_then(|at| jiff::Timestamp::from_second(at).ok()),
+    }
 }
 
 /// Refuses answers that make no sense.
@@ -248,9 +379,10 @@ fn check_answer(program: &Program, answer: Answer, party: u32) -> Result<Answer,
         )));
     }
     if !answer.allow {
-        // A denial keeps its notes, and nothing else.
+        // A denial keeps its notes and its checks, and nothing else.
         return Ok(Answer {
             notes: answer.notes,
+            checks: answer.checks,
             ..denied(reason)
         });
     }

@@ -14,6 +14,7 @@
 //! pipeline), `host`, and the tools built on deciding.
 
 mod calendar;
+pub mod coverage;
 mod decide;
 mod error;
 mod host;
@@ -34,7 +35,8 @@ pub use error::{Error, Result, Source};
 pub use host::{CardView, Host};
 pub use ledger::{Journal, Ledger, MemoryLedger};
 pub use model::{
-    AttributeValue, CardState, Decision, Holder, Offer, PolicyRef, Request, parse_instant,
+    AttributeValue, CardState, Check, Decision, Holder, Offer, PolicyRef, Read, Request,
+    parse_instant,
 };
 pub use policy::{
     CompiledPolicy, FaultKind, Limits, MAX_MEMORY_BYTES, PolicyFault, PolicyInfo, Sandbox,

@@ -203,6 +203,9 @@ pub struct Request {
     /// The language of `message` (default: the program's first language).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// Also answer why: the checks the policy evaluated and what it read from the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explain: bool,
 }
 
 /// Which policy made a decision.
@@ -251,4 +254,47 @@ pub struct Decision {
     /// Wasm instructions the policy used for this decision (0 when the host decided alone).
     #[serde(default)]
     pub fuel: u64,
+    /// With `explain`: the rules the policy evaluated, in order (none for a policy of world
+    /// 0.1.0, which cannot say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<Check>>,
+    /// With `explain`: what the policy read from the host, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<Read>>,
+}
+
+/// One rule a policy evaluated, in an explained decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Check {
+    /// The policy's own name for the rule.
+    pub rule: String,
+    /// Whether the rule held.
+    pub passed: bool,
+    /// The reason code the rule denies with.
+    pub reason: String,
+    /// For a rule that counts against a bound: what already counts, before this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+    /// For a rule that counts against a bound: the bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// When the count's window ends, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+}
+
+/// One call a policy made to the host while deciding, in an explained decision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    /// The import, e.g. `ledger.count-in`.
+    pub call: String,
+    /// Its arguments by name; instants as RFC 3339 times.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub args: serde_json::Value,
+    /// What the host answered.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub answer: serde_json::Value,
 }

@@ -40,6 +40,7 @@ pub fn requests(program: &Program) -> Vec<Request> {
                     id: None,
                     dry_run: false,
                     language: None,
+                    explain: false,
                 });
             }
         }

@@ -48,6 +48,10 @@ pub struct Step {
     #[serde(default)]
     pub dry_run: bool,
     pub language: Option<String>,
+    /// Suites always decide with `explain` (their reports and coverage use the checks);
+    /// the key is accepted for symmetry with requests.
+    #[serde(default)]
+    pub explain: bool,
     pub expect: Expect,
 }
 
@@ -67,6 +71,77 @@ pub struct Expect {
     /// The decision's end-user message, exactly (in the step's `language`, or the
     /// program's first).
     pub message: Option<String>,
+    /// Checks the decision must report, in order among its checks; of each, only the keys
+    /// named are compared (e.g. `{reason = "quota-exhausted", used = 4, limit = 4}`).
+    pub checks: Option<Vec<ExpectCheck>>,
+}
+
+/// A check a step expects; keys left out are not compared.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExpectCheck {
+    pub rule: Option<String>,
+    pub passed: Option<bool>,
+    pub reason: Option<String>,
+    pub used: Option<i64>,
+    pub limit: Option<i64>,
+    until: Option<Moment>,
+}
+
+impl ExpectCheck {
+    /// Whether `check` has every key named here.
+    fn matches(&self, check: &crate::model::Check) -> bool {
+        self.rule.as_ref().is_none_or(|r| *r == check.rule)
+            && self.passed.is_none_or(|p| p == check.passed)
+            && self.reason.as_ref().is_none_or(|r| *r == check.reason)
+            && self.used.is_none_or(|u| Some(u) == check.used)
+            && self.limit.is_none_or(|l| Some(l) == check.limit)
+            && self.until.as_ref().is_none_or(|u| Some(u.0) == check.until)
+    }
+}
+
+impl fmt::Display for ExpectCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut keys = Vec::new();
+        if let Some(rule) = &self.rule {
+            keys.push(format!("rule = {}", quoted(rule)));
+        }
+        if let Some(passed) = self.passed {
+            keys.push(format!("passed = {passed}"));
+        }
+        if let Some(reason) = &self.reason {
+            keys.push(format!("reason = {}", quoted(reason)));
+        }
+        if let Some(used) = self.used {
+            keys.push(format!("used = {used}"));
+        }
+        if let Some(limit) = self.limit {
+            keys.push(format!("limit = {limit}"));
+        }
+        if let Some(until) = &self.until {
+            keys.push(format!("until = {}", until.0));
+        }
+        write!(f, "{{{}}}", keys.join(", "))
+    }
+}
+
+/// A check as a report shows it, in one line.
+pub fn show_check(check: &crate::model::Check) -> String {
+    let mut line = format!(
+        "{} {} `{}`",
+        if check.passed { "✓" } else { "✗" },
+        check.rule,
+        check.reason
+    );
+    if let (Some(used), Some(limit)) = (check.used, check.limit) {
+        line.push_str(&format!(" used {used} of {limit}"));
+    } else if let Some(limit) = check.limit {
+        line.push_str(&format!(" limit {limit}"));
+    }
+    if let Some(until) = check.until {
+        line.push_str(&format!(" until {until}"));
+    }
+    line
 }
 
 /// A suite read from a file, ready to run.
@@ -336,6 +411,9 @@ fn run_step(host: &Host, program: &str, number: usize, step: &Step) -> StepRepor
         id: step.id.clone(),
         dry_run: step.dry_run,
         language: step.language.clone(),
+        // Always: a failing step shows the checks beside its expectations, and coverage
+        // counts them.
+        explain: true,
     };
     let mut summary = format!("{} `{}` at {}", step.action, step.card, step.at.0);
     if let Some(offer) = &step.offer {
@@ -417,6 +495,25 @@ pub fn compare(expect: &Expect, decision: &Decision) -> Vec<Mismatch> {
     if let Some(message) = &expect.message {
         check("message", quoted(message), quoted(&decision.message));
     }
+    if let Some(expected) = &expect.checks {
+        let checks = decision.checks.as_deref().unwrap_or_default();
+        // In order: each expected check is found after the one before it.
+        let mut from = 0;
+        for want in expected {
+            match checks[from..].iter().position(|c| want.matches(c)) {
+                Some(at) => from += at + 1,
+                None => check(
+                    "checks",
+                    format!("a check {want}"),
+                    if checks.is_empty() {
+                        "no checks".to_string()
+                    } else {
+                        "none such (see the checks below)".to_string()
+                    },
+                ),
+            }
+        }
+    }
     out
 }
 
@@ -456,6 +553,9 @@ impl fmt::Display for StepReport {
                     line.push_str(&format!(" ({error})"));
                 }
                 writeln!(f, "       decision: {line}: {}", decision.message)?;
+                for check in decision.checks.iter().flatten() {
+                    writeln!(f, "         {}", show_check(check))?;
+                }
             }
         }
         Ok(())

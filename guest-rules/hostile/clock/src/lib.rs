@@ -5,7 +5,7 @@
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/0.1.0",
     world: "cardrules:policy/policy@0.1.0",
 });
 

@@ -2,7 +2,8 @@
 //! Det Digitale Betalingskort, Albertslund Kommune: a prepaid card children use to buy
 //! food and materials at the youth clubs (rule book: docs/programs.md, `albertslund`).
 //! Money is the asset `DKK`, in øre; parents top it up and may restrict purchases; the
-//! cashier checks the photo.
+//! cashier checks the photo. Every rule is a check of the SDK, so an explained decision
+//! lists them in the rule book's order.
 
 use cardrules_sdk::prelude::*;
 
@@ -60,7 +61,7 @@ impl Policy for Albertslund {
     }
 
     fn evaluate(req: Request) -> Decision {
-        decide(match req.action.as_str() {
+        let outcome = match req.action.as_str() {
             "purchase" => purchase(&req),
             "top-up" => top_up(&req),
             "enable-auto-top-up" => enable_auto_top_up(&req),
@@ -69,7 +70,8 @@ impl Policy for Albertslund {
             "unblock-card" => unblock_card(&req),
             "close-account" => close_account(&req),
             _ => Err(deny(UNKNOWN_ACTION)),
-        })
+        };
+        decide(&req, outcome)
     }
 }
 
@@ -88,9 +90,17 @@ fn balance(req: &Request) -> i64 {
 
 /// A positive `amount`, or a `bad-request` denial.
 fn positive_amount(req: &Request) -> Result<i64, Decision> {
-    let amount = required(&req.amount)?;
-    ensure(amount > 0, BAD_REQUEST)?;
-    Ok(amount)
+    // At least 1: the host refuses any other amount before a policy sees it.
+    required(&req.amount)
+}
+
+/// Every action but `block-card` needs a card that is not blocked.
+fn not_blocked(req: &Request) -> Result<(), Decision> {
+    check(
+        "not-blocked",
+        req.holder.state != CardState::Blocked,
+        CARD_BLOCKED,
+    )
 }
 
 /// Buys `offer` for `amount` øre at a club.
@@ -101,30 +111,39 @@ fn purchase(req: &Request) -> Rule {
     let clubs = clubs();
 
     // 1. The card is not blocked.
-    ensure(holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    not_blocked(req)?;
     // 2. The holder is a member of a participating club.
     let member = clubs
         .iter()
         .any(|club| holder.has_status(&format!("member:{club}")));
-    ensure(member, "not-a-member")?;
+    check("member", member, "not-a-member")?;
     // 3. The offer is sold at a participating club.
-    ensure(clubs.contains(&offer.location), "offer-not-participating")?;
+    let at_club = clubs.contains(&offer.location);
+    check("participating", at_club, "offer-not-participating")?;
     // 4. The parent has not blocked the offer's category.
     let blocked = holder.attr_text("blocked-categories").unwrap_or("");
     let is_blocked = blocked.split(',').any(|c| c.trim() == offer.category);
-    ensure(!is_blocked, "category-blocked")?;
-    // 5. At most the parent's limit per purchase.
+    check("category", !is_blocked, "category-blocked")?;
+    // 5. At most the parent's limit per purchase: the amount asked against it.
     if let Some(limit) = holder.attr_int("purchase-limit") {
-        ensure(amount <= limit, "purchase-limit")?;
+        at_most(
+            "purchase-limit",
+            "purchase-limit",
+            amount,
+            limit,
+            Until::None,
+        )?;
     }
-    // 6. At most the parent's limit per local day, this purchase included.
+    // 6. At most the parent's limit per local day, this purchase included: spent today,
+    // until the next local midnight.
     if let Some(limit) = holder.attr_int("daily-limit") {
-        let today = ledger::count_in(Some(&holder.card), SPENT, Period::Day, req.at) as i64;
-        ensure(today + amount <= limit, "daily-limit")?;
+        let today = ledger::count_in(Some(&holder.card), SPENT, Period::Day, req.at);
+        let midnight = Until::EndOf(Period::Day, req.at);
+        within_amount("daily-limit", "daily-limit", today, amount, limit, midnight)?;
     }
-    // 7. Enough money on the card.
+    // 7. Enough money on the card: the amount asked against the unexpired balance.
     let balance = balance(req);
-    ensure(amount <= balance, INSUFFICIENT_FUNDS)?;
+    at_most("funds", INSUFFICIENT_FUNDS, amount, balance, Until::None)?;
 
     let mut decision = allow()
         .price(amount)
@@ -145,25 +164,40 @@ fn purchase(req: &Request) -> Rule {
 /// Credits `amount` øre, paid by the parent.
 fn top_up(req: &Request) -> Rule {
     let amount = positive_amount(req)?;
-    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    not_blocked(req)?;
     Ok(allow().grant(DKK, amount, None))
 }
 
 /// Whether the parent may switch automatic top-up on: only from a minimum balance.
 fn enable_auto_top_up(req: &Request) -> Rule {
-    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    not_blocked(req)?;
     let minimum = config_int("auto-top-up-minimum-balance", 5000);
-    ensure(balance(req) >= minimum, "minimum-balance")?;
+    check(
+        "minimum-balance",
+        balance(req) >= minimum,
+        "minimum-balance",
+    )?;
     Ok(allow())
 }
 
 /// Replaces a lost, stolen or damaged card for a fee paid from the old card.
 fn replace_card(req: &Request) -> Rule {
     let new_card = required(&req.new_card)?;
-    ensure(req.holder.state != CardState::Blocked, CARD_BLOCKED)?;
+    not_blocked(req)?;
+    // The fee against the unexpired balance (the fee is config, not a number the host
+    // counted, so the check reports the balance alone).
     let fee = config_int("replacement-fee", 2500);
-    ensure(balance(req) >= fee, INSUFFICIENT_FUNDS)?;
-    ensure(ledger::find_holder(&new_card).is_none(), CARD_IN_USE)?;
+    let balance = balance(req);
+    check_counted(
+        "funds",
+        balance >= fee,
+        INSUFFICIENT_FUNDS,
+        None,
+        Some(balance),
+        Until::None,
+    )?;
+    let taken = ledger::find_holder(&new_card).is_some();
+    check("new-card-free", !taken, CARD_IN_USE)?;
     let mut decision = allow().price(fee);
     if fee > 0 {
         decision = decision.consume(DKK, fee);
@@ -182,8 +216,9 @@ fn unblock_card(req: &Request) -> Rule {
     // ever replaced, not only before `at`: an unblock stamped before the replacement that
     // arrives after it must not bring the old card back either.
     let replaced = ledger::last_use(&req.holder.card, REPLACED).is_some();
-    ensure(!replaced, CARD_REPLACED)?;
-    ensure(req.holder.state == CardState::Blocked, CARD_NOT_BLOCKED)?;
+    check("not-replaced", !replaced, CARD_REPLACED)?;
+    let blocked = req.holder.state == CardState::Blocked;
+    check("blocked", blocked, CARD_NOT_BLOCKED)?;
     Ok(allow().effect(Effect::SetState(CardState::Active)))
 }
 

@@ -2,7 +2,8 @@
 //! A-kaart, stad Antwerpen: a city card that is also a savings card (rule book:
 //! docs/programs.md, `antwerpen`).
 //! Each participation is a `saving`; every 10 savings become a `benefit` that must be used
-//! within six months. Prices depend on the holder's statuses.
+//! within six months. Prices depend on the holder's statuses. Every rule is a check of the
+//! SDK, so an explained decision lists them in the rule book's order.
 
 use cardrules_sdk::prelude::*;
 
@@ -73,7 +74,7 @@ impl Policy for Antwerpen {
     }
 
     fn evaluate(req: Request) -> Decision {
-        decide(match req.action.as_str() {
+        let outcome = match req.action.as_str() {
             "check-in" => check_in(&req),
             "redeem-benefit" => redeem_benefit(&req),
             "transfer" => transfer(&req),
@@ -83,14 +84,28 @@ impl Policy for Antwerpen {
             "price" => price(&req),
             "assess-kansentarief" => assess_kansentarief(&req),
             _ => Err(deny(UNKNOWN_ACTION)),
-        })
+        };
+        decide(&req, outcome)
     }
 }
 
 /// A blocked card can do nothing; a stopped one does not save.
 fn participating(holder: &cardrules_sdk::Holder) -> Result<(), Decision> {
-    ensure(holder.state != CardState::Blocked, CARD_INACTIVE)?;
-    ensure(holder.state != CardState::Stopped, NOT_PARTICIPATING)
+    not_blocked(holder)?;
+    check(
+        "participating",
+        holder.state != CardState::Stopped,
+        NOT_PARTICIPATING,
+    )
+}
+
+/// A blocked card can do nothing.
+fn not_blocked(holder: &cardrules_sdk::Holder) -> Result<(), Decision> {
+    check(
+        "not-blocked",
+        holder.state != CardState::Blocked,
+        CARD_INACTIVE,
+    )
 }
 
 /// Saves at an activity or location.
@@ -104,7 +119,8 @@ fn check_in(req: &Request) -> Rule {
     // 3. Under 13 needs parental consent.
     let consent_age = config_int("consent-age", 13);
     let age = i64::from(holder.age_on(&req.local.date));
-    ensure(
+    check(
+        "consent",
         age >= consent_age || holder.has_status("parental-consent"),
         "consent-required",
     )?;
@@ -113,19 +129,28 @@ fn check_in(req: &Request) -> Rule {
         let window = config_int("checkin-window-minutes", 60) * 60;
         let starts = required(&offer.starts_at)?;
         let ends = offer.ends_at.unwrap_or(starts);
-        ensure(
+        check(
+            "checkin-window",
             (starts - window..=ends + window).contains(&req.at),
             "outside-checkin-window",
         )?;
     }
-    // 5. One saving per location per local day.
+    // 5. One saving per location per local day, until the next local midnight.
     let here = savings_at(&offer.location);
     let today = ledger::count_in(card, &here, Period::Day, req.at);
-    ensure(today == 0, "already-saved-today")?;
-    // 6. Libraries: one saving per library per ISO week.
+    let midnight = Until::EndOf(Period::Day, req.at);
+    within("once-a-day", "already-saved-today", today, 1, midnight)?;
+    // 6. Libraries: one saving per library per ISO week, until the next Monday.
     if offer.category == "library" {
         let this_week = ledger::count_in(card, &here, Period::IsoWeek, req.at);
-        ensure(this_week == 0, "library-weekly-limit")?;
+        let monday = Until::EndOf(Period::IsoWeek, req.at);
+        within(
+            "library-weekly",
+            "library-weekly-limit",
+            this_week,
+            1,
+            monday,
+        )?;
     }
     // 7. Savings on the same day at different locations at least 60 minutes apart,
     // whichever was recorded first: a till that was offline sends its check-ins late,
@@ -138,7 +163,8 @@ fn check_in(req: &Request) -> Rule {
         start: day.start.max(req.at - gap + 1),
         end: day.end.min(req.at + gap),
     };
-    ensure(ledger::count_within(card, SAVINGS, near) == 0, "too-soon")?;
+    let close = ledger::count_within(card, SAVINGS, near);
+    check("saving-gap", close == 0, "too-soon")?;
 
     let bonus = offer.attr_int("bonus-savings").unwrap_or(0).max(0);
     let granted = 1 + bonus;
@@ -172,7 +198,14 @@ fn check_in(req: &Request) -> Rule {
 fn redeem_benefit(req: &Request) -> Rule {
     participating(&req.holder)?;
     let benefits = ledger::balance(&req.holder.card, BENEFIT, req.at);
-    ensure(benefits >= 1, "no-benefit")?;
+    check_counted(
+        "benefit",
+        benefits >= 1,
+        "no-benefit",
+        None,
+        Some(benefits),
+        Until::None,
+    )?;
     Ok(allow().admitted(1).consume(BENEFIT, 1))
 }
 
@@ -181,19 +214,26 @@ fn transfer(req: &Request) -> Rule {
     let to_card = required(&req.to_card)?;
     let asset = required(&req.asset)?;
     let amount = required(&req.amount)?;
-    ensure(asset == SAVING || asset == BENEFIT, BAD_REQUEST)?;
-    ensure(amount > 0 && to_card != req.holder.card, BAD_REQUEST)?;
+    check("asset", asset == SAVING || asset == BENEFIT, BAD_REQUEST)?;
+    // `amount` is at least 1: the host refuses any other before a policy sees it.
+    check("to-card", to_card != req.holder.card, BAD_REQUEST)?;
 
-    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
-    let receiver = ledger::find_holder(&to_card).ok_or_else(|| deny(UNKNOWN_CARD))?;
+    not_blocked(&req.holder)?;
+    let receiver = present("receiver", ledger::find_holder(&to_card), UNKNOWN_CARD)?;
     let stopped = |state: CardState| state == CardState::Stopped;
-    ensure(
+    check(
+        "participating",
         !stopped(req.holder.state) && !stopped(receiver.state),
         NOT_PARTICIPATING,
     )?;
-    ensure(receiver.state != CardState::Blocked, CARD_INACTIVE)?;
+    check(
+        "receiver-not-blocked",
+        receiver.state != CardState::Blocked,
+        CARD_INACTIVE,
+    )?;
+    // What the giver holds, expired benefits left out, against the amount asked.
     let held = ledger::balance(&req.holder.card, &asset, req.at);
-    ensure(held >= amount, "insufficient-balance")?;
+    at_most("balance", "insufficient-balance", amount, held, Until::None)?;
     Ok(allow().effect(Effect::Transfer(Transfer {
         to_card,
         asset,
@@ -212,8 +252,9 @@ fn stop_participation(req: &Request) -> Rule {
 
 /// Starts saving again, from nothing.
 fn rejoin(req: &Request) -> Rule {
-    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
-    ensure(
+    not_blocked(&req.holder)?;
+    check(
+        "stopped",
         req.holder.state == CardState::Stopped,
         ALREADY_PARTICIPATING,
     )?;
@@ -228,8 +269,9 @@ fn rejoin(req: &Request) -> Rule {
 /// set by the city's fee regulation); there is no money on the card, so it is only a price.
 fn replace_card(req: &Request) -> Rule {
     let new_card = required(&req.new_card)?;
-    ensure(req.holder.state != CardState::Blocked, CARD_INACTIVE)?;
-    ensure(ledger::find_holder(&new_card).is_none(), CARD_IN_USE)?;
+    not_blocked(&req.holder)?;
+    let taken = ledger::find_holder(&new_card).is_some();
+    check("new-card-free", !taken, CARD_IN_USE)?;
     let fee = config_int("replacement-fee", 500);
     Ok(allow().price(fee).effect(Effect::MoveCard(new_card)))
 }
@@ -254,7 +296,7 @@ fn assess_kansentarief(req: &Request) -> Rule {
     let grounded = KANSENTARIEF_GROUNDS
         .iter()
         .any(|g| req.holder.has_status(g));
-    ensure(grounded, "no-qualifying-ground")?;
+    check("qualifying-ground", grounded, "no-qualifying-ground")?;
     Ok(allow())
 }
 

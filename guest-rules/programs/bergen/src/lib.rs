@@ -1,7 +1,8 @@
 #![no_std]
 //! Aktivitetskortet, Bergen kommune: free activities for children and young people from
 //! low-income families (rule book: docs/programs.md, `bergen`). Everything is free; the
-//! rules limit who may use the card, how many come along, and how often.
+//! rules limit who may use the card, how many come along, and how often. Every rule is a
+//! check of the SDK, so an explained decision lists them in the rule book's order.
 
 use cardrules_sdk::prelude::*;
 
@@ -48,12 +49,13 @@ impl Policy for Bergen {
     }
 
     fn evaluate(req: Request) -> Decision {
-        match req.action.as_str() {
-            "redeem" => decide(redeem(&req)),
+        let outcome = match req.action.as_str() {
+            "redeem" => redeem(&req),
             // An activated ticket is used up whether it is used or not.
-            "void" => deny("no-refund"),
-            _ => deny(UNKNOWN_ACTION),
-        }
+            "void" => Ok(deny("no-refund")),
+            _ => Err(deny(UNKNOWN_ACTION)),
+        };
+        decide(&req, outcome)
     }
 }
 
@@ -64,19 +66,25 @@ fn redeem(req: &Request) -> Rule {
     let leisure = offer.category == LEISURE_ACTIVITY;
 
     // 1. The card is active.
-    ensure(holder.state == CardState::Active, "card-inactive")?;
+    check(
+        "card-active",
+        holder.state == CardState::Active,
+        "card-inactive",
+    )?;
 
     // 2. Registered residence is Bergen.
     let residence = config_text("residence", PROGRAM);
-    ensure(holder.municipality == residence, "not-resident")?;
+    check("resident", holder.municipality == residence, "not-resident")?;
 
     // 3. Age 0–17 on the day of use (local date).
     let age = holder.age_on(&req.local.date);
     let max_age = config_int("max-age", 17);
-    ensure((0..=max_age).contains(&i64::from(age)), "age-out-of-range")?;
+    let in_range = (0..=max_age).contains(&i64::from(age));
+    check("age", in_range, "age-out-of-range")?;
 
     // 4. The offer takes part in the scheme.
-    ensure(
+    check(
+        "participating",
         offer.attr_bool("participating").unwrap_or(true),
         "offer-not-participating",
     )?;
@@ -87,24 +95,39 @@ fn redeem(req: &Request) -> Rule {
     } else {
         1
     };
-    ensure(i64::from(req.party) <= max_party, "party-too-large")?;
+    check(
+        "party-size",
+        i64::from(req.party) <= max_party,
+        "party-too-large",
+    )?;
 
-    // 6. Offers with a yearly limit: N activations per card per local calendar year.
+    // 6. Offers with a yearly limit: N activations per card per local calendar year,
+    // until the next 1 January.
     if let Some(limit) = offer.attr_int("yearly-limit") {
         let used = ledger::count_in(Some(&holder.card), &visits(&offer.id), Period::Year, req.at);
-        ensure((used as i64) < limit, "quota-exhausted")?;
+        let until = Until::EndOf(Period::Year, req.at);
+        within("yearly-limit", "quota-exhausted", used, limit, until)?;
     }
 
     if leisure {
+        // Both count until the next 1 January or 1 July.
+        let semester = Until::EndOf(Period::Semester, req.at);
+
         // 7. At most one leisure activity per card per semester.
         let taken = ledger::count_in(Some(&holder.card), LEISURE, Period::Semester, req.at);
         let per_semester = config_int("leisure-per-semester", 1);
-        ensure((taken as i64) < per_semester, "semester-limit")?;
+        within(
+            "semester-limit",
+            "semester-limit",
+            taken,
+            per_semester,
+            semester,
+        )?;
 
         // 8. Capacity per semester over all cards, first come first served.
         if let Some(capacity) = offer.attr_int("capacity") {
             let enrolled = ledger::count_in(None, &enrolments(&offer.id), Period::Semester, req.at);
-            ensure((enrolled as i64) < capacity, "fully-booked")?;
+            within("capacity", "fully-booked", enrolled, capacity, semester)?;
         }
     }
 

@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 use wasmtime::{StoreContextMut, Trap};
 
+use serde_json::{Value, json};
+
+use super::exchange::Witnessed;
 use super::limits::Limits;
 use crate::calendar::{Calendar, LocalTime, Period};
 use crate::error::Result;
@@ -63,6 +66,8 @@ pub(crate) struct Calls {
     /// The guest's panic message, if it panicked (the `diagnostics` import), cut short.
     pub(crate) said: Option<String>,
     due: u64,
+    /// What the policy read, kept only when the caller asked to explain.
+    witnessed: Option<Witnessed>,
 }
 
 /// A host call that failed: the import and why, kept as the error's source so that the
@@ -116,18 +121,31 @@ pub(crate) fn bytes(texts: &[&str]) -> u64 {
 }
 
 impl Calls {
-    pub(crate) fn new(state: Option<State>, context: Arc<Context>) -> Calls {
+    pub(crate) fn new(state: Option<State>, context: Arc<Context>, explain: bool) -> Calls {
         Calls {
             state,
             context,
             said: None,
             due: 0,
+            witnessed: explain.then(Witnessed::default),
         }
     }
 
-    /// Hands the lent state back, once the policy is done.
-    pub(crate) fn into_state(self) -> Option<State> {
-        self.state
+    /// Hands the lent state back, once the policy is done, with what it read if asked.
+    pub(crate) fn into_parts(self) -> (Option<State>, Option<Witnessed>) {
+        (self.state, self.witnessed)
+    }
+
+    /// Keeps a read, when explaining: `record` builds it only then.
+    fn witness(&mut self, record: impl FnOnce(&mut Witnessed) -> (&'static str, Value, Value)) {
+        if let Some(witnessed) = &mut self.witnessed {
+            let (call, args, answer) = record(witnessed);
+            witnessed.reads.push(crate::model::Read {
+                call: call.to_string(),
+                args,
+                answer,
+            });
+        }
     }
 
     /// Owes `fuel` for the call under way.
@@ -187,11 +205,18 @@ impl Calls {
     ) -> wasmtime::Result<u64> {
         self.charge(cost::CALL + bytes(&[card.unwrap_or(""), counter]));
         let (from, to) = self.calendar("ledger.count-in", |c| c.period_of(period, at))?;
-        self.read(
+        let n = self.read(
             "ledger.count-in",
             |view| view.count_entries(card, counter, from, to),
             |view| view.count(card, counter, from, to),
-        )
+        )?;
+        self.witness(|w| {
+            w.numbers.push(n as i64);
+            w.ends.push(to);
+            let args = json!({"card": card, "counter": counter, "period": period.name(), "at": instant(at), "window": [instant(from), instant(to)]});
+            ("ledger.count-in", args, json!(n))
+        });
+        Ok(n)
     }
 
     /// `ledger.count-within`: the sum of `counter` within `[start, end)`.
@@ -203,31 +228,49 @@ impl Calls {
         end: i64,
     ) -> wasmtime::Result<u64> {
         self.charge(cost::CALL + bytes(&[card.unwrap_or(""), counter]));
-        self.read(
+        let n = self.read(
             "ledger.count-within",
             |view| view.count_entries(card, counter, start, end),
             |view| view.count(card, counter, start, end),
-        )
+        )?;
+        self.witness(|w| {
+            w.numbers.push(n as i64);
+            let args =
+                json!({"card": card, "counter": counter, "window": [instant(start), instant(end)]});
+            ("ledger.count-within", args, json!(n))
+        });
+        Ok(n)
     }
 
     /// `ledger.last-use`: when `counter` was last recorded for `card`.
     pub(crate) fn last_use(&mut self, card: &str, counter: &str) -> wasmtime::Result<Option<i64>> {
         self.charge(cost::CALL + bytes(&[card, counter]));
-        self.read(
+        let last = self.read(
             "ledger.last-use",
             |_| 0,
             |view| view.last_use(card, counter),
-        )
+        )?;
+        self.witness(|_| {
+            let args = json!({"card": card, "counter": counter});
+            ("ledger.last-use", args, json!(last.map(instant)))
+        });
+        Ok(last)
     }
 
     /// `ledger.balance`: unexpired units of `asset` held by `card` at `at`.
     pub(crate) fn balance(&mut self, card: &str, asset: &str, at: i64) -> wasmtime::Result<i64> {
         self.charge(cost::CALL + bytes(&[card, asset]));
-        self.read(
+        let units = self.read(
             "ledger.balance",
             |view| view.lot_entries(card),
             |view| view.balance(card, asset, at),
-        )
+        )?;
+        self.witness(|w| {
+            w.numbers.push(units);
+            let args = json!({"card": card, "asset": asset, "at": instant(at)});
+            ("ledger.balance", args, json!(units))
+        });
+        Ok(units)
     }
 
     /// `ledger.find-holder`: another card's holder, converted by `convert` into the
@@ -243,35 +286,70 @@ impl Calls {
             |_| 0,
             |view| view.holder(card).map(|h| (holder_size(h), convert(h))),
         )?;
-        Ok(found.map(|(size, holder)| {
+        let found = found.map(|(size, holder)| {
             self.charge(size as u64 * cost::PER_BYTE);
             holder
-        }))
+        });
+        let exists = found.is_some();
+        self.witness(|_| {
+            let args = json!({ "card": card });
+            ("ledger.find-holder", args, json!({ "found": exists }))
+        });
+        Ok(found)
     }
 
     /// `ledger.config`: a value of the manifest's `[config]`, as text.
     pub(crate) fn config(&mut self, key: &str) -> Option<String> {
         let value = self.context.config.get(key).cloned();
         self.charge(cost::CALL + bytes(&[key, value.as_deref().unwrap_or("")]));
+        self.witness(|_| ("ledger.config", json!({ "key": key }), json!(value)));
         value
     }
 
     /// `calendar.local`: `at` on the program's wall clock.
     pub(crate) fn local(&mut self, at: i64) -> wasmtime::Result<LocalTime> {
         self.charge(cost::CALL);
-        self.calendar("calendar.local", |c| c.local(at))
+        let local = self.calendar("calendar.local", |c| c.local(at))?;
+        self.witness(|_| {
+            let answer = json!({"date": local.date.to_string(), "hour": local.hour, "minute": local.minute, "weekday": local.weekday});
+            ("calendar.local", json!({ "at": instant(at) }), answer)
+        });
+        Ok(local)
     }
 
     /// `calendar.period-of`: the local `period` containing `at`, as `[start, end)`.
     pub(crate) fn period_of(&mut self, period: Period, at: i64) -> wasmtime::Result<(i64, i64)> {
         self.charge(cost::CALL);
-        self.calendar("calendar.period-of", |c| c.period_of(period, at))
+        let (start, end) = self.calendar("calendar.period-of", |c| c.period_of(period, at))?;
+        self.witness(|w| {
+            w.ends.push(end);
+            let args = json!({"period": period.name(), "at": instant(at)});
+            (
+                "calendar.period-of",
+                args,
+                json!([instant(start), instant(end)]),
+            )
+        });
+        Ok((start, end))
     }
 
     /// `calendar.add-months`: the same wall-clock time `months` later.
     pub(crate) fn add_months(&mut self, at: i64, months: i32) -> wasmtime::Result<i64> {
         self.charge(cost::CALL);
-        self.calendar("calendar.add-months", |c| c.add_months(at, months))
+        let later = self.calendar("calendar.add-months", |c| c.add_months(at, months))?;
+        self.witness(|_| {
+            let args = json!({"at": instant(at), "months": months});
+            ("calendar.add-months", args, json!(instant(later)))
+        });
+        Ok(later)
+    }
+}
+
+/// An instant as an explained read shows it: RFC 3339, or the seconds if out of range.
+fn instant(at: i64) -> Value {
+    match jiff::Timestamp::from_second(at) {
+        Ok(t) => json!(t.to_string()),
+        Err(_) => json!(at),
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) struct Input<'a> {
     pub asset: Option<&'a str>,
     pub to_card: Option<&'a str>,
     pub new_card: Option<&'a str>,
+    /// Whether the caller asked why.
+    pub explain: bool,
 }
 
 /// A policy's answer, before the host checks it.
@@ -31,6 +33,30 @@ pub(crate) struct Answer {
     pub price: Option<i64>,
     pub notes: Vec<String>,
     pub effects: Vec<Effect>,
+    /// The checks the policy reported (world 0.2.0 and later, when asked to explain).
+    pub checks: Vec<Reported>,
+}
+
+/// A check as a policy reported it, before the host holds it to what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reported {
+    pub rule: String,
+    pub passed: bool,
+    pub reason: String,
+    pub used: Option<i64>,
+    pub limit: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// What the host saw a policy do while it explained a decision: its reads, and the
+/// numbers and window ends it answered, which a check's `used` and `until` must be.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Witnessed {
+    pub reads: Vec<crate::model::Read>,
+    /// Numbers the host answered (counts, balances).
+    pub numbers: Vec<i64>,
+    /// Ends of the windows the host computed (`period-of`, `count-in`).
+    pub ends: Vec<i64>,
 }
 
 impl Answer {
@@ -51,7 +77,12 @@ impl Answer {
                 text + 16
             })
             .sum();
-        self.reason.len() + self.notes.iter().map(|n| n.len() + 8).sum::<usize>() + effects
+        let checks: usize = self
+            .checks
+            .iter()
+            .map(|c| c.rule.len() + c.reason.len() + 32)
+            .sum();
+        self.reason.len() + self.notes.iter().map(|n| n.len() + 8).sum::<usize>() + effects + checks
     }
 }
 

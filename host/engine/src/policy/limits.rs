@@ -18,6 +18,9 @@ pub const DEFAULT_MEMORY_BYTES: usize = 16 << 20;
 pub const DEFAULT_TABLE_ELEMENTS: usize = 10_000;
 /// Default cap on the effects of one decision.
 pub const DEFAULT_MAX_EFFECTS: usize = 256;
+/// Default cap on the checks one explained decision may report: a rule book has a few
+/// dozen rules at most, and each check is copied into the answer.
+pub const DEFAULT_MAX_CHECKS: usize = 64;
 /// Default cap on the size of one decision's strings (reason, notes, effects).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 << 10;
 
@@ -33,6 +36,7 @@ pub const CEILING: Limits = Limits {
     memory_bytes: MAX_MEMORY_BYTES,
     table_elements: 100_000,
     max_effects: 4_096,
+    max_checks: 1_024,
     max_output_bytes: 1 << 20,
 };
 
@@ -45,6 +49,7 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub table_elements: usize,
     pub max_effects: usize,
+    pub max_checks: usize,
     pub max_output_bytes: usize,
 }
 
@@ -56,6 +61,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             table_elements: DEFAULT_TABLE_ELEMENTS,
             max_effects: DEFAULT_MAX_EFFECTS,
+            max_checks: DEFAULT_MAX_CHECKS,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         }
     }

@@ -2,7 +2,7 @@
 //! and bound to the world version they were built against, and a fresh, bounded store and
 //! instance for every evaluation.
 //!
-//! Each world version lives in its own folder (`v0_1/`): its bindings, its conversions to
+//! Each world version lives in its own folder (`v0_1/`, `v0_2/`): its bindings, its conversions to
 //! and from the engine's own types ([`exchange`]), and its imports, linked to the host
 //! calls every version shares ([`calls`]). Adding a version adds a folder and a line to
 //! [`Bound`]; nothing outside this module sees a generated type.
@@ -13,6 +13,7 @@ mod fault;
 mod limits;
 mod store;
 mod v0_1;
+mod v0_2;
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use wasmtime::{Config, Engine, Store};
 
 pub(crate) use calls::Context;
 pub use exchange::PolicyInfo;
-pub(crate) use exchange::{Answer, Input};
+pub(crate) use exchange::{Answer, Input, Reported, Witnessed};
 pub use fault::{FaultKind, PolicyFault};
 pub use limits::{CEILING, Limits, MAX_MEMORY_BYTES};
 use store::{EPOCH_TICK, GuestState, WASM_STACK_BYTES};
@@ -40,7 +41,7 @@ const KEEP_RESIDENT_BYTES: usize = 512 << 10;
 /// no WASI context for them.
 const WORLD_PACKAGE: &str = "cardrules:policy/";
 /// The world versions this host serves, newest first.
-const VERSIONS: &[&str] = &[v0_1::VERSION];
+const VERSIONS: &[&str] = &[v0_2::VERSION, v0_1::VERSION];
 
 fn pool(instances: u32) -> wasmtime::PoolingAllocationConfig {
     let mut pool = wasmtime::PoolingAllocationConfig::default();
@@ -70,18 +71,21 @@ pub struct Sandbox {
 /// A component bound to the world version it was built against.
 enum Bound {
     V0_1(v0_1::Bound),
+    V0_2(v0_2::Bound),
 }
 
 impl Bound {
     fn instance_pre(&self) -> &wasmtime::component::InstancePre<GuestState> {
         match self {
             Bound::V0_1(bound) => bound.instance_pre(),
+            Bound::V0_2(bound) => bound.instance_pre(),
         }
     }
 
     fn describe(&self, store: &mut Store<GuestState>) -> wasmtime::Result<PolicyInfo> {
         match self {
             Bound::V0_1(bound) => bound.describe(store),
+            Bound::V0_2(bound) => bound.describe(store),
         }
     }
 
@@ -92,12 +96,17 @@ impl Bound {
     ) -> wasmtime::Result<Answer> {
         match (self, prepared.0) {
             (Bound::V0_1(bound), Converted::V0_1(request)) => bound.evaluate(store, &request),
+            (Bound::V0_2(bound), Converted::V0_2(request)) => bound.evaluate(store, &request),
+            _ => Err(wasmtime::format_err!(
+                "a request was prepared for another world version"
+            )),
         }
     }
 
     fn version(&self) -> &'static str {
         match self {
             Bound::V0_1(_) => v0_1::VERSION,
+            Bound::V0_2(_) => v0_2::VERSION,
         }
     }
 }
@@ -118,6 +127,7 @@ pub(crate) struct Prepared(Converted);
 
 enum Converted {
     V0_1(v0_1::Request),
+    V0_2(v0_2::Request),
 }
 
 impl CompiledPolicy {
@@ -126,6 +136,7 @@ impl CompiledPolicy {
     pub(crate) fn prepare(&self, input: &Input<'_>) -> Prepared {
         match self.bound {
             Bound::V0_1(_) => Prepared(Converted::V0_1(v0_1::request(input))),
+            Bound::V0_2(_) => Prepared(Converted::V0_2(v0_2::request(input))),
         }
     }
 
@@ -142,6 +153,8 @@ pub(crate) struct Evaluated {
     pub answer: Result<std::result::Result<Answer, PolicyFault>>,
     /// Fuel the policy burnt.
     pub fuel: u64,
+    /// What the policy read, when asked to explain.
+    pub witnessed: Option<Witnessed>,
 }
 
 impl Sandbox {
@@ -205,6 +218,7 @@ impl Sandbox {
 
         let mut linker = Linker::new(&engine);
         v0_1::link(&mut linker)
+            .and_then(|()| v0_2::link(&mut linker))
             .map_err(|e| Error::host("cannot link the policy world", e.into_boxed_dyn_error()))?;
         Ok(Sandbox { engine, linker })
     }
@@ -247,7 +261,7 @@ impl Sandbox {
         }
         let bound = self.bind(&component, &imports)?;
 
-        let mut store = store::new(&self.engine, None, context);
+        let mut store = store::new(&self.engine, None, context, false);
         let info = bound.describe(&mut store).map_err(|e| {
             let used = store::fuel_used(&store);
             format!(
@@ -296,6 +310,7 @@ impl Sandbox {
         for version in candidates {
             let bound = match version {
                 v0_1::VERSION => v0_1::Bound::new(&self.linker, component).map(Bound::V0_1),
+                v0_2::VERSION => v0_2::Bound::new(&self.linker, component).map(Bound::V0_2),
                 other => Err(format!("no binding for policy world `{other}`")),
             };
             match bound {
@@ -314,7 +329,7 @@ impl Sandbox {
             config: Arc::default(),
             limits,
         });
-        let mut store = store::new(&self.engine, None, context);
+        let mut store = store::new(&self.engine, None, context, false);
         policy
             .bound
             .instance_pre()
@@ -332,9 +347,10 @@ impl Sandbox {
         context: &Arc<Context>,
         state: &mut State,
         prepared: Prepared,
+        explain: bool,
     ) -> Evaluated {
         let lent = std::mem::take(state);
-        let mut store = store::new(&self.engine, Some(lent), context.clone());
+        let mut store = store::new(&self.engine, Some(lent), context.clone(), explain);
         let result = policy.bound.evaluate(&mut store, prepared);
         let fuel = store::fuel_used(&store);
         let answer = match result {
@@ -345,14 +361,19 @@ impl Sandbox {
             )),
             Err(e) => Ok(Err(store::failure(&e, store.data(), fuel))),
         };
-        match store.into_data().calls.into_state() {
-            Some(lent) => {
+        match store.into_data().calls.into_parts() {
+            (Some(lent), witnessed) => {
                 *state = lent;
-                Evaluated { answer, fuel }
+                Evaluated {
+                    answer,
+                    fuel,
+                    witnessed,
+                }
             }
-            None => Evaluated {
+            (None, _) => Evaluated {
                 answer: Err(Error::host("evaluation", "the program's state was lost")),
                 fuel,
+                witnessed: None,
             },
         }
     }
@@ -404,6 +425,16 @@ fn check_output(answer: Answer, limits: &Limits) -> std::result::Result<Answer, 
                 "decision has {} effects, more than the limit of {}",
                 answer.effects.len(),
                 limits.max_effects
+            ),
+        ));
+    }
+    if answer.checks.len() > limits.max_checks {
+        return Err(PolicyFault::new(
+            FaultKind::Output,
+            format!(
+                "decision reports {} checks, more than the limit of {}",
+                answer.checks.len(),
+                limits.max_checks
             ),
         ));
     }

@@ -30,17 +30,18 @@ impl GuestState {
 }
 
 /// A store for one call into a policy of `context`'s program, with `state` lent to it (none
-/// during `describe`).
+/// during `describe`), keeping what it reads if it is to `explain`.
 pub(crate) fn new(
     engine: &Engine,
     state: Option<State>,
     context: Arc<Context>,
+    explain: bool,
 ) -> Store<GuestState> {
     let limits = context.limits;
     let mut store = Store::new(
         engine,
         GuestState {
-            calls: Calls::new(state, context),
+            calls: Calls::new(state, context, explain),
             budget: Budget {
                 memory_bytes: limits.memory_bytes,
                 table_elements: limits.table_elements,

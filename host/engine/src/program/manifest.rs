@@ -300,6 +300,11 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
             most.max_effects as u64,
         ),
         (
+            "max-checks",
+            asked.max_checks as u64,
+            most.max_checks as u64,
+        ),
+        (
             "max-output-bytes",
             asked.max_output_bytes as u64,
             most.max_output_bytes as u64,

@@ -10,12 +10,15 @@ use wasmtime::component::Linker;
 use super::{holder, local_time, period, wit};
 use crate::policy::calls::{Calls, charged};
 
-/// Links every import of the world into `linker`, each running on `project(state)`.
+/// Links every import of the world into `linker`, each running on `project(state)`, under
+/// the interface names of world `version` (0.1.0, or a later version whose imports are
+/// these).
 pub(super) fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     project: fn(&mut T) -> &mut Calls,
+    version: &str,
 ) -> wasmtime::Result<()> {
-    let mut ledger = linker.instance("cardrules:policy/ledger@0.1.0")?;
+    let mut ledger = linker.instance(&format!("cardrules:policy/ledger@{version}"))?;
     ledger.func_wrap(
         "count-in",
         move |store: StoreContextMut<'_, T>,
@@ -61,7 +64,7 @@ pub(super) fn add_to_linker<T: 'static>(
         },
     )?;
 
-    let mut calendar = linker.instance("cardrules:policy/calendar@0.1.0")?;
+    let mut calendar = linker.instance(&format!("cardrules:policy/calendar@{version}"))?;
     calendar.func_wrap(
         "local",
         move |store: StoreContextMut<'_, T>, (at,): (wit::Instant,)| {
@@ -82,7 +85,7 @@ pub(super) fn add_to_linker<T: 'static>(
         },
     )?;
 
-    let mut diagnostics = linker.instance("cardrules:policy/diagnostics@0.1.0")?;
+    let mut diagnostics = linker.instance(&format!("cardrules:policy/diagnostics@{version}"))?;
     diagnostics.func_wrap(
         "panicked",
         move |store: StoreContextMut<'_, T>, (message,): (String,)| {

@@ -21,14 +21,14 @@ use crate::model::{self, AttributeValue, CardState};
 /// meet the engine's.
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../wit/0.1.0",
         world: "cardrules:policy/policy@0.1.0",
         imports: { default: trappable },
     });
 }
 
 use bindings::PolicyPre;
-use bindings::cardrules::policy::types as wit;
+pub(super) use bindings::cardrules::policy::types as wit;
 pub(super) use wit::Request;
 
 /// The world's version, as it appears in its interfaces' names.
@@ -36,7 +36,13 @@ pub(super) const VERSION: &str = "0.1.0";
 
 /// Links the world's imports to the host calls.
 pub(super) fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
-    imports::add_to_linker(linker, GuestState::calls)
+    imports::add_to_linker(linker, GuestState::calls, VERSION)
+}
+
+/// Links the imports of a later world version whose `ledger`, `calendar` and
+/// `diagnostics` interfaces are those of this one, under that version's names.
+pub(super) fn link_as(linker: &mut Linker<GuestState>, version: &str) -> wasmtime::Result<()> {
+    imports::add_to_linker(linker, GuestState::calls, version)
 }
 
 /// A component of this world, checked against it and ready to instantiate.
@@ -97,7 +103,7 @@ impl Bound {
     }
 }
 
-fn date(d: Date) -> wit::Date {
+pub(super) fn date(d: Date) -> wit::Date {
     wit::Date {
         year: i32::from(d.year()),
         month: d.month() as u8,
@@ -105,7 +111,7 @@ fn date(d: Date) -> wit::Date {
     }
 }
 
-fn local_time(t: LocalTime) -> wit::LocalTime {
+pub(super) fn local_time(t: LocalTime) -> wit::LocalTime {
     wit::LocalTime {
         date: date(t.date),
         hour: t.hour as u8,
@@ -144,7 +150,7 @@ fn from_card_state(state: wit::CardState) -> CardState {
     }
 }
 
-fn holder(h: &model::Holder) -> wit::Holder {
+pub(super) fn holder(h: &model::Holder) -> wit::Holder {
     wit::Holder {
         card: h.card.clone(),
         birth_date: date(h.birth_date),
@@ -155,7 +161,7 @@ fn holder(h: &model::Holder) -> wit::Holder {
     }
 }
 
-fn offer(o: &model::Offer) -> wit::Offer {
+pub(super) fn offer(o: &model::Offer) -> wit::Offer {
     wit::Offer {
         id: o.id.clone(),
         name: o.name.clone(),
@@ -184,7 +190,7 @@ pub(super) fn request(input: &Input<'_>) -> wit::Request {
     }
 }
 
-fn period(p: wit::Period) -> calendar::Period {
+pub(super) fn period(p: wit::Period) -> calendar::Period {
     match p {
         wit::Period::Day => calendar::Period::Day,
         wit::Period::IsoWeek => calendar::Period::IsoWeek,
@@ -194,7 +200,7 @@ fn period(p: wit::Period) -> calendar::Period {
     }
 }
 
-fn effect(e: wit::Effect) -> Effect {
+pub(super) fn effect(e: wit::Effect) -> Effect {
     match e {
         wit::Effect::Count(t) => Effect::Count {
             counter: t.counter,
@@ -230,5 +236,7 @@ fn answer(d: wit::Decision) -> Answer {
         price: d.price,
         notes: d.notes,
         effects: d.effects.into_iter().map(effect).collect(),
+        // World 0.1.0 cannot say why.
+        checks: Vec::new(),
     }
 }
