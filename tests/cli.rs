@@ -1067,3 +1067,66 @@ fn a_program_directory_runs_its_suites_with_its_parent_as_the_policies_directory
         stderr(&out)
     );
 }
+
+/// Coverage finds the rule a reduced suite never sees failing, lists it, and
+/// `--min-coverage` fails the run for it; the whole shipped suites reach 100 %.
+#[test]
+fn coverage_finds_a_rule_a_reduced_suite_never_fails_and_min_coverage_fails_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let policies = temp.path().join("policies");
+    copy_dir(&root().join("policies/bergen"), &policies.join("bergen"));
+    let complete = cardrules(
+        &[
+            "test",
+            "--coverage",
+            "--min-coverage",
+            "100",
+            "policies/bergen",
+        ],
+        temp.path(),
+    );
+    let out = String::from_utf8_lossy(&complete.stdout);
+    assert_eq!(complete.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("coverage `bergen`: 8 of 8 checks seen both passing and failing"),
+        "{out}"
+    );
+
+    // The quota suite without its steps that run out of visits.
+    let suite = policies.join("bergen/suites/party-and-quota.toml");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    let reduced: Vec<&str> = text
+        .split("\n[[steps]]")
+        .filter(|step| !step.contains("reason = \"quota-exhausted\""))
+        .collect();
+    assert!(reduced.len() < text.split("\n[[steps]]").count());
+    std::fs::write(&suite, reduced.join("\n[[steps]]")).unwrap();
+    let json = temp.path().join("coverage.json");
+    let reduced = cardrules(
+        &[
+            "test",
+            "--coverage",
+            "--coverage-json",
+            json.to_str().unwrap(),
+            "--min-coverage",
+            "100",
+            "policies/bergen",
+        ],
+        temp.path(),
+    );
+    let out = String::from_utf8_lossy(&reduced.stdout);
+    assert_eq!(reduced.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("never seen failing: `yearly-limit` (`quota-exhausted`)"),
+        "{out}"
+    );
+    assert!(out.contains("below the minimum of 100 %"), "{out}");
+    // Every step passed: only the coverage failed the run.
+    assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let checks = written["programs"][0]["checks"].as_array().unwrap();
+    let yearly = checks.iter().find(|c| c["rule"] == "yearly-limit").unwrap();
+    assert_eq!(yearly["failed"], 0);
+    assert!(yearly["passed"].as_u64().unwrap() > 0);
+}

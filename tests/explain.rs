@@ -128,3 +128,61 @@ fn without_explain_a_decision_and_its_record_carry_no_explanation() {
         );
     }
 }
+
+#[test]
+fn a_world_0_1_and_a_world_0_2_build_of_bergen_pass_the_same_suites_in_one_engine() {
+    let host = serving_all(Arc::new(MemoryLedger::new()), &shipped_policies());
+    let current = host.program("bergen").unwrap();
+    let old = cardrules::Program::load(
+        host.sandbox(),
+        &cardrules::Trust::allow_unsigned(),
+        &world_0_1().join("bergen"),
+    )
+    .unwrap();
+    assert_eq!(
+        (old.policy.world(), current.policy.world()),
+        ("0.1.0", "0.2.0")
+    );
+    // The previous release's suites, on both builds, in one sandbox.
+    let suites = cardrules::suite::discover(&world_0_1(), &[]).unwrap();
+    assert!(suites.len() >= 3, "{suites:?}");
+    for path in suites {
+        let loaded = cardrules::suite::load(&path).unwrap();
+        for program in [&old, &*current] {
+            let report = cardrules::suite::run_against(host.sandbox(), program, &loaded).unwrap();
+            let failed: Vec<String> = report
+                .steps
+                .iter()
+                .filter(|s| !s.passed())
+                .map(ToString::to_string)
+                .collect();
+            assert!(
+                failed.is_empty(),
+                "world {}, {}: {failed:#?}",
+                program.policy.world(),
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_read_trace_lists_the_counter_sums_the_policy_asked_for() {
+    let host = serving_all(Arc::new(MemoryLedger::new()), &shipped_policies());
+    for day in ["02", "03"] {
+        let at = format!("2024-03-{day}T18:00:00+01:00");
+        assert!(host.decide(&kino("AK-1001", &at, false)).unwrap().allow);
+    }
+    let decision = host
+        .decide(&kino("AK-1001", "2024-03-04T18:00:00+01:00", true))
+        .unwrap();
+    let reads = decision.reads.unwrap();
+    let count = reads
+        .iter()
+        .find(|r| r.call == "ledger.count-in")
+        .unwrap_or_else(|| panic!("{reads:#?}"));
+    assert_eq!(count.args["card"], "AK-1001");
+    assert_eq!(count.args["counter"], "visit:bergen-kino");
+    assert_eq!(count.args["period"], "year");
+    assert_eq!(count.answer, 2);
+}

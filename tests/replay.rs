@@ -138,8 +138,18 @@ fn a_ledger_replayed_against_its_own_policies_changes_nothing_and_a_lower_limit_
     assert_eq!(transitions[0]["to"], "quota-exhausted");
     assert_eq!(transitions[0]["count"], expected);
     assert!(!transitions[0]["examples"].as_array().unwrap().is_empty());
+    // Each example names the rule that now decides otherwise, on the host's numbers.
+    let why = &transitions[0]["why"][0];
+    assert_eq!(why["example"], transitions[0]["examples"][0]);
+    assert_eq!(why["check"]["rule"], "yearly-limit", "{why:#}");
+    assert_eq!(why["check"]["passed"], false);
+    assert_eq!(why["check"]["reason"], "quota-exhausted");
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(page.contains("allow → quota-exhausted"), "{page}");
+    assert!(
+        page.contains("yearly-limit `quota-exhausted` used 2 of 2"),
+        "{page}"
+    );
 
     // The original ledger was only read.
     assert_eq!(std::fs::read(&file).unwrap(), before);

@@ -82,6 +82,9 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     let mut reused = kino("AK-1001", Some("openapi-1"));
     reused["party"] = json!(1);
     let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+    let mut explained = kino("AK-1002", None);
+    explained["explain"] = json!(true);
+    let explained = explained.to_string();
     let decisions = "/v1/decisions";
     let holders = "/v1/programs/{program}/holders/{card}";
     let cards = "/v1/programs/{program}/cards/{card}";
@@ -96,6 +99,8 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
             kino_once.clone(),
             200,
         ),
+        // An explained decision, with its checks and reads, is described too.
+        (Some(&ops), "POST", decisions, decisions, explained, 200),
         (Some(&ops), "POST", decisions, decisions, "{".into(), 400),
         (None, "POST", decisions, decisions, kino_once.clone(), 401),
         (

@@ -173,6 +173,10 @@ pub enum Command {
         /// Print one JSON object (keys documented in the README).
         #[arg(long)]
         json: bool,
+        /// Also time the programs found in this other policies directory (another build
+        /// of the same programs, e.g. against an earlier world version), in the same run.
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
         /// Unsigned policies are accepted here unless a trust file is given or present.
         #[command(flatten)]
         trust: TrustArgs,

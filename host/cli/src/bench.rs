@@ -31,6 +31,9 @@ pub struct Options {
     /// The ledger for the durable measurements; a scratch SQLite file if none.
     pub ledger: Option<crate::LedgerSpec>,
     pub trust: Trust,
+    /// Another build of the same programs (e.g. of an earlier world version), timed in the
+    /// same run for the ratio.
+    pub baseline: Option<PathBuf>,
 }
 
 /// Latency and throughput of one measurement.
@@ -59,6 +62,8 @@ pub struct Fuel {
 pub struct ProgramReport {
     pub program: String,
     pub version: String,
+    /// The policy world the component was built against.
+    pub world: String,
     pub component_bytes: usize,
     /// Compiling the component with no cache, and `describe`.
     pub compile_ms: f64,
@@ -83,6 +88,22 @@ pub struct ProgramReport {
     pub fuel: Fuel,
     /// `evaluation.p50_us` over the floor's.
     pub evaluation_p50_over_floor: Option<f64>,
+    /// The same dry runs with `explain`: checks and reads kept and answered.
+    pub evaluation_explained: Timing,
+    /// `evaluation_explained.p50_us` over `evaluation.p50_us`.
+    pub explained_p50_over_plain: f64,
+    /// The same program from `--baseline`, timed in the same run.
+    pub baseline: Option<Baseline>,
+}
+
+/// The evaluation of another build of a program (`--baseline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub version: String,
+    pub world: String,
+    pub evaluation: Timing,
+    /// The program's `evaluation.p50_us` over the baseline's.
+    pub p50_over_baseline: f64,
 }
 
 /// What the group commit did during a measurement.
@@ -309,6 +330,14 @@ pub fn run(options: &Options) -> Result<Report> {
         report.evaluation_p50_over_floor = floor
             .as_ref()
             .map(|f| report.evaluation.p50_us / f.evaluation.p50_us);
+        if let Some(other) = &options.baseline
+            && let Ok(dir) = dirs_by_id(other, &report.program)
+        {
+            let mut base = baseline(&sandbox, &options.trust, &dir, options.seconds)?;
+            base.p50_over_baseline =
+                report.evaluation.p50_us / base.evaluation.p50_us.max(f64::MIN_POSITIVE);
+            report.baseline = Some(base);
+        }
         programs.push(report);
     }
     let isolation = match (programs.first(), guest("hostile_loop")) {
@@ -399,12 +428,25 @@ fn measure(
         )));
     }
 
-    // (a) Evaluation alone: dry runs on a memory ledger.
+    // (a) Evaluation alone: dry runs on a memory ledger, plain and explained.
     let memory = cardrules::sample::memory_host(sandbox.clone(), program.clone())?;
     let dry_runs = cardrules::sample::dry_runs(mix.clone());
     let (evaluation, fuel) = timed(options.seconds, 1, |_, n| {
         memory
             .decide(&dry_runs[n % dry_runs.len()])
+            .map(|d| Some(d.fuel))
+    })?;
+    let explained: Vec<Request> = dry_runs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.explain = true;
+            r
+        })
+        .collect();
+    let (evaluation_explained, _) = timed(options.seconds, 1, |_, n| {
+        memory
+            .decide(&explained[n % explained.len()])
             .map(|d| Some(d.fuel))
     })?;
     // Committed, actions that block or move a card would leave the rest of the run
@@ -448,9 +490,12 @@ fn measure(
         mean: fuel.iter().sum::<u64>() as f64 / fuel.len().max(1) as f64,
         max: fuel.iter().copied().max().unwrap_or(0),
     };
+    let explained_p50_over_plain =
+        evaluation_explained.p50_us / evaluation.p50_us.max(f64::MIN_POSITIVE);
     Ok(ProgramReport {
         program: id,
         version: program.policy.info.version.clone(),
+        world: program.policy.world().to_string(),
         component_bytes: program.policy.size,
         compile_ms,
         load_ms,
@@ -466,6 +511,28 @@ fn measure(
         group_commit,
         fuel,
         evaluation_p50_over_floor: None,
+        evaluation_explained,
+        explained_p50_over_plain,
+        baseline: None,
+    })
+}
+
+/// Times the dry runs of the program in `dir` (another build), as [`measure`] times the
+/// evaluation.
+fn baseline(sandbox: &Arc<Sandbox>, trust: &Trust, dir: &Path, seconds: f64) -> Result<Baseline> {
+    let program = Arc::new(Program::load(sandbox, trust, dir)?);
+    let memory = cardrules::sample::memory_host(sandbox.clone(), program.clone())?;
+    let dry_runs = cardrules::sample::dry_runs(cardrules::sample::requests(&program));
+    let (evaluation, _) = timed(seconds, 1, |_, n| {
+        memory
+            .decide(&dry_runs[n % dry_runs.len()])
+            .map(|d| Some(d.fuel))
+    })?;
+    Ok(Baseline {
+        version: program.policy.info.version.clone(),
+        world: program.policy.world().to_string(),
+        evaluation,
+        p50_over_baseline: 0.0,
     })
 }
 

@@ -105,6 +105,7 @@ fn main() -> ExitCode {
             seconds,
             ledger,
             json,
+            baseline,
             trust,
         } => trust.resolve(true).and_then(|trust| {
             bench(
@@ -114,6 +115,7 @@ fn main() -> ExitCode {
                     seconds,
                     ledger,
                     trust,
+                    baseline,
                 },
                 json,
             )
@@ -412,6 +414,7 @@ fn bench(options: bench::Options, json: bool) -> anyhow::Result<u8> {
         );
         for (label, t) in [
             ("evaluation", &p.evaluation),
+            ("explained", &p.evaluation_explained),
             ("durable, 1 thread", &p.durable_1_thread),
             ("durable, 2 threads", &p.durable_2_threads),
         ] {
@@ -422,6 +425,16 @@ fn bench(options: bench::Options, json: bool) -> anyhow::Result<u8> {
         }
         if let Some(ratio) = p.evaluation_p50_over_floor {
             println!("  evaluation p50 is {ratio:.1}× the empty policy's");
+        }
+        println!(
+            "  explained p50 is {:.2}× the plain evaluation's (world {})",
+            p.explained_p50_over_plain, p.world
+        );
+        if let Some(base) = &p.baseline {
+            println!(
+                "  baseline {} (world {}): evaluation p50 {:.1} µs; this build is {:.2}× it",
+                base.version, base.world, base.evaluation.p50_us, base.p50_over_baseline
+            );
         }
     }
     Ok(exit::OK)

@@ -29,6 +29,17 @@ pub fn table(report: &Report) -> String {
                 t.count,
                 t.examples.join(", ")
             );
+            for why in &t.why {
+                if let Some(check) = &why.check {
+                    let _ = writeln!(
+                        out,
+                        "{:<14}   {}: {}",
+                        "",
+                        why.example,
+                        cardrules::suite::show_check(check)
+                    );
+                }
+            }
         }
     }
     if !report.assets.is_empty() {
@@ -61,6 +72,18 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A transition's examples, each with the check that decided it differently.
+fn examples(t: &cardrules::replay::Transition) -> String {
+    t.why
+        .iter()
+        .map(|why| match &why.check {
+            Some(check) => format!("{} ({})", why.example, cardrules::suite::show_check(check)),
+            None => why.example.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The report as one HTML page, with no outside resources, for the people deciding on
 /// the rules.
 pub fn html(report: &Report, title: &str) -> String {
@@ -81,7 +104,7 @@ pub fn html(report: &Report, title: &str) -> String {
             escape(&t.from),
             escape(&t.to),
             t.count,
-            escape(&t.examples.join(", "))
+            escape(&examples(t))
         );
     }
     let mut assets = String::new();

@@ -292,9 +292,7 @@ pub struct Read {
     /// The import, e.g. `ledger.count-in`.
     pub call: String,
     /// Its arguments by name; instants as RFC 3339 times.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub args: serde_json::Value,
-    /// What the host answered.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// What the host answered: a number, text, a list or an object, by call.
     pub answer: serde_json::Value,
 }

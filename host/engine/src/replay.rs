@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::ledger::{Change, Journal, MemoryLedger, decode_decided};
-use crate::model::Decision;
+use crate::model::{Check, Decision};
 use crate::policy::Sandbox;
 use crate::program::Program;
 
@@ -42,6 +42,29 @@ pub struct Transition {
     pub count: u64,
     /// A few request ids (or `card@time` for requests without one).
     pub examples: Vec<String>,
+    /// For each example, the check whose outcome changed, as the new rules report it: the
+    /// failed check that now denies, or the check of the recorded denial's reason that
+    /// now holds (none for a policy that reports no checks).
+    pub why: Vec<Why>,
+}
+
+/// What decided an example of a transition differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Why {
+    pub example: String,
+    pub check: Option<Check>,
+}
+
+/// The check of `replayed` that differs from what was recorded (`from`): its first failed
+/// check when it is now denied, else its check of the recorded denial's reason.
+fn differing(from: &str, replayed: &Decision) -> Option<Check> {
+    let checks = replayed.checks.as_deref().unwrap_or_default();
+    let found = if replayed.allow {
+        checks.iter().find(|c| c.reason == from)
+    } else {
+        checks.iter().find(|c| !c.passed)
+    };
+    found.cloned()
 }
 
 /// Net units of an asset (granted minus consumed, over every card, expired units
@@ -108,6 +131,9 @@ pub fn replay(
                         continue;
                     }
                     let (request, recorded) = decode_decided(id, event.seq, &request, &decision)?;
+                    // Explained, so that a change names the rule that made it.
+                    let mut request = request;
+                    request.explain = true;
                     let replayed = scratch.decide(&request)?;
                     if window.since.is_some_and(|since| at < since) {
                         continue;
@@ -131,9 +157,14 @@ pub fn replay(
                             to,
                             count: 0,
                             examples: Vec::new(),
+                            why: Vec::new(),
                         });
                     entry.count += 1;
                     if entry.examples.len() < EXAMPLES {
+                        entry.why.push(Why {
+                            example: example.clone(),
+                            check: differing(&entry.from, &replayed),
+                        });
                         entry.examples.push(example);
                     }
                 }
