@@ -73,13 +73,7 @@ impl Bound {
     /// Instantiates the component and asks it to describe itself.
     pub(super) fn describe(&self, store: &mut Store<GuestState>) -> wasmtime::Result<PolicyInfo> {
         let policy = self.pre.instantiate(&mut *store)?;
-        let info = policy.call_describe(&mut *store)?;
-        Ok(PolicyInfo {
-            program: info.program,
-            version: info.version,
-            actions: info.actions,
-            reasons: info.reasons,
-        })
+        policy.call_describe(&mut *store).map(PolicyInfo::from)
     }
 
     /// Instantiates the component and asks it to decide `request`.
@@ -171,6 +165,18 @@ pub(super) fn offer(o: &model::Offer) -> wit::Offer {
         starts_at: o.starts_at.map(|t| t.as_second()),
         ends_at: o.ends_at.map(|t| t.as_second()),
         attributes: attributes(&o.attributes),
+    }
+}
+
+/// What a policy says about itself, in the engine's type (0.2.0's is the same record).
+impl From<wit::PolicyInfo> for PolicyInfo {
+    fn from(info: wit::PolicyInfo) -> PolicyInfo {
+        PolicyInfo {
+            program: info.program,
+            version: info.version,
+            actions: info.actions,
+            reasons: info.reasons,
+        }
     }
 }
 

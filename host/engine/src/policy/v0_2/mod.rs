@@ -126,12 +126,7 @@ impl Bound {
         let describe =
             instance.get_typed_func::<(), (wit::PolicyInfo,)>(&mut *store, self.describe)?;
         let (info,) = describe.call(&mut *store, ())?;
-        Ok(PolicyInfo {
-            program: info.program,
-            version: info.version,
-            actions: info.actions,
-            reasons: info.reasons,
-        })
+        Ok(info.into())
     }
 
     /// Instantiates the component and asks it to decide `request`.
