@@ -40,6 +40,8 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
         ("GET", "/v1/programs"),
         ("PUT", "/v1/programs/{program}/holders/{card}"),
         ("GET", "/v1/programs/{program}/cards/{card}"),
+        ("GET", "/v1/programs/{program}/cards/{card}/allowances"),
+        ("GET", "/v1/programs/{program}/cards/{card}/history"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -88,6 +90,8 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     let decisions = "/v1/decisions";
     let holders = "/v1/programs/{program}/holders/{card}";
     let cards = "/v1/programs/{program}/cards/{card}";
+    let allowances = "/v1/programs/{program}/cards/{card}/allowances";
+    let history = "/v1/programs/{program}/cards/{card}/history";
     // (token, method, path as described, path called, body, status expected)
     type Case<'a> = (Option<&'a str>, &'a str, &'a str, &'a str, String, u16);
     let cases: Vec<Case<'_>> = vec![
@@ -237,6 +241,86 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
             "GET",
             cards,
             "/v1/programs/bergen/cards/NOBODY",
+            String::new(),
+            404,
+        ),
+        (
+            Some(&till),
+            "GET",
+            allowances,
+            "/v1/programs/bergen/cards/AK-1001/allowances?at=2024-03-02T12:00:00%2B01:00",
+            String::new(),
+            200,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            allowances,
+            "/v1/programs/bergen/cards/AK-1001/allowances?at=tomorrow",
+            String::new(),
+            400,
+        ),
+        (
+            None,
+            "GET",
+            allowances,
+            "/v1/programs/bergen/cards/AK-1001/allowances",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            allowances,
+            "/v1/programs/albertslund/cards/BK-2002/allowances",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            allowances,
+            "/v1/programs/bergen/cards/NOBODY/allowances",
+            String::new(),
+            404,
+        ),
+        (
+            Some(&till),
+            "GET",
+            history,
+            "/v1/programs/bergen/cards/AK-1001/history?limit=2",
+            String::new(),
+            200,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            history,
+            "/v1/programs/bergen/cards/AK-1001/history?limit=0",
+            String::new(),
+            400,
+        ),
+        (
+            None,
+            "GET",
+            history,
+            "/v1/programs/bergen/cards/AK-1001/history",
+            String::new(),
+            401,
+        ),
+        (
+            Some(&till),
+            "GET",
+            history,
+            "/v1/programs/albertslund/cards/BK-2002/history",
+            String::new(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "GET",
+            history,
+            "/v1/programs/gotham/cards/AK-1001/history",
             String::new(),
             404,
         ),

@@ -1,7 +1,7 @@
 //! Every route answers as the contract says: decisions, replays and reused ids, dry runs,
 //! holders and cards, unknown programs and routes, bad input and unknown methods.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::fixtures::*;
 use crate::support::files::shipped_programs;
@@ -233,4 +233,95 @@ fn an_unknown_method_is_a_405_with_a_json_error() {
             .contains("`DELETE /v1/decisions` is not a route"),
         "{body}"
     );
+}
+
+#[test]
+fn allowances_and_history_answer_over_http_and_refuse_bad_parameters() {
+    let server = Server::start();
+    for n in 1..=3 {
+        let mut visit = kino("AK-1001", Some(&format!("portal-{n}")));
+        visit["at"] = format!("2024-03-0{n}T18:00:00+01:00").into();
+        assert_eq!(server.decide(&visit)["allow"], true);
+    }
+    let cards = "/v1/programs/bergen/cards/AK-1001";
+    let (status, all) = server.get(&format!(
+        "{cards}/allowances?at=2024-04-01T12:00:00%2B02:00&action=redeem&offer=bergen-kino&language=en"
+    ));
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["at"], "2024-04-01T10:00:00Z");
+    let kino_allowance = &all["allowances"][0];
+    assert_eq!(kino_allowance["offer"], "bergen-kino");
+    assert_eq!(kino_allowance["allow"], true);
+    assert_eq!(kino_allowance["message"], "The ticket is activated. Enjoy!");
+    let quota = kino_allowance["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["reason"] == "quota-exhausted")
+        .unwrap();
+    assert_eq!(
+        (&quota["used"], &quota["limit"], &quota["remaining"]),
+        (&json!(3), &json!(4), &json!(1))
+    );
+    assert_eq!(quota["until"], "2024-12-31T23:00:00Z");
+
+    // The statement, two entries a page: the registration and three visits.
+    let (status, first) = server.get(&format!("{cards}/history?limit=2"));
+    assert_eq!(status, 200, "{first}");
+    let entries = first["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["kind"], "registered");
+    assert_eq!(entries[1]["kind"], "decided");
+    assert_eq!(entries[1]["id"], "portal-1");
+    assert_eq!(entries[1]["action"], "redeem");
+    assert_eq!(entries[1]["allow"], true);
+    let next = first["next"].as_str().unwrap();
+    let (status, second) = server.get(&format!("{cards}/history?limit=2&after={next}"));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["entries"][1]["id"], "portal-3");
+    assert_eq!(second["next"], Value::Null);
+    let (_, march_2) = server.get(&format!(
+        "{cards}/history?since=2024-03-02T00:00:00%2B01:00&until=2024-03-03T00:00:00%2B01:00"
+    ));
+    assert_eq!(march_2["entries"].as_array().unwrap().len(), 1, "{march_2}");
+    assert_eq!(march_2["entries"][0]["id"], "portal-2");
+
+    // Bad parameters are refused, naming the parameter; unknown cards are 404.
+    for (query, named) in [
+        ("allowances?at=soon", "`at`"),
+        ("allowances?action=fly", "`action`"),
+        ("allowances?offer=moon", "`offer`"),
+        ("allowances?language=fr", "`language`"),
+        ("allowances?colour=red", "`colour`"),
+        ("history?limit=0", "`limit`"),
+        ("history?limit=-3", "`limit`"),
+        ("history?limit=1001", "`limit`"),
+        ("history?after=not-ours", "`after`"),
+        ("history?limit=1&limit=2", "`limit`"),
+        (
+            "history?since=2024-03-02T00:00:00Z&until=2024-03-01T00:00:00Z",
+            "`since`",
+        ),
+        ("history?until=yesterday", "`until`"),
+    ] {
+        let (status, error) = server.get(&format!("{cards}/{query}"));
+        assert_eq!(status, 400, "{query}: {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(named), "{query}: {message}");
+    }
+    for path in [
+        "/v1/programs/bergen/cards/NOBODY/allowances",
+        "/v1/programs/bergen/cards/NOBODY/history",
+        "/v1/programs/gotham/cards/AK-1001/history",
+    ] {
+        assert_eq!(server.get(path).0, 404, "{path}");
+    }
+
+    let metrics = metrics_of(&server);
+    let bergen = [("program", "bergen")];
+    assert_eq!(
+        metrics.value("cardrules_allowance_queries_total", &bergen),
+        1.0
+    );
+    assert_eq!(metrics.value("cardrules_history_reads_total", &bergen), 3.0);
 }

@@ -242,6 +242,67 @@ pub enum Command {
         #[arg(required = true)]
         programs: Vec<PathBuf>,
     },
+    /// What a card may still do: for each offer and action its program's allowances ask
+    /// about, the policy's answer and what remains of each counting rule. Commits nothing.
+    Allowances {
+        /// The program id.
+        #[arg(long)]
+        program: String,
+        /// The card.
+        #[arg(long)]
+        card: String,
+        /// The moment (RFC 3339 with an offset) [default: now].
+        #[arg(long)]
+        at: Option<String>,
+        /// Only this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this offer.
+        #[arg(long)]
+        offer: Option<String>,
+        /// The language of the messages [default: the program's first].
+        #[arg(long)]
+        language: Option<String>,
+        #[command(flatten)]
+        ledger: ReadArgs,
+    },
+    /// A card's statement, oldest first: its decisions, registrations and replacements, and
+    /// those of the cards its holder had before it. Commits nothing.
+    History {
+        /// The program id.
+        #[arg(long)]
+        program: String,
+        /// The card.
+        #[arg(long)]
+        card: String,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Entries per page, 1 to 1000 [default: 100].
+        #[arg(long)]
+        limit: Option<String>,
+        /// The `next` cursor of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        ledger: ReadArgs,
+    },
+}
+
+/// Where a command that reads a card finds its programs and ledger.
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// The policies directory.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// The ledger: a file path or `sqlite:PATH`, or a `postgres://user@host:port/db` URL.
+    #[arg(long, default_value = DEFAULT_LEDGER)]
+    pub ledger: LedgerSpec,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// What `cardrules serve` is given (docs/contract.md); made into a

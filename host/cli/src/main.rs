@@ -16,6 +16,7 @@ use clap::Parser;
 mod args;
 mod bench;
 mod ledger;
+mod portal;
 mod replay;
 mod scaffold;
 mod test;
@@ -155,6 +156,34 @@ fn main() -> ExitCode {
         }),
         Command::Keygen { out } => keygen(&out),
         Command::Sign { key, programs } => sign(&key, &programs),
+        Command::Allowances {
+            program,
+            card,
+            at,
+            action,
+            offer,
+            language,
+            ledger,
+        } => portal::allowances(
+            &ledger,
+            &program,
+            &card,
+            portal::Asked {
+                at,
+                action,
+                offer,
+                language,
+            },
+        ),
+        Command::History {
+            program,
+            card,
+            since,
+            until,
+            limit,
+            after,
+            ledger,
+        } => portal::history(&ledger, &program, &card, [since, until, limit, after]),
     };
     match result {
         Ok(code) => ExitCode::from(code),

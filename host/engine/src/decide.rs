@@ -70,6 +70,27 @@ pub(crate) fn dry_run_on(
     decide_on(sandbox, program, &asked, state).map(|staged| staged.answer)
 }
 
+/// What the policy answers to the host's own `request` on `state` (its checks held to
+/// what the host saw, or its fault), with nothing applied and nothing recorded: the
+/// question behind an allowance (see [`crate::allowance`]). The request is not checked as
+/// a caller's would be: an allowance asks with `amount` 0, which no caller may send.
+pub(crate) fn ask_on(
+    sandbox: &Sandbox,
+    program: &Program,
+    request: &Request,
+    state: &mut State,
+) -> Result<std::result::Result<Answer, PolicyFault>> {
+    let asked = Asked {
+        request,
+        party: request.party.unwrap_or(1),
+        dry_run: true,
+        id: None,
+        fingerprint: None,
+    };
+    let (outcome, _, _) = evaluate(sandbox, program, &asked, request.at.as_second(), state)?;
+    Ok(outcome)
+}
+
 /// Decides one request on the program's state: the idempotency check, the policy, the
 /// host's checks, the effects (taken back if refused or a dry run), and the change to
 /// commit.
@@ -346,7 +367,7 @@ fn check_checks(
 
 /// A check as the answer shows it. Its `until` was held to a window the host computed,
 /// which is always a valid time.
-fn shown(check: Reported) -> Check {
+pub(crate) fn shown(check: Reported) -> Check {
     Check {
         rule: check.rule,
         passed: check.passed,

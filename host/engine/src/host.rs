@@ -9,9 +9,11 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use crate::allowance::{self, AllowanceQuery, Allowances};
 use crate::decide::{self, Asked};
 use crate::error::{Error, Result};
-use crate::ledger::{Change, Journal, Ledger, Staged, View};
+use crate::history::{self, History, HistoryPage};
+use crate::ledger::{Change, HistoryQuery, Journal, Ledger, Staged, View};
 use crate::model::{CardState, Decision, Holder, Request};
 use crate::policy::Sandbox;
 use crate::program::Program;
@@ -151,6 +153,7 @@ impl Host {
             let created = state.holder(&holder.card).is_none();
             let change = Change::Registered {
                 holder: holder.clone(),
+                at: Some(jiff::Timestamp::now().as_second()),
             };
             state
                 .apply_change(&change)
@@ -174,6 +177,7 @@ impl Host {
                 if state.holder(&holder.card).is_none() {
                     let change = Change::Registered {
                         holder: holder.clone(),
+                        at: Some(jiff::Timestamp::now().as_second()),
                     };
                     state
                         .apply_change(&change)
@@ -201,6 +205,69 @@ impl Host {
                 balances: state.balances(card, at),
             })
         })
+    }
+
+    /// What `card` may still do (see [`crate::allowance`]), or `None` if the card is
+    /// unknown. Commits nothing.
+    pub fn allowances(
+        &self,
+        program: &str,
+        card: &str,
+        query: &AllowanceQuery,
+    ) -> Result<Option<Allowances>> {
+        let program = self.program(program)?;
+        let sandbox = self.sandbox.clone();
+        self.ledger.examine(program.id(), |state| {
+            allowance::allowances_on(&sandbox, &program, card, query, state)
+        })?
+    }
+
+    /// A page of `card`'s statement (see [`crate::history`]), or `None` if the card is
+    /// unknown.
+    pub fn history(
+        &self,
+        program: &str,
+        card: &str,
+        page: &HistoryPage,
+    ) -> Result<Option<History>> {
+        let program = self.program(program)?;
+        let id = program.id();
+        let after = match &page.after {
+            Some(cursor) => history::position(id, card, cursor)?,
+            None => 0,
+        };
+        let limit = page.limit.clamp(1, history::MAX_LIMIT);
+        let Some(cards) = self
+            .ledger
+            .read(id, |state| state.holder(card).map(|_| state.lineage(card)))?
+        else {
+            return Ok(None);
+        };
+        let query = HistoryQuery {
+            cards: &cards,
+            after,
+            since: page.since.map(|t| t.as_second()),
+            until: page.until.map(|t| t.as_second()),
+            // One more than asked: whether there is a next page.
+            limit: limit + 1,
+        };
+        let mut events = self.ledger.journal().history(id, &query)?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next = match (more, events.last()) {
+            (true, Some(last)) => Some(history::cursor(id, card, last.seq)),
+            _ => None,
+        };
+        let entries = events
+            .into_iter()
+            .map(|event| history::entry(id, event))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(History {
+            program: id.to_string(),
+            card: card.to_string(),
+            entries,
+            next,
+        }))
     }
 
     /// Decides `request` and, unless it is a dry run, commits its effects and records it;

@@ -13,10 +13,12 @@
 //! folder per world version), `ledger` (journal, state, group commit), `decide` (the
 //! pipeline), `host`, and the tools built on deciding.
 
+pub mod allowance;
 mod calendar;
 pub mod coverage;
 mod decide;
 mod error;
+pub mod history;
 mod host;
 pub mod inputs;
 pub mod ledger;

@@ -113,7 +113,7 @@ pub fn replay(
         scratch.insert(program.clone());
         for event in original.read(id, 0)? {
             match event.change {
-                Change::Registered { holder } => {
+                Change::Registered { holder, .. } => {
                     scratch.register(id, &holder).map_err(|e| {
                         Error::invalid(format!(
                             "cannot replay event {} of `{id}`: the new version refuses holder `{}`: {e}",

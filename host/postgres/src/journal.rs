@@ -2,7 +2,7 @@
 //! batches in one transaction, each batch only if its program's journal still ends where
 //! it was decided.
 
-use cardrules::ledger::{Appended, Batch, Event, Journal};
+use cardrules::ledger::{Appended, Batch, Event, HistoryQuery, Journal};
 use cardrules::{Error, Result};
 use postgres::error::SqlState;
 
@@ -15,6 +15,15 @@ const POSITION_KEY: &str = "cardrules_events_pkey";
 
 pub(crate) const READ: &str =
     "SELECT seq, body FROM cardrules_events WHERE program = $1 AND seq > $2 ORDER BY seq";
+
+/// A page of a holder's statement: the events of its cards after a position, within a
+/// time range, by the index on (program, card, seq).
+pub(crate) const HISTORY: &str = "
+SELECT seq, body FROM cardrules_events
+WHERE program = $1 AND card = ANY($2::text[]) AND seq > $3
+  AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
+ORDER BY seq LIMIT $6
+";
 
 pub(crate) const LAST: &str =
     "SELECT COALESCE(MAX(seq), 0) FROM cardrules_events WHERE program = $1";
@@ -116,6 +125,33 @@ impl Journal for PostgresLedger {
         let rows = self.with_session(&context, |session| {
             let read = session.prepared(Query::Read)?;
             Ok(session.client.query(&read, &[&program, &after])?)
+        })?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(0).map_err(|e| fail(&context, e))?;
+            let body: &str = row.try_get(1).map_err(|e| fail(&context, e))?;
+            events.push(Event::from_row(program, seq, body)?);
+        }
+        Ok(events)
+    }
+
+    fn history(&self, program: &str, query: &HistoryQuery<'_>) -> Result<Vec<Event>> {
+        let context = format!("cannot read the history of `{program}`");
+        let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = self.with_session(&context, |session| {
+            let history = session.prepared(Query::History)?;
+            Ok(session.client.query(
+                &history,
+                &[
+                    &program,
+                    &query.cards,
+                    &after,
+                    &query.since,
+                    &query.until,
+                    &limit,
+                ],
+            )?)
         })?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {

@@ -8,7 +8,7 @@ use parking_lot::{Condvar, Mutex};
 use postgres::{Client, Config, NoTls, Statement};
 
 use crate::error::{fail, is_connection_error};
-use crate::journal::{INSERT, LAST, READ};
+use crate::journal::{HISTORY, INSERT, LAST, READ};
 
 /// Connections one ledger keeps at most: one appends at a time (the engine's group commit),
 /// the others catch lanes up.
@@ -27,12 +27,13 @@ pub(crate) enum Query {
     Read,
     Last,
     Insert,
+    History,
 }
 
 /// A connection and its prepared statements.
 pub(crate) struct Session {
     pub(crate) client: Client,
-    prepared: [Option<Statement>; 3],
+    prepared: [Option<Statement>; 4],
 }
 
 impl Session {
@@ -41,6 +42,7 @@ impl Session {
             Query::Read => (0, READ),
             Query::Last => (1, LAST),
             Query::Insert => (2, INSERT),
+            Query::History => (3, HISTORY),
         };
         if let Some(statement) = &self.prepared[slot] {
             return Ok(statement.clone());
@@ -118,7 +120,7 @@ impl Pool {
                 pool: self,
                 session: Some(Session {
                     client,
-                    prepared: [None, None, None],
+                    prepared: [None, None, None, None],
                 }),
                 reused: false,
                 broken: false,

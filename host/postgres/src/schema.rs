@@ -34,6 +34,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS cardrules_events_by_request
 INSERT INTO cardrules_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
 ";
 
+/// Indexes added since the schema's version was set: created on every open if missing
+/// (hosts of older releases keep them up to date without knowing of them).
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS cardrules_events_by_card ON cardrules_events (program, card, seq);
+";
+
 impl PostgresLedger {
     /// Checks the recorded schema version, creating the schema if there is none.
     pub(crate) fn migrate(&self) -> Result<()> {
@@ -82,7 +88,13 @@ fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
         .client
         .query_opt("SELECT version FROM cardrules_schema WHERE id = 1", &[])
     {
-        Ok(Some(row)) => return row.try_get(0),
+        Ok(Some(row)) => {
+            let version: i32 = row.try_get(0)?;
+            if version == SCHEMA_VERSION {
+                session.client.batch_execute(INDEXES)?;
+            }
+            return Ok(version);
+        }
         Ok(None) => {}
         Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {}
         Err(e) => return Err(e),
@@ -94,6 +106,7 @@ fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
         .try_get(0)?;
     if version == SCHEMA_VERSION {
         txn.commit()?;
+        session.client.batch_execute(INDEXES)?;
     }
     Ok(version)
 }

@@ -118,6 +118,10 @@ pub enum Route {
     Decide,
     /// `GET /v1/programs/{program}/cards/{card}`
     Card,
+    /// `GET /v1/programs/{program}/cards/{card}/allowances`
+    Allowances,
+    /// `GET /v1/programs/{program}/cards/{card}/history`
+    History,
     /// `PUT /v1/programs/{program}/holders/{card}`
     Register,
     /// `GET /v1/programs`
@@ -132,6 +136,8 @@ impl Route {
         match self {
             Route::Decide => "POST /v1/decisions",
             Route::Card => "GET /v1/programs/{program}/cards/{card}",
+            Route::Allowances => "GET /v1/programs/{program}/cards/{card}/allowances",
+            Route::History => "GET /v1/programs/{program}/cards/{card}/history",
             Route::Register => "PUT /v1/programs/{program}/holders/{card}",
             Route::Programs => "GET /v1/programs",
             Route::Metrics => "GET /metrics",
@@ -141,7 +147,7 @@ impl Route {
     /// The least role that may call the route.
     fn least_role(self) -> Role {
         match self {
-            Route::Decide | Route::Card => Role::Terminal,
+            Route::Decide | Route::Card | Route::Allowances | Route::History => Role::Terminal,
             Route::Register => Role::Registrar,
             Route::Programs | Route::Metrics => Role::Admin,
         }

@@ -72,6 +72,19 @@ pub struct Metrics {
     commit_changes: Counter,
     commit_conflicts: Counter,
     commit_failures: Counter,
+    allowance_queries: Family<ProgramLabel, Counter>,
+    allowance_seconds: Family<ProgramLabel, Histogram>,
+    history_reads: Family<ProgramLabel, Counter>,
+    history_seconds: Family<ProgramLabel, Histogram>,
+}
+
+/// What a holder's portal reads of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardRead {
+    /// `GET …/allowances`
+    Allowances,
+    /// `GET …/history`
+    History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,6 +174,10 @@ impl Metrics {
             commit_changes: Counter::default(),
             commit_conflicts: Counter::default(),
             commit_failures: Counter::default(),
+            allowance_queries: Family::default(),
+            allowance_seconds: Family::new_with_constructor(latency_histogram),
+            history_reads: Family::default(),
+            history_seconds: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         registry.register(
@@ -223,6 +240,26 @@ impl Metrics {
             "Appends the journal failed (nothing appended).",
             metrics.commit_failures.clone(),
         );
+        registry.register(
+            "allowance_queries",
+            "Allowance queries answered (`GET …/allowances`), by program.",
+            metrics.allowance_queries.clone(),
+        );
+        registry.register(
+            "allowance_seconds",
+            "Time to answer one allowance query (every offer and action asked), by program.",
+            metrics.allowance_seconds.clone(),
+        );
+        registry.register(
+            "history_reads",
+            "Pages of card statements answered (`GET …/history`), by program.",
+            metrics.history_reads.clone(),
+        );
+        registry.register(
+            "history_seconds",
+            "Time to answer one page of a card statement, by program.",
+            metrics.history_seconds.clone(),
+        );
         registry.register_collector(Box::new(Live {
             gate,
             connections,
@@ -273,6 +310,19 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a read of a card of `program` (a loaded program) answered after `took`.
+    pub fn read_card(&self, read: CardRead, program: &str, took: Duration) {
+        let (count, seconds) = match read {
+            CardRead::Allowances => (&self.allowance_queries, &self.allowance_seconds),
+            CardRead::History => (&self.history_reads, &self.history_seconds),
+        };
+        let label = ProgramLabel {
+            program: program.to_string(),
+        };
+        count.get_or_create(&label).inc();
+        seconds.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     /// Counts a request refused because the bound on work in flight was reached.

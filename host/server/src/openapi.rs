@@ -22,6 +22,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::programs::programs,
         crate::routes::cards::register,
         crate::routes::cards::card,
+        crate::routes::portal::allowances,
+        crate::routes::portal::history,
         crate::routes::operations::healthz,
         crate::routes::operations::readyz,
         crate::routes::operations::metrics_text,

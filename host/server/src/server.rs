@@ -17,7 +17,7 @@ use crate::auth::Tokens;
 use crate::limits::{Gate, Limits};
 use crate::listen::{self, Connections, Requests, Tls};
 use crate::metrics::Metrics;
-use crate::routes::{cards, decisions, operations, programs};
+use crate::routes::{cards, decisions, operations, portal, programs};
 use crate::routes::{method_not_allowed, not_found};
 use crate::signals::shutdown_signal;
 
@@ -135,6 +135,14 @@ fn router(state: AppState) -> Router {
             put(cards::register),
         )
         .route("/v1/programs/{program}/cards/{card}", get(cards::card))
+        .route(
+            "/v1/programs/{program}/cards/{card}/allowances",
+            get(portal::allowances),
+        )
+        .route(
+            "/v1/programs/{program}/cards/{card}/history",
+            get(portal::history),
+        )
         .route("/v1/openapi.json", get(operations::openapi_json))
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))

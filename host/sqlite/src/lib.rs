@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cardrules::ledger::{Appended, Batch, Event, Journal};
+use cardrules::ledger::{Appended, Batch, Event, HistoryQuery, Journal};
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_request ON events (program, request_id)
     WHERE request_id IS NOT NULL;
+";
+
+/// Indexes added since the schema's version was set: created on every open if missing
+/// (older releases keep them up to date without knowing of them).
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS events_by_card ON events (program, card, seq);
 ";
 
 /// How long a writer waits for another process holding the file's write lock.
@@ -153,6 +159,7 @@ fn migrate(conn: &Connection, shown: &str) -> Result<()> {
         ))
         .map_err(|e| fail(&context, e))?;
     }
+    conn.execute_batch(INDEXES).map_err(|e| fail(&context, e))?;
     Ok(())
 }
 
@@ -187,6 +194,44 @@ impl Journal for SqliteLedger {
                 .map_err(|e| fail(&context, e))?;
             let rows = statement
                 .query_map(params![program, after], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(|e| fail(&context, e))?;
+            let mut events = Vec::new();
+            for row in rows {
+                let (seq, body) = row.map_err(|e| fail(&context, e))?;
+                events.push(Event::from_row(program, seq, &body)?);
+            }
+            Ok(events)
+        })
+    }
+
+    fn history(&self, program: &str, query: &HistoryQuery<'_>) -> Result<Vec<Event>> {
+        let context = format!("cannot read the history of `{program}`");
+        if query.cards.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One placeholder per card: a holder has a card or a few (one per replacement).
+        let cards = vec!["?"; query.cards.len()].join(", ");
+        let sql = format!(
+            "SELECT seq, body FROM events INDEXED BY events_by_card
+             WHERE program = ? AND card IN ({cards}) AND seq > ?
+               AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?)
+             ORDER BY seq LIMIT ?"
+        );
+        let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let mut values: Vec<rusqlite::types::Value> = vec![program.to_string().into()];
+        values.extend(query.cards.iter().map(|c| c.clone().into()));
+        values.push(after.into());
+        for bound in [query.since, query.since, query.until, query.until] {
+            values.push(bound.map_or(rusqlite::types::Value::Null, Into::into));
+        }
+        values.push(limit.into());
+        self.with_reader(|conn| {
+            let mut statement = conn.prepare_cached(&sql).map_err(|e| fail(&context, e))?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })
                 .map_err(|e| fail(&context, e))?;

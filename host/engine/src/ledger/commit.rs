@@ -243,10 +243,32 @@ impl Ledger {
 
     /// Reads `program`'s state, caught up with its journal; commits nothing.
     pub fn read<T>(&self, program: &str, read: impl FnOnce(&State) -> T) -> Result<T> {
+        self.examine(program, |state| read(state))
+    }
+
+    /// Runs `examine` on `program`'s state, caught up with its journal, in turn with the
+    /// lane's jobs; commits nothing. `examine` may change the state only to take it back
+    /// before it returns (a policy lent the state for a question that commits nothing:
+    /// allowances).
+    pub(crate) fn examine<T>(
+        &self,
+        program: &str,
+        examine: impl FnOnce(&mut State) -> T,
+    ) -> Result<T> {
         let lane = self.lane(program);
-        let mut state = lane.state.lock();
-        self.catch_up(&lane.program, &mut state)?;
-        Ok(read(&state))
+        let answer = {
+            let mut state = lane.state.lock();
+            self.catch_up(&lane.program, &mut state).map(|()| {
+                let mark = state.mark();
+                let answer = examine(&mut state);
+                state.rollback(mark);
+                answer
+            })
+        };
+        // A job queued while this held the state found it taken and left its running to
+        // whoever held it: run it now, or it would wait for the program's next job.
+        self.lead(&lane);
+        answer
     }
 
     /// Runs `job` on `program`'s state in turn with every other job of the program, commits
@@ -268,24 +290,29 @@ impl Ledger {
         };
         let lane = self.lane(program);
         lane.queue.lock().push(Box::new(queued));
-        // Lead if nobody does: run what is queued, batch after batch, until the queue is
-        // empty. A job queued while the leader still holds the state is seen by its last
-        // look at the queue, after it let go (the push came before our failed attempt,
-        // which came before it let go), so no job is left behind.
+        self.lead(&lane);
+        slot.wait()
+    }
+
+    /// Leads the lane if nobody does: runs what is queued, batch after batch, until the
+    /// queue is empty. Whoever lets go of the state (a leader, or a reader) looks at the
+    /// queue once more after letting go: a job queued while the state was held (its push
+    /// came before its failed attempt to take the state, which came before the holder let
+    /// go) is seen by that look, so no job is left behind.
+    fn lead(&self, lane: &Lane) {
         while let Some(mut state) = lane.state.try_lock() {
             loop {
                 let mut batch = std::mem::take(&mut *lane.queue.lock());
                 if batch.is_empty() {
                     break;
                 }
-                self.run(&lane, &mut state, &mut batch);
+                self.run(lane, &mut state, &mut batch);
             }
             drop(state);
             if lane.queue.lock().is_empty() {
                 break;
             }
         }
-        slot.wait()
     }
 
     /// Applies the events of the program's journal that `state` has not seen yet.
@@ -482,5 +509,63 @@ fn copy(e: &Error) -> Error {
         }
         Error::Invalid(m) => Error::Invalid(m.clone()),
         other => Error::ledger("commit", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ledger::{MemoryLedger, View};
+    use crate::model::Holder;
+
+    fn holder(card: &str) -> Holder {
+        serde_json::from_value(serde_json::json!({
+            "card": card, "birth-date": "2012-05-01", "municipality": "bergen"
+        }))
+        .expect("a holder")
+    }
+
+    /// A job queued while a reader holds the program's state finds the state taken and
+    /// leaves it to the holder: the reader must run it when it lets go, or the job would
+    /// wait for the program's next job, which may never come.
+    #[test]
+    fn a_job_queued_during_a_read_is_run_when_the_read_ends() {
+        let ledger = Arc::new(Ledger::new(Arc::new(MemoryLedger::new())));
+        let (done, finished) = mpsc::channel();
+        ledger
+            .read("bergen", |_| {
+                let ledger = ledger.clone();
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let registered = ledger.submit("bergen", |tx| {
+                        let change = Change::Registered {
+                            holder: holder("B-1"),
+                            at: None,
+                        };
+                        tx.state()
+                            .apply_change(&change)
+                            .map_err(|refused| Error::invalid(refused.0))?;
+                        Ok(Staged {
+                            changes: vec![change],
+                            answer: (),
+                        })
+                    });
+                    let _ = done.send(registered.is_ok());
+                });
+                // Long enough for the job to be queued and to find the state taken.
+                std::thread::sleep(Duration::from_millis(200));
+            })
+            .expect("reads");
+        let committed = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the job queued during the read was run");
+        assert!(committed);
+        let known = ledger
+            .read("bergen", |state| state.holder("B-1").is_some())
+            .expect("reads");
+        assert!(known);
     }
 }

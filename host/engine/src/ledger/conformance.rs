@@ -24,6 +24,7 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     amounts_at_the_edges_are_refused_never_wrapped(fresh);
     every_change_reads_back_as_written(fresh);
     a_stale_append_is_refused_and_writes_nothing(fresh);
+    history_pages_by_card_position_and_time(fresh);
     the_state_rebuilt_from_the_journal_equals_the_live_state(fresh, twin);
     two_hosts_racing_for_the_last_units_cannot_both_win(fresh, twin);
 }
@@ -49,7 +50,10 @@ fn funded(card: &str, asset: &str, units: i64) -> Holder {
 fn register(ledger: &Ledger, program: &str, h: Holder) {
     ledger
         .submit(program, move |tx: &mut Tx<'_>| {
-            let change = Change::Registered { holder: h.clone() };
+            let change = Change::Registered {
+                holder: h.clone(),
+                at: None,
+            };
             tx.state()
                 .apply_change(&change)
                 .map_err(|r| crate::Error::Invalid(r.0))?;
@@ -319,7 +323,10 @@ fn every_change_reads_back_as_written(fresh: &Fresh<'_>) {
         crate::AttributeValue::Text("æøå \"x\"".into()),
     );
     let changes = vec![
-        Change::Registered { holder: h },
+        Change::Registered {
+            holder: h,
+            at: Some(1_709_312_400),
+        },
         Change::Decided {
             card: "A".into(),
             at: -5,
@@ -369,9 +376,11 @@ fn a_stale_append_is_refused_and_writes_nothing(fresh: &Fresh<'_>) {
     let journal = fresh();
     let one = [Change::Registered {
         holder: holder("A"),
+        at: None,
     }];
     let two = [Change::Registered {
         holder: holder("B"),
+        at: None,
     }];
     let batch = |program, after, changes| Batch {
         program,
@@ -391,6 +400,78 @@ fn a_stale_append_is_refused_and_writes_nothing(fresh: &Fresh<'_>) {
     );
     assert_eq!(journal.read("p", 0).unwrap().len(), 1);
     assert_eq!(journal.read("q", 0).unwrap().len(), 1);
+}
+
+fn history_pages_by_card_position_and_time(fresh: &Fresh<'_>) {
+    let journal = fresh();
+    let decided = |card: &str, at: i64| Change::Decided {
+        card: card.into(),
+        at,
+        request_id: None,
+        request: "{}".into(),
+        decision: "{}".into(),
+        effects: vec![],
+        digest: "sha256:00".into(),
+        fuel: 0,
+    };
+    let changes = [
+        Change::Registered {
+            holder: holder("A"),
+            at: None,
+        },
+        Change::Registered {
+            holder: holder("B"),
+            at: Some(100),
+        },
+        decided("A", 200),
+        decided("B", 300),
+        decided("A", 400),
+        decided("C", 500),
+    ];
+    let appended = journal
+        .append(&[Batch {
+            program: "p",
+            after: 0,
+            changes: &changes,
+        }])
+        .unwrap();
+    assert_eq!(appended, vec![Appended::Done]);
+    // Another program's events for the same card are not this program's history.
+    let other = [decided("A", 250)];
+    journal
+        .append(&[Batch {
+            program: "q",
+            after: 0,
+            changes: &other,
+        }])
+        .unwrap();
+    let cards = |names: &[&str]| names.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let seqs = |cards: &[String], after, since, until, limit| {
+        let query = HistoryQuery {
+            cards,
+            after,
+            since,
+            until,
+            limit,
+        };
+        let events = journal.history("p", &query).unwrap();
+        assert!(events.iter().all(|e| query.matches(&e.change)));
+        events.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    let a = cards(&["A"]);
+    let ab = cards(&["B", "A"]);
+    assert_eq!(seqs(&a, 0, None, None, 10), [1, 3, 5]);
+    assert_eq!(seqs(&ab, 0, None, None, 10), [1, 2, 3, 4, 5]);
+    // Pages: after a position, at most `limit`.
+    assert_eq!(seqs(&ab, 0, None, None, 2), [1, 2]);
+    assert_eq!(seqs(&ab, 2, None, None, 2), [3, 4]);
+    assert_eq!(seqs(&ab, 4, None, None, 2), [5]);
+    assert_eq!(seqs(&ab, 5, None, None, 2), Vec::<u64>::new());
+    // Times: `since` included, `until` excluded, untimed events left out.
+    assert_eq!(seqs(&ab, 0, Some(100), None, 10), [2, 3, 4, 5]);
+    assert_eq!(seqs(&ab, 0, Some(200), Some(400), 10), [3, 4]);
+    assert_eq!(seqs(&ab, 0, None, Some(200), 10), [2]);
+    assert_eq!(seqs(&cards(&["Z"]), 0, None, None, 10), Vec::<u64>::new());
 }
 
 fn the_state_rebuilt_from_the_journal_equals_the_live_state(fresh: &Fresh<'_>, twin: &Twin<'_>) {

@@ -120,7 +120,13 @@ pub struct Refused(pub String);
 pub enum Change {
     /// A holder was registered, or an existing holder's facts replaced (starting
     /// balances only for a new card).
-    Registered { holder: Holder },
+    Registered {
+        holder: Holder,
+        /// When (seconds since the epoch, the host's clock); none in ledgers written
+        /// before registrations were timed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<i64>,
+    },
     /// A decision was made and recorded; an allowed one applied `effects`.
     Decided {
         card: String,
@@ -175,10 +181,72 @@ pub enum Appended {
     Conflict,
 }
 
+impl Change {
+    /// The card the change is about: the card registered, or the acting card of a
+    /// decision (the `card` column of its row).
+    pub fn card(&self) -> &str {
+        match self {
+            Change::Registered { holder, .. } => &holder.card,
+            Change::Decided { card, .. } => card,
+        }
+    }
+
+    /// When it happened (seconds since the epoch), if known: a decision's request time, a
+    /// registration's time on the host's clock (the `at` column of its row).
+    pub fn at(&self) -> Option<i64> {
+        match self {
+            Change::Registered { at, .. } => *at,
+            Change::Decided { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// Which events of a program [`Journal::history`] returns: a card statement's page.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryQuery<'a> {
+    /// The cards whose events are wanted (a holder's cards: see [`State::lineage`]).
+    pub cards: &'a [String],
+    /// Only events after this position.
+    pub after: u64,
+    /// Only events at or after this time; with `since` or `until`, events without a
+    /// time are left out.
+    pub since: Option<i64>,
+    /// Only events before this time.
+    pub until: Option<i64>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl HistoryQuery<'_> {
+    /// Whether `event` is one the query asks for (its position and limit aside).
+    pub fn matches(&self, change: &Change) -> bool {
+        let card = change.card();
+        if !self.cards.iter().any(|c| c == card) {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        change.at().is_some_and(|at| {
+            self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at < until)
+        })
+    }
+}
+
 /// Where a ledger's events are kept: a backend.
 pub trait Journal: Send + Sync {
     /// The events of `program` after position `after`, in order.
     fn read(&self, program: &str, after: u64) -> Result<Vec<Event>>;
+
+    /// The events of `program` that `query` asks for, in order. Backends answer from an
+    /// index by card, so that a page costs the same however long the journal; this
+    /// default reads the whole journal and is for journals kept in memory.
+    fn history(&self, program: &str, query: &HistoryQuery<'_>) -> Result<Vec<Event>> {
+        let mut events = self.read(program, query.after)?;
+        events.retain(|event| query.matches(&event.change));
+        events.truncate(query.limit);
+        Ok(events)
+    }
 
     /// Appends each batch whose program's journal still ends at its `after`, all in one
     /// atomic, durable commit; returns one outcome per batch, in order. An error means

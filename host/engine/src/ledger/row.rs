@@ -34,7 +34,7 @@ impl Change {
         let body =
             serde_json::to_string(self).map_err(|e| Error::ledger("cannot encode an event", e))?;
         let (kind, card, at, request_id) = match self {
-            Change::Registered { holder } => ("registered", holder.card.as_str(), None, None),
+            Change::Registered { holder, at } => ("registered", holder.card.as_str(), *at, None),
             Change::Decided {
                 card,
                 at,
@@ -166,7 +166,7 @@ mod tests {
             r#"{"card":"AK-1002","birth-date":"2012-05-01","municipality":"bergen"}"#,
         )
         .expect("a holder");
-        let registered = Change::Registered { holder };
+        let registered = Change::Registered { holder, at: None };
         let row = registered.to_row(1).expect("encodes");
         assert_eq!(
             (row.kind, row.card, row.at, row.request_id),

@@ -140,6 +140,12 @@ impl CompiledPolicy {
         }
     }
 
+    /// Whether the policy's world lets it report the checks it evaluated (0.2.0 and
+    /// later).
+    pub fn reports_checks(&self) -> bool {
+        !matches!(self.bound, Bound::V0_1(_))
+    }
+
     /// The version of the policy world the component was built against, e.g. `0.1.0`.
     pub fn world(&self) -> &'static str {
         self.bound.version()

@@ -43,6 +43,22 @@ pub struct Manifest {
     /// reason code → language → message.
     #[serde(default)]
     pub messages: BTreeMap<String, BTreeMap<String, String>>,
+    /// What a card's allowances ask the policy (`GET …/allowances`).
+    #[serde(default)]
+    pub allowances: AllowanceActions,
+}
+
+/// `[allowances]`: the actions a card's allowances ask about. Each must be an action the
+/// policy describes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AllowanceActions {
+    /// Actions that take an offer: asked once for every offer of the catalogue.
+    #[serde(default)]
+    pub per_offer: Vec<String>,
+    /// Actions asked once for the card, without an offer.
+    #[serde(default)]
+    pub per_card: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,21 @@ impl Program {
                 }
             }
         }
+        let asked = &files.manifest.allowances;
+        for action in asked.per_offer.iter().chain(&asked.per_card) {
+            if !policy.info.actions.contains(action) {
+                return Err(fail(format!(
+                    "`policy.toml` `[allowances]` names action `{action}`, which the policy does not describe (it describes {})",
+                    policy
+                        .info
+                        .actions
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         reasons.extend(HOST_MESSAGES.iter().map(|(code, _)| code.to_string()));
         for reason in files.manifest.messages.keys() {
             if !reasons.contains(reason) {

@@ -12,6 +12,7 @@ use crate::server::AppState;
 pub(crate) mod cards;
 pub(crate) mod decisions;
 pub(crate) mod operations;
+pub(crate) mod portal;
 pub(crate) mod programs;
 
 /// Runs blocking host work on the blocking pool, if a place is free within the bound on

@@ -92,6 +92,7 @@ impl State {
         let mut old = holder;
         old.state = CardState::Blocked;
         self.put_holder(old);
+        self.replaced(card, new_card);
 
         let lots = self.lots.get(card).cloned().unwrap_or_default();
         if !lots.is_empty() {

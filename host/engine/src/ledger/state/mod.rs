@@ -84,6 +84,8 @@ enum Undo {
     Lots(String, Option<Vec<LotRow>>),
     NextLot(i64),
     Recorded(String),
+    /// A card's latest entry in `previous`.
+    Previous(String),
     Seq(u64),
 }
 
@@ -104,6 +106,8 @@ pub struct State {
     next_lot: i64,
     /// request id → the decision recorded under it.
     decisions: HashMap<String, Recorded>,
+    /// card → the cards it replaced (moved to it), in order: its holder's earlier cards.
+    previous: HashMap<String, Vec<String>>,
     /// The journal position this state includes: the program's last event applied.
     seq: u64,
     undo: Vec<Undo>,
@@ -270,6 +274,14 @@ impl State {
                 Undo::Recorded(id) => {
                     self.decisions.remove(&id);
                 }
+                Undo::Previous(card) => {
+                    if let Some(cards) = self.previous.get_mut(&card) {
+                        cards.pop();
+                        if cards.is_empty() {
+                            self.previous.remove(&card);
+                        }
+                    }
+                }
                 Undo::Seq(seq) => self.seq = seq,
             }
         }
@@ -373,6 +385,31 @@ impl State {
         Ok(())
     }
 
+    /// `card` and every card its holder had before it (cards replaced by it, and theirs),
+    /// `card` first: the cards whose history is the holder's.
+    pub fn lineage(&self, card: &str) -> Vec<String> {
+        let mut cards = vec![card.to_string()];
+        let mut next = 0;
+        // A card moves only to a card no holder has, so the chain has no cycles; the
+        // bound is a guard all the same.
+        while next < cards.len() && cards.len() <= 10_000 {
+            if let Some(earlier) = self.previous.get(&cards[next]) {
+                cards.extend(earlier.iter().cloned());
+            }
+            next += 1;
+        }
+        cards
+    }
+
+    /// Remembers that `old` was replaced by `new`.
+    fn replaced(&mut self, old: &str, new: &str) {
+        self.previous
+            .entry(new.to_string())
+            .or_default()
+            .push(old.to_string());
+        self.undo.push(Undo::Previous(new.to_string()));
+    }
+
     /// Records `decision` under `request_id`, so that a retry gets it back.
     pub fn record(&mut self, request_id: &str, recorded: Recorded) {
         if self
@@ -414,7 +451,7 @@ impl State {
     /// Applies a change read from the journal (or about to be written to it).
     pub fn apply_change(&mut self, change: &Change) -> Result<(), Refused> {
         match change {
-            Change::Registered { holder } => self.register(holder),
+            Change::Registered { holder, .. } => self.register(holder),
             Change::Decided {
                 card,
                 at,

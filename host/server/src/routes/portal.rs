@@ -1,0 +1,165 @@
+//! What a holder's app or a parents' portal reads of a card: `GET …/cards/{card}/allowances`
+//! (what the card may still do, asked of the program's own policy) and
+//! `GET …/cards/{card}/history` (its statement, page by page). Both commit nothing.
+
+use std::time::Instant;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+
+use cardrules::allowance::{AllowanceQuery, Allowances};
+use cardrules::history::{History, HistoryPage};
+use cardrules::parse_instant;
+
+use crate::access::Access;
+use crate::auth::Route;
+use crate::error::{ApiError, ApiResult, ErrorBody, HostFailed, Refused};
+use crate::metrics::CardRead;
+use crate::routes::{blocking, path_error};
+use crate::server::AppState;
+
+/// A route's query parameters by name, each given at most once and each one the route
+/// knows: a misspelt parameter is refused rather than silently ignored.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        known: &[&str],
+    ) -> ApiResult<Params> {
+        let Query(pairs) = query.map_err(|rejection| {
+            ApiError::bad_request(format!(
+                "cannot parse the query string: {}",
+                rejection.body_text()
+            ))
+        })?;
+        for (index, (name, _)) in pairs.iter().enumerate() {
+            if !known.contains(&name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter `{name}`: expected {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(ApiError::bad_request(format!(
+                    "parameter `{name}` is given more than once"
+                )));
+            }
+        }
+        Ok(Params(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn unknown_card(program: &str, card: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("card `{card}` is not known to program `{program}`"),
+    )
+}
+
+/// What a card may still do: for each offer and each action the program's allowances ask
+/// about, the answer of the program's own policy to a request at `at`, and its counting
+/// rules with what remains. Nothing is committed or journaled.
+#[utoipa::path(get, path = "/v1/programs/{program}/cards/{card}/allowances", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id"),
+           ("at" = Option<String>, Query, description = "RFC 3339 time with an offset (default: now)"),
+           ("action" = Option<String>, Query, description = "Only this action"),
+           ("offer" = Option<String>, Query, description = "Only this offer (actions asked for the card are left out)"),
+           ("language" = Option<String>, Query, description = "The language of the messages (default: the program's first)")),
+    responses(
+        (status = 200, description = "The card's allowances", body = cardrules::allowance::Allowances),
+        (status = 400, description = "A parameter cannot be used: a bad `at`, an action the allowances do not ask about, an offer not in the catalogue, a language without messages, an unknown parameter", body = ErrorBody),
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn allowances(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<Allowances>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Allowances))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let params = Params::of(query, &["at", "action", "offer", "language"])?;
+    let at = params
+        .get("at")
+        .map(|text| parse_instant(text).map_err(|e| ApiError::bad_request(format!("`at`: {e}"))))
+        .transpose()?;
+    let asked = AllowanceQuery {
+        at,
+        action: params.get("action").map(str::to_string),
+        offer: params.get("offer").map(str::to_string),
+        language: params.get("language").map(str::to_string),
+    };
+    let host = state.host.clone();
+    let started = Instant::now();
+    let (p, c) = (program.clone(), card.clone());
+    let answer = blocking(&state, move || host.allowances(&p, &c, &asked)).await?;
+    let allowances = answer.ok_or_else(|| unknown_card(&program, &card))?;
+    state
+        .metrics
+        .read_card(CardRead::Allowances, &program, started.elapsed());
+    Ok(Json(allowances))
+}
+
+/// A card's statement, oldest first, page by page: its decisions (as answered, with its
+/// balances right after each), registrations and replacements, and those of the cards its
+/// holder had before it.
+#[utoipa::path(get, path = "/v1/programs/{program}/cards/{card}/history", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id"),
+           ("since" = Option<String>, Query, description = "Only entries at or after this RFC 3339 time"),
+           ("until" = Option<String>, Query, description = "Only entries before this RFC 3339 time"),
+           ("limit" = Option<u32>, Query, description = "Entries per page, 1 to 1000 (default 100)"),
+           ("after" = Option<String>, Query, description = "The `next` cursor of the previous page")),
+    responses(
+        (status = 200, description = "A page of the card's statement", body = cardrules::history::History),
+        (status = 400, description = "A parameter cannot be used: a bad time, `since` after `until`, a `limit` outside 1 to 1000, a cursor that is not this card's, an unknown parameter", body = ErrorBody),
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<History>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::History))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let params = Params::of(query, &["since", "until", "limit", "after"])?;
+    let page = HistoryPage::parse(
+        params.get("since"),
+        params.get("until"),
+        params.get("limit"),
+        params.get("after"),
+    )?;
+    let host = state.host.clone();
+    let started = Instant::now();
+    let (p, c) = (program.clone(), card.clone());
+    let answer = blocking(&state, move || host.history(&p, &c, &page)).await?;
+    let history = answer.ok_or_else(|| unknown_card(&program, &card))?;
+    state
+        .metrics
+        .read_card(CardRead::History, &program, started.elapsed());
+    Ok(Json(history))
+}
