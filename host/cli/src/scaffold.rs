@@ -210,6 +210,11 @@ component = "{program}.wasm"
 # The assets effects may name; an effect naming another is refused (policy-error).
 assets = []
 
+# What a card's allowances ask (`GET …/cards/{{card}}/allowances`): `visit` for every
+# offer of the catalogue; `per-card = [...]` names actions asked once, without an offer.
+[allowances]
+per-offer = ["visit"]
+
 [limits]
 fuel = 10_000_000
 deadline-ms = 500
