@@ -13,6 +13,7 @@
 //! folder per world version), `ledger` (journal, state, group commit), `decide` (the
 //! pipeline), `host`, and the tools built on deciding.
 
+mod attributes;
 mod calendar;
 pub mod coverage;
 mod decide;
@@ -30,6 +31,7 @@ pub mod sample;
 pub mod shadow;
 pub mod suite;
 
+pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
 pub use host::{CardView, Host};
