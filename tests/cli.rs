@@ -837,6 +837,109 @@ fn trust_files_must_exist_and_trust_a_key_and_allow_unsigned_does_not_mix_with_t
 
 #[cfg(unix)]
 #[test]
+fn token_makes_a_guardian_for_its_cards_and_refuses_cards_for_other_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cardrules(
+        &[
+            "token",
+            "--name",
+            "parent-of-bk-2002",
+            "--role",
+            "guardian",
+            "--program",
+            "albertslund",
+            "--card",
+            "BK-2002",
+            "--card",
+            "BK-2003",
+            "--action",
+            "top-up",
+            "--action",
+            "block-card",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let token = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token in {text:?}"));
+    let entry = &text[text.find("[[tokens]]").expect("an entry")..];
+    assert!(entry.contains("role = \"guardian\""), "{entry}");
+    assert!(
+        entry.contains("cards = [\"BK-2002\", \"BK-2003\"]"),
+        "{entry}"
+    );
+    assert!(
+        !entry.contains(token),
+        "the entry holds the hash, not the token"
+    );
+    // The entry parses back as the guardian of those cards, for those actions.
+    let tokens = cardrules_server::auth::Tokens::parse(entry, Path::new("auth.toml")).unwrap();
+    let parent = tokens.identify(token).expect("the token is known");
+    assert!(parent.is_guardian());
+    assert!(
+        parent
+            .may_decide("albertslund", "BK-2003", "top-up")
+            .is_ok()
+    );
+    assert!(
+        parent
+            .may_decide("albertslund", "BK-2001", "top-up")
+            .is_err()
+    );
+    assert!(
+        parent
+            .may_decide("albertslund", "BK-2002", "purchase")
+            .is_err()
+    );
+
+    // `--card` for another role, or a guardian without cards or actions: exit 2, one line.
+    for (args, expected) in [
+        (
+            vec!["--role", "terminal", "--card", "BK-2002"],
+            "`--card` is for role `guardian` only",
+        ),
+        (
+            vec!["--role", "admin", "--card", "BK-2002"],
+            "`--card` is for role `guardian` only",
+        ),
+        (
+            vec!["--role", "guardian", "--action", "top-up"],
+            "role `guardian` needs `--card`",
+        ),
+        (
+            vec!["--role", "guardian", "--card", "BK-2002"],
+            "role `guardian` needs `--action`: with every action a guardian could `purchase`",
+        ),
+        (
+            vec![
+                "--role", "guardian", "--action", "top-up", "--card", "BK-2002", "--card",
+                "BK-2002",
+            ],
+            "`cards` lists card `BK-2002` twice",
+        ),
+    ] {
+        let out = cardrules(
+            &[
+                &["token", "--name", "x", "--program", "albertslund"][..],
+                &args,
+            ]
+            .concat(),
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let error = stderr(&out);
+        assert!(error.starts_with("error: "), "{error}");
+        assert!(error.contains(expected), "{args:?}: {error}");
+        assert_eq!(error.trim_end().lines().count(), 1, "{error}");
+        assert!(stdout(&out).is_empty(), "no token made: {}", stdout(&out));
+    }
+}
+
+#[test]
 fn keygen_writes_a_secret_only_its_owner_can_read_and_never_overwrites_a_key() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

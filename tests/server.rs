@@ -1,7 +1,7 @@
 //! The real `cardrules serve` on a loopback port, one module per concern: every route
 //! (`routes`), what an answer guarantees across races, restarts, SIGTERM and SIGKILL
 //! (`durability`), two hosts on one PostgreSQL ledger (`postgres`), hot reload, signed
-//! updates and shadows (`reload`), tokens and TLS (`auth`), overload (`limits`),
+//! updates and shadows (`reload`), tokens and TLS (`auth`), a parent's portal (`guardian`), overload (`limits`),
 //! `/metrics` (`metrics`) and the OpenAPI description (`openapi`).
 //!
 //! One test crate (the modules are in `tests/server/`), so the tests run side by side as
@@ -16,6 +16,8 @@ mod fixtures;
 mod auth;
 #[path = "server/durability.rs"]
 mod durability;
+#[path = "server/guardian.rs"]
+mod guardian;
 #[path = "server/limits.rs"]
 mod limits;
 #[path = "server/metrics.rs"]

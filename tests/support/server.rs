@@ -217,11 +217,11 @@ pub fn call(
             }
             answer(request.call())
         }
-        "POST" | "PUT" => {
-            let mut request = if method == "POST" {
-                agent.post(&url)
-            } else {
-                agent.put(&url)
+        "POST" | "PUT" | "PATCH" => {
+            let mut request = match method {
+                "POST" => agent.post(&url),
+                "PUT" => agent.put(&url),
+                _ => agent.patch(&url),
             };
             if let Some(bearer) = &bearer {
                 request = request.header("Authorization", bearer);

@@ -144,16 +144,20 @@ pub enum Command {
         /// The token's name, shown in the server's logs.
         #[arg(long)]
         name: String,
-        /// What the token may do.
-        #[arg(long, value_parser = ["terminal", "registrar", "admin"])]
+        /// What the token may do (`guardian`: a parent's portal, for its `--card`s only).
+        #[arg(long, value_parser = ["terminal", "registrar", "admin", "guardian"])]
         role: String,
         /// A program the token may act for; `*` for every program. Repeat for more.
         #[arg(long = "program", value_name = "PROGRAM", required = true)]
         programs: Vec<String>,
-        /// An action a terminal may ask for (every action if none is given). Repeat for
-        /// more.
+        /// An action a terminal may ask for (every action if none is given), or a guardian
+        /// (required). Repeat for more.
         #[arg(long = "action", value_name = "ACTION")]
         actions: Vec<String>,
+        /// A card a guardian may act for (role `guardian` only, and required for it). Repeat
+        /// for more.
+        #[arg(long = "card", value_name = "CARD")]
+        cards: Vec<String>,
     },
     /// Measure decision latency and throughput per program, beside the empty policy.
     Bench {

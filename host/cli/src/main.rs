@@ -99,7 +99,8 @@ fn main() -> ExitCode {
             role,
             programs,
             actions,
-        } => token(&name, &role, &programs, &actions),
+            cards,
+        } => token(&name, &role, &programs, &actions, &cards),
         Command::Bench {
             policies,
             program,
@@ -277,15 +278,38 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn token(name: &str, role: &str, programs: &[String], actions: &[String]) -> anyhow::Result<u8> {
+fn token(
+    name: &str,
+    role: &str,
+    programs: &[String],
+    actions: &[String],
+    cards: &[String],
+) -> anyhow::Result<u8> {
     use cardrules_server::auth::{self, Role};
     let role: Role = role.parse()?;
-    if !actions.is_empty() && role != Role::Terminal {
+    if !actions.is_empty() && !matches!(role, Role::Terminal | Role::Guardian) {
         return Err(anyhow!(
-            "`--action` is for role `terminal` only; role `{role}` may ask for every action"
+            "`--action` is for roles `terminal` and `guardian` only; role `{role}` may ask for every action"
         ));
     }
-    let made = auth::new_token(name, role, programs, actions)?;
+    if role == Role::Guardian && actions.is_empty() {
+        return Err(anyhow!(
+            "role `guardian` needs `--action`: with every action a guardian could `purchase` \
+             with its child's card; give what the portal does, e.g. `--action top-up --action \
+             enable-auto-top-up --action block-card`"
+        ));
+    }
+    if !cards.is_empty() && role != Role::Guardian {
+        return Err(anyhow!(
+            "`--card` is for role `guardian` only; role `{role}` acts for every card of its programs"
+        ));
+    }
+    if role == Role::Guardian && cards.is_empty() {
+        return Err(anyhow!(
+            "role `guardian` needs `--card`: the only cards it may act for (repeat for more)"
+        ));
+    }
+    let made = auth::new_token(name, role, programs, actions, cards)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "token: {}", made.token)?;
     writeln!(

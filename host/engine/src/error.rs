@@ -21,6 +21,14 @@ pub enum Error {
     /// A request names a program that is not loaded.
     #[error("unknown program `{0}`")]
     UnknownProgram(String),
+    /// A change names a card the program does not know (a decision on an unknown card is
+    /// not an error: it is denied `unknown-card`).
+    #[error("card `{card}` is not known to program `{program}`")]
+    UnknownCard { program: String, card: String },
+    /// A caller asked for a change its standing does not allow: a guardian changing a
+    /// holder attribute the program's schema does not mark `guardian = true`.
+    #[error("{0}")]
+    Forbidden(String),
     /// A file or directory could not be read (it is missing, unreadable, or the disk
     /// failed). `what` says what it was for, when the path alone does not.
     #[error("cannot read {}`{}`: {source}", prefix(what), path.display())]
@@ -114,7 +122,11 @@ impl Error {
     /// Whether the caller's input is at fault (as opposed to the host or its ledger).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Invalid(_) | Error::UnknownProgram(_) | Error::IdReused(_) => true,
+            Error::Invalid(_)
+            | Error::UnknownProgram(_)
+            | Error::UnknownCard { .. }
+            | Error::Forbidden(_)
+            | Error::IdReused(_) => true,
             // A path that is not there, or not what it should be, was the caller's to give;
             // a disk that fails is not.
             Error::Read { source, .. } => matches!(

@@ -14,12 +14,12 @@ use crate::decide::{self, Asked};
 use crate::error::{Error, Result};
 use crate::history::{self, History, HistoryPage};
 use crate::ledger::{Change, HistoryQuery, Journal, Ledger, Staged, View};
-use crate::model::{CardState, Decision, Holder, Request};
+use crate::model::{AttributeValue, CardState, Decision, Holder, Request};
 use crate::policy::Sandbox;
 use crate::program::Program;
 use crate::program::signing::Trust;
 
-/// A card as `GET …/cards/{card}` shows it.
+/// A card as `GET …/cards/{card}` (and `PUT` or `PATCH …/holders/{card}`) shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -28,6 +28,8 @@ pub struct CardView {
     pub card: String,
     pub state: CardState,
     pub statuses: Vec<String>,
+    /// The holder's attributes (addition: a guardian's portal shows the limits it set).
+    pub attributes: BTreeMap<String, AttributeValue>,
     pub balances: BTreeMap<String, i64>,
 }
 
@@ -202,6 +204,7 @@ impl Host {
                 card: card.to_string(),
                 state: holder.state,
                 statuses: holder.statuses.clone(),
+                attributes: holder.attributes.clone(),
                 balances: state.balances(card, at),
             })
         })

@@ -14,6 +14,7 @@
 //! pipeline), `host`, and the tools built on deciding.
 
 pub mod allowance;
+mod attributes;
 mod calendar;
 pub mod coverage;
 mod decide;
@@ -32,6 +33,7 @@ pub mod sample;
 pub mod shadow;
 pub mod suite;
 
+pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
 pub use host::{CardView, Host};

@@ -38,6 +38,17 @@ impl Access {
     }
 }
 
+impl Access {
+    /// Whether the caller is a guardian (a parent's portal): its changes to a holder are
+    /// bound to the attributes the schema marks `guardian = true`.
+    pub(crate) fn is_guardian(&self) -> bool {
+        match self {
+            Access::Open => false,
+            Access::Caller(caller) => caller.is_guardian(),
+        }
+    }
+}
+
 /// The routes anyone may call: liveness and readiness (asked by load balancers and
 /// orchestrators, which hold no token) and the API's description (the same for every
 /// deployment, and needed to write a client before holding a token).

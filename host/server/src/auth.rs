@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a token may do; each role may do what the one before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+/// What a token may do. The roles are not ordered: a guardian may change a holder's
+/// attributes, which a terminal may not, but only for its own cards (see [`Caller::may_call`]
+/// for the table of routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A point of sale: decisions for its programs (and only its `actions`, if listed), and
@@ -26,6 +28,9 @@ pub enum Role {
     Registrar,
     /// Every route, including listing programs and creating cards with starting balances.
     Admin,
+    /// A parent's portal: for its `cards` only, reading them, the decisions its `actions`
+    /// allow, and changing the attributes the program's schema marks `guardian = true`.
+    Guardian,
 }
 
 impl Role {
@@ -35,6 +40,7 @@ impl Role {
             Role::Terminal => "terminal",
             Role::Registrar => "registrar",
             Role::Admin => "admin",
+            Role::Guardian => "guardian",
         }
     }
 }
@@ -53,8 +59,9 @@ impl FromStr for Role {
             "terminal" => Ok(Role::Terminal),
             "registrar" => Ok(Role::Registrar),
             "admin" => Ok(Role::Admin),
+            "guardian" => Ok(Role::Guardian),
             _ => Err(AuthError(format!(
-                "unknown role `{s}`: expected `terminal`, `registrar` or `admin`"
+                "unknown role `{s}`: expected `terminal`, `registrar`, `admin` or `guardian`"
             ))),
         }
     }
@@ -83,9 +90,14 @@ pub struct TokenEntry {
     pub role: Role,
     /// Program ids, or `["*"]` for every program.
     pub programs: Vec<String>,
-    /// The actions a terminal may ask for; every action when left out.
+    /// The actions a terminal may ask for (every action when left out), or a guardian
+    /// (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions: Option<Vec<String>>,
+    /// The only cards a guardian may act for (required for role `guardian`, refused for
+    /// every other role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cards: Option<Vec<String>>,
 }
 
 /// The auth file.
@@ -109,6 +121,8 @@ pub struct Caller {
     role: Role,
     programs: Programs,
     actions: Option<BTreeSet<String>>,
+    /// A guardian's cards; `None`: every card of its programs.
+    cards: Option<BTreeSet<String>>,
 }
 
 /// The routes whose use depends on the role.
@@ -118,12 +132,14 @@ pub enum Route {
     Decide,
     /// `GET /v1/programs/{program}/cards/{card}`
     Card,
+    /// `PUT /v1/programs/{program}/holders/{card}`
+    Register,
+    /// `PATCH /v1/programs/{program}/holders/{card}`
+    UpdateHolder,
     /// `GET /v1/programs/{program}/cards/{card}/allowances`
     Allowances,
     /// `GET /v1/programs/{program}/cards/{card}/history`
     History,
-    /// `PUT /v1/programs/{program}/holders/{card}`
-    Register,
     /// `GET /v1/programs`
     Programs,
     /// `GET /metrics`
@@ -136,20 +152,42 @@ impl Route {
         match self {
             Route::Decide => "POST /v1/decisions",
             Route::Card => "GET /v1/programs/{program}/cards/{card}",
+            Route::Register => "PUT /v1/programs/{program}/holders/{card}",
+            Route::UpdateHolder => "PATCH /v1/programs/{program}/holders/{card}",
             Route::Allowances => "GET /v1/programs/{program}/cards/{card}/allowances",
             Route::History => "GET /v1/programs/{program}/cards/{card}/history",
-            Route::Register => "PUT /v1/programs/{program}/holders/{card}",
             Route::Programs => "GET /v1/programs",
             Route::Metrics => "GET /metrics",
         }
     }
 
-    /// The least role that may call the route.
-    fn least_role(self) -> Role {
+    /// Every route whose use depends on the role.
+    pub const ALL: [Route; 8] = [
+        Route::Decide,
+        Route::Card,
+        Route::Register,
+        Route::UpdateHolder,
+        Route::Allowances,
+        Route::History,
+        Route::Programs,
+        Route::Metrics,
+    ];
+}
+
+impl Role {
+    /// Every role, as the table of rights lists them.
+    pub const ALL: [Role; 4] = [Role::Terminal, Role::Registrar, Role::Admin, Role::Guardian];
+
+    /// The routes the role may call: the whole table of rights. A guardian's routes are
+    /// further bound to its cards ([`Caller::may_act_for_card`]), every role's to its
+    /// programs ([`Caller::may_act_for`]).
+    fn routes(self) -> &'static [Route] {
+        use Route::*;
         match self {
-            Route::Decide | Route::Card | Route::Allowances | Route::History => Role::Terminal,
-            Route::Register => Role::Registrar,
-            Route::Programs | Route::Metrics => Role::Admin,
+            Role::Terminal => &[Decide, Card, Allowances, History],
+            Role::Registrar => &[Decide, Card, Allowances, History, Register, UpdateHolder],
+            Role::Admin => &Route::ALL,
+            Role::Guardian => &[Decide, Card, Allowances, History, UpdateHolder],
         }
     }
 }
@@ -175,18 +213,32 @@ impl Caller {
         self.role
     }
 
-    /// Whether the caller's role may call `route` at all.
+    /// Whether the caller's role may call `route` at all (the table is [`Role::routes`]).
     pub fn may_call(&self, route: Route) -> Result<(), Refusal> {
-        let least = route.least_role();
-        if self.role >= least {
-            Ok(())
-        } else {
-            Err(Refusal(format!(
-                "role `{}` may not call `{}`: that needs role `{least}`",
-                self.role,
-                route.as_str()
-            )))
+        if self.role.routes().contains(&route) {
+            return Ok(());
         }
+        let roles: Vec<String> = Role::ALL
+            .into_iter()
+            .filter(|role| role.routes().contains(&route))
+            .map(|role| format!("`{role}`"))
+            .collect();
+        let roles = match roles.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => "a role no token has".to_string(),
+        };
+        Err(Refusal(format!(
+            "role `{}` may not call `{}`: that needs role {roles}",
+            self.role,
+            route.as_str()
+        )))
+    }
+
+    /// Whether the caller is a guardian: one whose changes to a holder are bound to the
+    /// attributes the program's schema marks `guardian = true`.
+    pub fn is_guardian(&self) -> bool {
+        self.role == Role::Guardian
     }
 
     /// Whether the caller may act for `program`.
@@ -200,10 +252,23 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may ask `program` for a decision on `action`.
-    pub fn may_decide(&self, program: &str, action: &str) -> Result<(), Refusal> {
-        self.may_call(Route::Decide)?;
+    /// Whether the caller may act for `card` of `program`: its programs first, then, for a
+    /// guardian, its cards.
+    pub fn may_act_for_card(&self, program: &str, card: &str) -> Result<(), Refusal> {
         self.may_act_for(program)?;
+        match &self.cards {
+            Some(cards) if !cards.contains(card) => Err(Refusal(format!(
+                "this token may not act for card `{card}`: a guardian acts for its own cards only"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller may ask `program` for a decision on `action` by `card` (the
+    /// acting card; a transfer's `to-card` is not the caller's to choose for).
+    pub fn may_decide(&self, program: &str, card: &str, action: &str) -> Result<(), Refusal> {
+        self.may_call(Route::Decide)?;
+        self.may_act_for_card(program, card)?;
         match &self.actions {
             Some(actions) if !actions.contains(action) => Err(Refusal(format!(
                 "this token may not ask for action `{action}` (it may ask for {})",
@@ -342,10 +407,18 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
         Programs::Only(unique(&entry.programs, "programs", "program")?)
     };
     let actions = match &entry.actions {
+        None if entry.role == Role::Guardian => {
+            return Err(
+                "role `guardian` must list its `actions`: with every action a guardian could \
+                 `purchase` with its child's card; list what the portal does, e.g. \
+                 `[\"top-up\", \"enable-auto-top-up\", \"block-card\"]`"
+                    .into(),
+            );
+        }
         None => None,
-        Some(_) if entry.role != Role::Terminal => {
+        Some(_) if !matches!(entry.role, Role::Terminal | Role::Guardian) => {
             return Err(format!(
-                "`actions` is for role `terminal` only; role `{}` may ask for every action",
+                "`actions` is for roles `terminal` and `guardian` only; role `{}` may ask for every action",
                 entry.role
             ));
         }
@@ -357,6 +430,25 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
         }
         Some(actions) => Some(unique(actions, "actions", "action")?),
     };
+    let cards = match &entry.cards {
+        None if entry.role == Role::Guardian => {
+            return Err(
+                "role `guardian` needs `cards`: the only cards it may act for, e.g. `[\"BK-2002\"]`"
+                    .into(),
+            );
+        }
+        None => None,
+        Some(_) if entry.role != Role::Guardian => {
+            return Err(format!(
+                "`cards` is for role `guardian` only; role `{}` acts for every card of its programs",
+                entry.role
+            ));
+        }
+        Some(cards) if cards.is_empty() => {
+            return Err("`cards` is empty: list the cards the guardian may act for".into());
+        }
+        Some(cards) => Some(unique(cards, "cards", "card")?),
+    };
     Ok((
         digest,
         Caller {
@@ -364,6 +456,7 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
             role: entry.role,
             programs,
             actions,
+            cards,
         },
     ))
 }
@@ -435,11 +528,13 @@ pub struct NewToken {
 }
 
 /// Makes a new random token for a caller named `name`, checked as the auth file would be.
+/// `actions` and `cards` left empty are left out of the entry.
 pub fn new_token(
     name: &str,
     role: Role,
     programs: &[String],
     actions: &[String],
+    cards: &[String],
 ) -> Result<NewToken, AuthError> {
     use base64::Engine;
     let mut secret = [0u8; 32];
@@ -452,6 +547,7 @@ pub fn new_token(
         role,
         programs: programs.to_vec(),
         actions: (!actions.is_empty()).then(|| actions.to_vec()),
+        cards: (!cards.is_empty()).then(|| cards.to_vec()),
     };
     check_entry(&entry).map_err(|problem| {
         AuthError(if name.is_empty() {
@@ -519,6 +615,12 @@ mod tests {
                 "programs = [\"albertslund\", \"bergen\"]",
             ),
             entry("ops", "a-secret", "admin", "programs = [\"*\"]"),
+            entry(
+                "parent",
+                "g-secret",
+                "guardian",
+                "programs = [\"albertslund\"]\nactions = [\"top-up\", \"block-card\"]\ncards = [\"BK-2002\"]",
+            ),
         ]
         .concat();
         parse(&text).unwrap()
@@ -527,11 +629,12 @@ mod tests {
     #[test]
     fn a_good_file_identifies_its_tokens_and_nothing_else() {
         let tokens = three();
-        assert_eq!(tokens.len(), 3);
+        assert_eq!(tokens.len(), 4);
         let till = caller(&tokens, "t-secret");
         assert_eq!((till.name(), till.role()), ("till-1", Role::Terminal));
         assert_eq!(caller(&tokens, "r-secret").role(), Role::Registrar);
         assert_eq!(caller(&tokens, "a-secret").name(), "ops");
+        assert_eq!(caller(&tokens, "g-secret").role(), Role::Guardian);
         for unknown in [
             "",
             "t-secret ",
@@ -555,21 +658,31 @@ mod tests {
     #[test]
     fn the_rights_of_each_role() {
         let tokens = three();
-        let (till, desk, ops) = (
+        let (till, desk, ops, parent) = (
             caller(&tokens, "t-secret"),
             caller(&tokens, "r-secret"),
             caller(&tokens, "a-secret"),
+            caller(&tokens, "g-secret"),
         );
         use Route::*;
+        // The table of rights, route by route; a guardian's are further bound to its cards.
+        let routes = [
+            Decide,
+            Card,
+            Allowances,
+            History,
+            Register,
+            UpdateHolder,
+            Programs,
+            Metrics,
+        ];
         for (who, allowed) in [
-            (&till, [true, true, false, false, false]),
-            (&desk, [true, true, true, false, false]),
-            (&ops, [true, true, true, true, true]),
+            (&till, [true, true, true, true, false, false, false, false]),
+            (&desk, [true, true, true, true, true, true, false, false]),
+            (&ops, [true; 8]),
+            (&parent, [true, true, true, true, false, true, false, false]),
         ] {
-            for (route, allowed) in [Decide, Card, Register, Programs, Metrics]
-                .into_iter()
-                .zip(allowed)
-            {
+            for (route, allowed) in routes.into_iter().zip(allowed) {
                 assert_eq!(
                     who.may_call(route).is_ok(),
                     allowed,
@@ -578,6 +691,7 @@ mod tests {
                 );
             }
         }
+        assert_eq!(routes.len(), Route::ALL.len());
         let refusal = till.may_call(Programs).unwrap_err().to_string();
         assert_eq!(
             refusal,
@@ -589,6 +703,15 @@ mod tests {
                 .to_string()
                 .contains("role `registrar`")
         );
+        assert_eq!(
+            parent.may_call(Register).unwrap_err().to_string(),
+            "role `guardian` may not call `PUT /v1/programs/{program}/holders/{card}`: that needs role `registrar` or `admin`"
+        );
+        assert_eq!(
+            till.may_call(UpdateHolder).unwrap_err().to_string(),
+            "role `terminal` may not call `PATCH /v1/programs/{program}/holders/{card}`: that needs role `registrar`, `admin` or `guardian`"
+        );
+        assert!(parent.is_guardian() && !ops.is_guardian() && !till.is_guardian());
 
         // Programs.
         assert!(till.may_act_for("albertslund").is_ok());
@@ -600,17 +723,65 @@ mod tests {
         assert!(desk.may_act_for("antwerpen").is_err());
         assert!(ops.may_act_for("anything").is_ok());
 
-        // Actions: only the terminal's list restricts.
-        assert!(till.may_decide("albertslund", "purchase").is_ok());
+        // Cards: only a guardian's list restricts, after its programs.
+        assert!(parent.may_act_for_card("albertslund", "BK-2002").is_ok());
         assert_eq!(
-            till.may_decide("albertslund", "topup")
+            parent
+                .may_act_for_card("albertslund", "BK-2001")
+                .unwrap_err()
+                .to_string(),
+            "this token may not act for card `BK-2001`: a guardian acts for its own cards only"
+        );
+        assert_eq!(
+            parent
+                .may_act_for_card("bergen", "BK-2002")
+                .unwrap_err()
+                .to_string(),
+            "this token may not act for program `bergen`"
+        );
+        assert!(till.may_act_for_card("albertslund", "BK-2001").is_ok());
+        assert!(till.may_act_for_card("bergen", "AK-1001").is_err());
+        assert!(ops.may_act_for_card("bergen", "AK-1001").is_ok());
+
+        // Actions: the terminal's and the guardian's lists restrict; a guardian decides for
+        // its cards only.
+        assert!(
+            till.may_decide("albertslund", "BK-2001", "purchase")
+                .is_ok()
+        );
+        assert_eq!(
+            till.may_decide("albertslund", "BK-2001", "topup")
                 .unwrap_err()
                 .to_string(),
             "this token may not ask for action `topup` (it may ask for `purchase`)"
         );
-        assert!(till.may_decide("bergen", "purchase").is_err());
-        assert!(desk.may_decide("bergen", "redeem").is_ok());
-        assert!(ops.may_decide("antwerpen", "transfer").is_ok());
+        assert!(till.may_decide("bergen", "AK-1001", "purchase").is_err());
+        assert!(desk.may_decide("bergen", "AK-1001", "redeem").is_ok());
+        assert!(ops.may_decide("antwerpen", "A-3001", "transfer").is_ok());
+        assert!(
+            parent
+                .may_decide("albertslund", "BK-2002", "top-up")
+                .is_ok()
+        );
+        assert!(
+            parent
+                .may_decide("albertslund", "BK-2002", "block-card")
+                .is_ok()
+        );
+        assert_eq!(
+            parent
+                .may_decide("albertslund", "BK-2002", "purchase")
+                .unwrap_err()
+                .to_string(),
+            "this token may not ask for action `purchase` (it may ask for `block-card`, `top-up`)"
+        );
+        assert!(
+            parent
+                .may_decide("albertslund", "BK-2001", "top-up")
+                .unwrap_err()
+                .to_string()
+                .contains("card `BK-2001`")
+        );
 
         // Starting balances: only an admin gives non-zero ones.
         let none = BTreeMap::new();
@@ -623,6 +794,7 @@ mod tests {
             "role `registrar` may not give a card starting balances (`DKK`): that needs role `admin`"
         );
         assert!(ops.may_grant(&some).is_ok());
+        assert!(parent.may_grant(&some).is_err());
     }
 
     #[test]
@@ -690,11 +862,73 @@ mod tests {
                     "registrar",
                     "programs = [\"*\"]\nactions = [\"purchase\"]",
                 ),
-                "`actions` is for role `terminal` only",
+                "`actions` is for roles `terminal` and `guardian` only",
             ),
             (
                 entry("a", "a", "terminal", "programs = [\"*\"]\nactions = []"),
                 "`actions` is empty",
+            ),
+            (
+                entry("a", "a", "parent", "programs = [\"*\"]"),
+                "unknown variant `parent`",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "guardian",
+                    "programs = [\"albertslund\"]\ncards = [\"BK-2002\"]",
+                ),
+                "role `guardian` must list its `actions`: with every action a guardian could `purchase`",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "guardian",
+                    "programs = [\"albertslund\"]\nactions = [\"top-up\"]",
+                ),
+                "role `guardian` needs `cards`",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "guardian",
+                    "programs = [\"albertslund\"]\nactions = [\"top-up\"]\ncards = []",
+                ),
+                "`cards` is empty",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "guardian",
+                    "programs = [\"albertslund\"]\nactions = [\"top-up\"]\ncards = [\"BK-1\", \"BK-1\"]",
+                ),
+                "`cards` lists card `BK-1` twice",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "guardian",
+                    "programs = [\"albertslund\"]\nactions = [\"top-up\"]\ncards = [\"\"]",
+                ),
+                "`cards` has an empty card",
+            ),
+            (
+                entry(
+                    "a",
+                    "a",
+                    "terminal",
+                    "programs = [\"*\"]\ncards = [\"BK-2002\"]",
+                ),
+                "`cards` is for role `guardian` only; role `terminal` acts for every card of its programs",
+            ),
+            (
+                entry("a", "a", "admin", "programs = [\"*\"]\ncards = [\"BK-2002\"]"),
+                "`cards` is for role `guardian` only",
             ),
         ];
         for (text, expected) in cases {
@@ -726,6 +960,7 @@ mod tests {
             Role::Terminal,
             &["albertslund".into()],
             &actions,
+            &[],
         )
         .unwrap();
         assert_eq!(made.token.len(), 43, "{}", made.token);
@@ -736,28 +971,79 @@ mod tests {
         );
         assert!(made.entry.starts_with("[[tokens]]\n"), "{}", made.entry);
         assert!(!made.entry.contains(&made.token));
-        let other = new_token("other", Role::Admin, &["*".into()], &[]).unwrap();
+        let other = new_token("other", Role::Admin, &["*".into()], &[], &[]).unwrap();
         assert_ne!(made.token, other.token);
         assert!(!other.entry.contains("actions"), "{}", other.entry);
+        assert!(!other.entry.contains("cards"), "{}", other.entry);
+        let portal_actions = ["top-up".to_string(), "block-card".to_string()];
+        let parent = new_token(
+            "parent-of-bk-2002",
+            Role::Guardian,
+            &["albertslund".into()],
+            &portal_actions,
+            &["BK-2002".into()],
+        )
+        .unwrap();
+        assert!(
+            parent.entry.contains("role = \"guardian\""),
+            "{}",
+            parent.entry
+        );
+        assert!(
+            parent.entry.contains("cards = [\"BK-2002\"]"),
+            "{}",
+            parent.entry
+        );
 
-        let tokens = parse(&format!("{}{}", made.entry, other.entry)).unwrap();
+        let tokens = parse(&format!("{}{}{}", made.entry, other.entry, parent.entry)).unwrap();
         let till = caller(&tokens, &made.token);
         assert_eq!(till.name(), "bakkens-hjerte-till-1");
-        assert!(till.may_decide("albertslund", "purchase").is_ok());
-        assert!(till.may_decide("albertslund", "topup").is_err());
+        assert!(
+            till.may_decide("albertslund", "BK-2001", "purchase")
+                .is_ok()
+        );
+        assert!(till.may_decide("albertslund", "BK-2001", "topup").is_err());
         assert_eq!(caller(&tokens, &other.token).role(), Role::Admin);
+        let guardian = caller(&tokens, &parent.token);
+        assert_eq!(guardian.role(), Role::Guardian);
+        assert!(
+            guardian
+                .may_decide("albertslund", "BK-2002", "top-up")
+                .is_ok()
+        );
+        assert!(
+            guardian
+                .may_decide("albertslund", "BK-2001", "top-up")
+                .is_err()
+        );
+        assert!(
+            guardian
+                .may_decide("albertslund", "BK-2002", "purchase")
+                .is_err()
+        );
 
         // Checked as the file would be.
-        let e = new_token("x", Role::Admin, &["*".into()], &actions).unwrap_err();
+        let e = new_token("x", Role::Admin, &["*".into()], &actions, &[]).unwrap_err();
         assert!(
             e.to_string()
-                .contains("`actions` is for role `terminal` only"),
+                .contains("`actions` is for roles `terminal` and `guardian` only"),
             "{e}"
         );
-        assert!(new_token("", Role::Admin, &["*".into()], &[]).is_err());
-        assert!(new_token("x", Role::Admin, &[], &[]).is_err());
+        let e = new_token("x", Role::Terminal, &["*".into()], &[], &["BK-1".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`cards` is for role `guardian` only"),
+            "{e}"
+        );
+        let e = new_token("x", Role::Guardian, &["*".into()], &actions, &[]).unwrap_err();
+        assert!(e.to_string().contains("needs `cards`"), "{e}");
+        let e = new_token("x", Role::Guardian, &["*".into()], &[], &["BK-1".into()]).unwrap_err();
+        assert!(e.to_string().contains("must list its `actions`"), "{e}");
+        assert!(new_token("", Role::Admin, &["*".into()], &[], &[]).is_err());
+        assert!(new_token("x", Role::Admin, &[], &[], &[]).is_err());
         // A name that needs quoting survives the round trip.
-        let quoted = new_token("till \"7\" \\ øst", Role::Terminal, &["*".into()], &[]).unwrap();
+        let quoted =
+            new_token("till \"7\" \\ øst", Role::Terminal, &["*".into()], &[], &[]).unwrap();
         assert_eq!(
             caller(&parse(&quoted.entry).unwrap(), &quoted.token).name(),
             "till \"7\" \\ øst"
@@ -767,7 +1053,11 @@ mod tests {
     #[test]
     fn roles_parse_by_name() {
         assert_eq!("registrar".parse::<Role>().unwrap(), Role::Registrar);
+        assert_eq!("guardian".parse::<Role>().unwrap(), Role::Guardian);
         assert!("Admin".parse::<Role>().is_err());
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let status = match &e {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::UnknownProgram(_) => StatusCode::NOT_FOUND,
+            Error::UnknownProgram(_) | Error::UnknownCard { .. } => StatusCode::NOT_FOUND,
+            Error::Forbidden(_) => {
+                tracing::warn!("refused: {e}");
+                StatusCode::FORBIDDEN
+            }
             Error::IdReused(_) => StatusCode::CONFLICT,
             Error::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unavailable { .. } => {
@@ -95,7 +99,7 @@ pub(crate) enum Refused {
     Unauthorized(ErrorBody),
     #[response(
         status = 403,
-        description = "Outside the token's rights: its role, programs or actions"
+        description = "Outside the token's rights: its role, programs, actions or (a guardian's) cards"
     )]
     Forbidden(ErrorBody),
 }

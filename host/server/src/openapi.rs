@@ -12,7 +12,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         description = "The point-of-sale HTTP API of cardrules: decisions, holders and cards of \
             municipal benefit-card programs. With `serve --auth`, every route but `/healthz`, \
             `/readyz` and `/v1/openapi.json` needs `Authorization: Bearer <token>`; a token's \
-            role (`terminal`, `registrar`, `admin`), programs and actions bound what it may do. \
+            role (`terminal`, `registrar`, `admin`, `guardian`), programs and actions (and a \
+            guardian's cards) bound what it may do. \
             Every error answer is `{\"error\": \"…\"}`; an unknown route is a 404 and a known route \
             with another method a 405, both with that body. Request heads larger than the \
             server's limit are refused by the HTTP layer with a 431 and no body."
@@ -21,6 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::decisions::decide,
         crate::routes::programs::programs,
         crate::routes::cards::register,
+        crate::routes::cards::update_holder,
         crate::routes::cards::card,
         crate::routes::portal::allowances,
         crate::routes::portal::history,

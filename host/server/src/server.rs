@@ -132,7 +132,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/programs", get(programs::programs))
         .route(
             "/v1/programs/{program}/holders/{card}",
-            put(cards::register),
+            put(cards::register).patch(cards::update_holder),
         )
         .route("/v1/programs/{program}/cards/{card}", get(cards::card))
         .route(

@@ -17,6 +17,7 @@
 //!
 //! [schema.holder.blocked-categories]
 //! type = "text"            # text: optional `one-of = ["word", …]`
+//! guardian = true          # holders only: a guardian token may change it (default false)
 //!
 //! [schema.config.max-age]
 //! type = "integer"
@@ -83,6 +84,10 @@ pub struct Declaration {
     /// Text: the allowed words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub one_of: Option<Vec<String>>,
+    /// Holder attributes only: whether a guardian (a parent's portal, role `guardian`) may
+    /// change it for its cards (`PATCH …/holders/{card}`). Default: no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guardian: bool,
     /// What the value means to the rules, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
@@ -131,6 +136,13 @@ impl Schema {
                 if section == Section::Offer && OFFER_FIELDS.contains(&key.as_str()) {
                     return Err(format!(
                         "`{table}`: `{key}` is a field of every offer, not an attribute"
+                    ));
+                }
+                if declaration.guardian && section != Section::Holder {
+                    return Err(format!(
+                        "`{table}`: `guardian` is for holder attributes (`[schema.holder.<key>]`) \
+                         only: a guardian changes holders' attributes, never {}",
+                        section.noun()
                     ));
                 }
                 declaration
@@ -347,6 +359,13 @@ one-of = ["city", "region"]
         assert!(!schema.config["max-age"].required);
         assert!(schema.holder.is_empty());
         assert_eq!(Schema::default(), self::schema("").unwrap());
+        let marked = self::schema(
+            "[holder.daily-limit]\ntype = \"integer\"\nguardian = true\n[holder.club]\ntype = \"text\"\n",
+        )
+        .unwrap();
+        assert!(marked.holder["daily-limit"].guardian);
+        assert!(!marked.holder["club"].guardian, "default: not a guardian's");
+        assert!(!schema.offer["participating"].guardian);
     }
 
     #[test]
@@ -378,6 +397,18 @@ one-of = ["city", "region"]
             (
                 "[offer.name]\ntype = \"text\"\n",
                 "`name` is a field of every offer, not an attribute",
+            ),
+            (
+                "[offer.x]\ntype = \"integer\"\nguardian = true\n",
+                "`[schema.offer.x]`: `guardian` is for holder attributes (`[schema.holder.<key>]`) only: a guardian changes holders' attributes, never an offer attribute",
+            ),
+            (
+                "[config.x]\ntype = \"text\"\nguardian = true\n",
+                "`[schema.config.x]`: `guardian` is for holder attributes",
+            ),
+            (
+                "[holder.x]\ntype = \"text\"\nguardian = \"yes\"\n",
+                "invalid type: string \"yes\", expected a boolean",
             ),
         ];
         for (toml, expected) in cases {

@@ -226,6 +226,43 @@ fn a_malformed_schema_is_refused_at_load() {
         "cannot load policy `bergen`: `policy.toml`: `[schema.offer.capacity]`: `min` 1 is \
          above `max` 0"
     );
+    // `guardian` is for holder attributes only.
+    let error = refused("bergen", "policy.toml", |text| {
+        text.replace(
+            "[schema.offer.capacity]\n",
+            "[schema.offer.capacity]\nguardian = true\n",
+        )
+    });
+    assert_eq!(
+        error,
+        "cannot load policy `bergen`: `policy.toml`: `[schema.offer.capacity]`: `guardian` is \
+         for holder attributes (`[schema.holder.<key>]`) only: a guardian changes holders' \
+         attributes, never an offer attribute"
+    );
+}
+
+#[test]
+fn albertslund_lets_parents_set_their_limits_and_nothing_else() {
+    let schema = read_program(&shipped("albertslund"))
+        .unwrap()
+        .manifest
+        .schema;
+    let marked: Vec<&str> = schema
+        .holder
+        .iter()
+        .filter(|(_, declaration)| declaration.guardian)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "auto-top-up-amount",
+            "auto-top-up-below",
+            "blocked-categories",
+            "daily-limit",
+            "purchase-limit"
+        ]
+    );
 }
 
 #[test]

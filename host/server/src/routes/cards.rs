@@ -1,5 +1,8 @@
-//! `PUT /v1/programs/{program}/holders/{card}` and `GET /v1/programs/{program}/cards/{card}`:
-//! register a holder, and read a card's state and balances.
+//! `PUT /v1/programs/{program}/holders/{card}`, `PATCH /v1/programs/{program}/holders/{card}`
+//! and `GET /v1/programs/{program}/cards/{card}`: register a holder, change its attributes
+//! (a registrar, or a guardian for its own cards), and read a card's state and balances.
+
+use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -8,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use cardrules::{CardView, Holder};
+use cardrules::{AttributeValue, CardView, Holder, Setter};
 
 use crate::access::Access;
 use crate::auth::Route;
@@ -77,6 +80,104 @@ pub(crate) async fn register(
     Ok((status, Json(view.1)).into_response())
 }
 
+/// The body of `PATCH …/holders/{card}`: the attributes to change, and nothing else.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read as JSON by the handler; described here for the OpenAPI document
+pub(crate) struct HolderChange {
+    /// Attribute → its new value (text, integer or boolean), or `null` to remove it; the
+    /// holder's other attributes are kept.
+    #[schema(value_type = BTreeMap<String, AttributeValue>)]
+    attributes: BTreeMap<String, Option<AttributeValue>>,
+}
+
+/// Changes a holder's attributes: a registrar any the schema declares, a guardian (for its
+/// own cards) only those the schema marks `guardian = true`. Journaled like a registration.
+#[utoipa::path(patch, path = "/v1/programs/{program}/holders/{card}", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id")),
+    request_body(content = HolderChange, description = "`{\"attributes\": {…}}`; a guardian may name only attributes the schema marks `guardian = true`", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The attributes were changed; the card as it is now", body = cardrules::CardView),
+        BadBody,
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn update_holder(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    body: Body,
+) -> ApiResult<Json<CardView>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::UpdateHolder))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
+    let guardian = access.is_guardian();
+    let body: serde_json::Value = json_body(
+        body,
+        state.body_limit,
+        state.limits.idle_timeout,
+        "holder change",
+    )
+    .await?;
+    let serde_json::Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request(
+            "cannot parse holder change: expected a JSON object `{\"attributes\": {…}}`",
+        ));
+    };
+    if let Some(other) = fields.keys().find(|key| *key != "attributes") {
+        // `statuses`, `state`, `balances`, …: a guardian's standing, not its typing, is at
+        // fault; another caller named a field that is not there.
+        return Err(if guardian {
+            tracing::warn!("refused: a guardian asked to change `{other}`");
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a guardian may change only attributes the schema marks `guardian = true`, \
+                     not `{other}`"
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!(
+                "cannot parse holder change: unknown field `{other}`, expected `attributes` \
+                 (replace a whole holder with `PUT`)"
+            ))
+        });
+    }
+    let changes: BTreeMap<String, serde_json::Value> = match fields.remove("attributes") {
+        Some(serde_json::Value::Object(changes)) => changes.into_iter().collect(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot parse holder change: `attributes` must be an object of attribute → \
+                 value, not `{other}`"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "cannot parse holder change: missing field `attributes`",
+            ));
+        }
+    };
+    let setter = match guardian {
+        true => Setter::Guardian,
+        false => Setter::Registrar,
+    };
+    let host = state.host.clone();
+    let view = blocking(&state, move || {
+        host.set_attributes(
+            &program,
+            &card,
+            &changes,
+            setter,
+            jiff::Timestamp::now().as_second(),
+        )
+    })
+    .await?;
+    Ok(Json(view))
+}
+
 /// A card's state, statuses and balances now.
 #[utoipa::path(get, path = "/v1/programs/{program}/cards/{card}", tag = "cards",
     security(("bearer" = [])),
@@ -95,7 +196,7 @@ pub(crate) async fn card(
 ) -> ApiResult<Json<CardView>> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Card))?;
-    access.check(|c| c.may_act_for(&program))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
     let host = state.host.clone();
     let (p, c) = (program.clone(), card.clone());
     let view = blocking(&state, move || {

@@ -37,7 +37,9 @@ pub(crate) async fn decide(
     // The one parse path of requests, shared with the command and the fuzz targets.
     let text = body_text(body, state.body_limit, state.limits.idle_timeout, "request").await?;
     let request: Request = cardrules::inputs::request(&text)?;
-    access.check(|c| c.may_decide(&request.program, &request.action))?;
+    // The acting card is the caller's to act for (a guardian's own cards); a transfer's
+    // `to-card` is not.
+    access.check(|c| c.may_decide(&request.program, &request.card, &request.action))?;
     let host = state.host.clone();
     let (program, card, action) = (
         request.program.clone(),

@@ -96,7 +96,7 @@ pub(crate) async fn allowances(
 ) -> ApiResult<Json<Allowances>> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Allowances))?;
-    access.check(|c| c.may_act_for(&program))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
     let params = Params::of(query, &["at", "action", "offer", "language"])?;
     let at = params
         .get("at")
@@ -145,7 +145,7 @@ pub(crate) async fn history(
 ) -> ApiResult<Json<History>> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::History))?;
-    access.check(|c| c.may_act_for(&program))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
     let params = Params::of(query, &["since", "until", "limit", "after"])?;
     let page = HistoryPage::parse(
         params.get("since"),
