@@ -251,7 +251,7 @@ fn pages(journal: Arc<dyn Journal>, cards: &[String], seconds: f64) -> (f64, f64
 fn history_on(name: &str, open: &dyn Fn() -> Arc<dyn Journal>, options: &Options) {
     println!("history on {name}, page of 100 entries, µs:");
     let small = open();
-    let small_cards = generate(&*small, options.events / 100, options.cards / 100.max(1));
+    let small_cards = generate(&*small, options.events / 100, (options.cards / 100).max(1));
     let (small_p50, small_p99) = pages(small, &small_cards, options.seconds);
     let large = open();
     let large_cards = generate(&*large, options.events, options.cards);
