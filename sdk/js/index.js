@@ -80,6 +80,28 @@ import { panicked } from 'cardrules:policy/diagnostics@0.2.0';
  * @typedef {{ program: string, version: string, actions: string[], reasons: string[] }} PolicyInfo
  */
 
+// --- Purity: a policy has no clock and no randomness. Without WASI the engine's clock
+// traps with no message (`unreachable`) and `Math.random` replays the sequence seeded when
+// the component was built; both are bugs in a policy, so say so instead, with a message
+// that reaches the host (`decide` reports it through `diagnostics.panicked`). Instants
+// built from a number (`new Date(req.at * 1000)`) keep working.
+
+/** @param {string} what @param {string} instead */
+const impure = (what, instead) => () => {
+  throw new Error(`${what} is not available to a policy: ${instead}`);
+};
+const NO_CLOCK = 'use req.at and req.local, and calendar for periods';
+const EngineDate = globalThis.Date;
+EngineDate.now = impure('Date.now()', NO_CLOCK);
+globalThis.Date = new Proxy(EngineDate, {
+  apply: impure('Date()', NO_CLOCK),
+  construct(target, args, newTarget) {
+    if (args.length === 0) impure('new Date()', NO_CLOCK)();
+    return Reflect.construct(target, args, newTarget);
+  },
+});
+Math.random = impure('Math.random()', 'a decision must not depend on chance');
+
 /** The reason a policy gives for an action it does not know. */
 export const UNKNOWN_ACTION = 'unknown-action';
 /** The reason a policy gives when a field the action needs is missing or out of range. */
@@ -497,10 +519,12 @@ function wireCheck(c) {
 function report(e) {
   let message;
   if (e instanceof Error) {
-    const where = String(e.stack ?? '')
+    // The first frame in the policy's own code: past the SDK's, e.g. for `Date.now()`.
+    const frames = String(e.stack ?? '')
       .split('\n')
       .map((line) => line.trim())
-      .find((line) => line.startsWith('at '));
+      .filter((line) => line.startsWith('at '));
+    const where = frames.find((line) => !line.includes('/@cardrules/sdk/')) ?? frames[0];
     message = `${e.name}: ${e.message}${where ? ` (${where})` : ''}`;
   } else {
     message = `uncaught exception: ${String(e)}`;
