@@ -37,7 +37,9 @@ municipal rule books say (the Rust SDK's `?`).
 
 A policy is pure: it is built with `componentize-py componentize --stub-wasi`, so its
 component imports nothing but its world; the clock, randomness, files and stdout are
-stubs that trap (see sdk/python/README.md). Everything it knows comes from the request,
+stubs that trap, and the SDK guards the usual ways in (`time.time`, `random.random`,
+`open`, `print`) so that the host's `policy-error` names the call (see purity.py and
+sdk/python/README.md). Everything it knows comes from the request,
 `ledger` and `calendar`.
 """
 
@@ -100,6 +102,7 @@ from .explain import (
     within,
     within_amount,
 )
+from .purity import ImpureCall, install as _install_guards
 from .facts import (
     age_on,
     attr,
@@ -110,6 +113,11 @@ from .facts import (
     config_text,
     has_status,
 )
+
+
+# Once, at import (build time, in componentize-py's snapshot): the clock, randomness,
+# files and output raise `ImpureCall`, which `decide` reports to the host by name.
+_install_guards()
 
 
 class Policy(wit_world.WitWorld):
@@ -168,6 +176,7 @@ __all__ = [
     "UNKNOWN_ACTION",
     "Allowed",
     "Denied",
+    "ImpureCall",
     "Outcome",
     "allow",
     "deny",

@@ -11,7 +11,6 @@ instance, so a module-level list is all it needs.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Dict, List, Optional, Tuple, TypeVar, Union
 
@@ -171,18 +170,32 @@ Outcome = Union[Allowed, Decision]
 
 def _report(error: BaseException) -> None:
     """Tells the host why the policy is about to trap: the exception and the line it was
-    raised at, through the world's `diagnostics.panicked` (shown in the `policy-error`).
+    raised at, through the world's `diagnostics.panicked` (the host shows it in the
+    `policy-error` as "guest said: …").
 
-    Must not raise itself: it runs while an exception is already on its way out, possibly
-    a `MemoryError` or `RecursionError`.
+    Built by hand rather than with `traceback.format_exception`, which reads the source
+    lines through `linecache`, i.e. opens files: a stubbed WASI call that traps before the
+    message is out. Must not raise itself: it runs while an exception is already on its
+    way out, possibly a `MemoryError` or `RecursionError`.
     """
     try:
-        message = "".join(traceback.format_exception_only(type(error), error)).strip()
-        frames = traceback.extract_tb(error.__traceback__)
-        if frames:
-            last = frames[-1]
-            file = last.filename.rsplit("/", 1)[-1]
-            message = f"{message} (at {file}:{last.lineno} in {last.name})"
+        try:
+            text = str(error)
+        except BaseException:  # noqa: BLE001 - a broken __str__ must not hide the error
+            text = ""
+        message = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        # The line to name is the policy's own: the last frame outside the SDK (an
+        # `ImpureCall` is raised inside the SDK's guard, on the policy's behalf).
+        frame = error.__traceback__
+        at = None
+        while frame is not None:
+            if at is None or "cardrules_sdk" not in frame.tb_frame.f_code.co_filename:
+                at = frame
+            frame = frame.tb_next
+        if at is not None:
+            code = at.tb_frame.f_code
+            file = code.co_filename.rsplit("/", 1)[-1]
+            message = f"{message} (at {file}:{at.tb_lineno} in {code.co_name})"
         diagnostics.panicked(message)
     except BaseException:  # noqa: BLE001 - the original error is what matters
         try:
