@@ -35,7 +35,7 @@ with open(sys.argv[1], "rb") as manifest:
     # bundled, and without VIRTUAL_ENV so that the toolchain's own site-packages stay out.
     (
         cd "$dir"
-        env -u VIRTUAL_ENV "$venv/bin/componentize-py" \
+        env -u VIRTUAL_ENV "$venv/bin/componentize-py" --quiet \
             -d "$root/wit/0.2.0" -w cardrules:policy/policy@0.2.0 \
             componentize --stub-wasi \
             -p "$dir" -p "$root/sdk/python" \
