@@ -45,6 +45,8 @@ sdk/python/README.md). Everything it knows comes from the request,
 
 from __future__ import annotations
 
+import sys
+
 import wit_world
 from wit_world.imports import calendar, diagnostics, ledger
 from wit_world.imports.types import (
@@ -116,8 +118,11 @@ from .facts import (
 
 
 # Once, at import (build time, in componentize-py's snapshot): the clock, randomness,
-# files and output raise `ImpureCall`, which `decide` reports to the host by name.
-_install_guards()
+# files and output raise `ImpureCall`, which `decide` reports to the host by name. Only
+# inside the component (CPython for WASI): the SDK's own tests import it in the machine's
+# CPython against stub bindings, where `print` and `open` must keep working.
+if sys.platform == "wasi":
+    _install_guards()
 
 
 class Policy(wit_world.WitWorld):
