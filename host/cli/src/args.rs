@@ -229,6 +229,20 @@ pub enum Command {
         /// Where program crates live.
         #[arg(long, default_value = "guest-rules/programs")]
         guests: PathBuf,
+        /// The policy's language: `rust` (a guest crate), `python` (`policy.py`) or `js`
+        /// (`policy.js`).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+    },
+    /// Build programs from their source, whatever its language, into the component each
+    /// manifest names: Python and JavaScript with the repository's pinned toolchains
+    /// (installed on first use), Rust with cargo.
+    Build {
+        /// The policies directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Only these programs [default: every program under the policies directory].
+        programs: Vec<String>,
     },
     /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
     Keygen {

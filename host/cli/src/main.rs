@@ -15,6 +15,7 @@ use clap::Parser;
 
 mod args;
 mod bench;
+mod builder;
 mod ledger;
 mod portal;
 mod replay;
@@ -148,13 +149,18 @@ fn main() -> ExitCode {
             languages,
             policies,
             guests,
-        } => new_program(scaffold::Scaffold {
-            program,
-            time_zone,
-            languages,
-            policies,
-            guests,
+            lang,
+        } => lang.parse().and_then(|lang| {
+            new_program(scaffold::Scaffold {
+                program,
+                time_zone,
+                languages,
+                policies,
+                guests,
+                lang,
+            })
         }),
+        Command::Build { policies, programs } => builder::build(&policies, &programs),
         Command::Keygen { out } => keygen(&out),
         Command::Sign { key, programs } => sign(&key, &programs),
         Command::Allowances {
@@ -377,10 +383,20 @@ fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
     for path in written {
         println!("created {}", path.display());
     }
-    println!(
-        "build with `cargo build --release`, then run its suite: `cardrules test {}`",
-        s.policies.join(&s.program).join("suites").display()
-    );
+    let dir = s.policies.join(&s.program);
+    match s.lang {
+        builder::Language::Rust => println!(
+            "build with `cargo build --release`, then run its suite: `cardrules test {}`",
+            dir.display()
+        ),
+        lang => println!(
+            "build with `cardrules build --policies {} {}` (the first build installs the pinned {} toolchain), then run its suite: `cardrules test {}`",
+            s.policies.display(),
+            s.program,
+            lang.name(),
+            dir.display()
+        ),
+    }
     Ok(exit::OK)
 }
 

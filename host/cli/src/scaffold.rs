@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::builder::Language;
+
 /// What to scaffold.
 pub struct Scaffold {
     pub program: String,
@@ -14,8 +16,10 @@ pub struct Scaffold {
     pub languages: Vec<String>,
     /// Where the program's directory goes (`policies/`).
     pub policies: PathBuf,
-    /// Where the guest crate goes (`guest-rules/programs/`).
+    /// Where the guest crate goes (`guest-rules/programs/`), for Rust.
     pub guests: PathBuf,
+    /// The policy's language.
+    pub lang: Language,
 }
 
 /// A starter message per language for each starter reason; English for languages it
@@ -69,26 +73,34 @@ pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
     }
     let program_dir = s.policies.join(&s.program);
     let crate_dir = s.guests.join(&s.program);
-    for dir in [&program_dir, &crate_dir] {
-        if dir.exists() {
-            bail!("`{}` exists already", dir.display());
+    if program_dir.exists() {
+        bail!("`{}` exists already", program_dir.display());
+    }
+    let mut files: Vec<(PathBuf, String)> = match s.lang {
+        Language::Rust => {
+            if crate_dir.exists() {
+                bail!("`{}` exists already", crate_dir.display());
+            }
+            if !s.guests.is_dir() {
+                bail!(
+                    "`{}` is not a directory: run `cardrules new` at the root of a cardrules repository",
+                    s.guests.display()
+                );
+            }
+            vec![
+                (crate_dir.join("Cargo.toml"), cargo_toml(&s.program)),
+                (crate_dir.join("src/lib.rs"), lib_rs(&s.program)),
+            ]
         }
-    }
-    if !s.guests.is_dir() {
-        bail!(
-            "`{}` is not a directory: run `cardrules new` at the root of a cardrules repository",
-            s.guests.display()
-        );
-    }
-
-    let files: Vec<(PathBuf, String)> = vec![
-        (crate_dir.join("Cargo.toml"), cargo_toml(&s.program)),
-        (crate_dir.join("src/lib.rs"), lib_rs(&s.program)),
+        Language::Js => vec![(program_dir.join("policy.js"), policy_js(&s.program))],
+        Language::Python => vec![(program_dir.join("policy.py"), policy_py(&s.program))],
+    };
+    files.extend([
         (program_dir.join("policy.toml"), policy_toml(s)),
         (program_dir.join("catalogue.toml"), CATALOGUE.to_string()),
         (program_dir.join("holders.toml"), HOLDERS.to_string()),
         (program_dir.join("suites/visits.toml"), suite(&s.program)),
-    ];
+    ]);
     for (path, text) in &files {
         write_new(path, text)?;
     }
@@ -189,6 +201,132 @@ fn visit(req: &Request) -> Rule {{
 }}
 
 export_policy!({kind});
+"#
+    )
+}
+
+fn policy_js(program: &str) -> String {
+    format!(
+        r#"// Program `{program}`: the starter rule book made by `cardrules new --lang js`. Each
+// action is a function; its rules are checked in order and the first that fails gives
+// the reason. Write your municipality's rules here, one `check` per rule (or `within` for
+// a rule that counts against a limit). The SDK is documented in sdk/js/README.md.
+//
+// Every rule is recorded as it is checked, so a decision explains itself: when a request
+// asks to `explain`, `decide` gives it the checks that ran, in order, e.g.
+// {{ rule: 'card-active', passed: false, reason: 'card-inactive' }}.
+//
+// A policy imports nothing but the policy world: no clock (use `req.at`, `req.local` and
+// the SDK's `calendar`), no randomness, files or console.
+//
+// Build: `cardrules build --policies <this directory's parent> {program}`.
+
+import {{
+  BAD_REQUEST, OK, UNKNOWN_ACTION, allow, check, count, decide, deny, describing, policyInfo,
+  required,
+}} from '@cardrules/sdk';
+
+const PROGRAM = '{program}';
+const VERSION = '0.1.0';
+/** Counts a card's visits (a counter of the ledger). */
+const VISITS = 'visits';
+
+export const describe = describing(() =>
+  policyInfo(PROGRAM, VERSION, ['visit'], [OK, 'card-inactive', UNKNOWN_ACTION, BAD_REQUEST]),
+);
+
+export const evaluate = (req) =>
+  decide(req, () => {{
+    switch (req.action) {{
+      case 'visit':
+        return visit(req);
+      default:
+        return deny(UNKNOWN_ACTION);
+    }}
+  }});
+
+/** A visit to an offer of the catalogue. */
+function visit(req) {{
+  // A visit is to an offer (the host has checked that it is in the catalogue).
+  required(req.offer);
+  // 1. The card is active: the check `card-active`, denied with `card-inactive`.
+  check('card-active', req.holder.state === 'active', 'card-inactive');
+  // Allowed: one person, free of charge; the visit is counted.
+  return allow({{ admitted: 1, price: 0, effects: [count(VISITS, 1)] }});
+}}
+"#
+    )
+}
+
+fn policy_py(program: &str) -> String {
+    format!(
+        r#""""Program `{program}`: the starter rule book made by `cardrules new --lang python`.
+
+Each action is a function; its rules are checked in order and the first that fails gives
+the reason. Write your municipality's rules here, one `check` per rule (or `within` for a
+rule that counts against a limit). The SDK is documented in sdk/python/README.md.
+
+Every rule is recorded as it is checked, so a decision explains itself: when a request
+asks to `explain`, `decide` gives it the checks that ran, in order, e.g.
+`Check(rule="card-active", passed=False, reason="card-inactive")`.
+
+A policy imports nothing but the policy world: no clock (use `req.at`, `req.local` and the
+SDK's `calendar`), no randomness, files or printing.
+
+Build: `cardrules build --policies <this directory's parent> {program}`.
+"""
+
+from cardrules_sdk import (
+    BAD_REQUEST,
+    OK,
+    UNKNOWN_ACTION,
+    CardState,
+    Decision,
+    Outcome,
+    Policy,
+    PolicyInfo,
+    Request,
+    allow,
+    check,
+    decide,
+    deny,
+    policy_info,
+    required,
+)
+
+PROGRAM = "{program}"
+VERSION = "0.1.0"
+#: Counts a card's visits (a counter of the ledger).
+VISITS = "visits"
+
+
+def visit(req: Request) -> Outcome:
+    """A visit to an offer of the catalogue."""
+    # A visit is to an offer (the host has checked that it is in the catalogue).
+    required(req.offer)
+    # 1. The card is active: the check `card-active`, denied with `card-inactive`.
+    check("card-active", req.holder.state == CardState.ACTIVE, "card-inactive")
+    # Allowed: one person, free of charge; the visit is counted.
+    return allow().admitted(1).price(0).count(VISITS, 1)
+
+
+def unknown_action(req: Request) -> Outcome:
+    return deny(UNKNOWN_ACTION)
+
+
+ACTIONS = {{"visit": visit}}
+
+
+class WitWorld(Policy):
+    """The exports componentize-py binds to the world `policy`."""
+
+    def describe(self) -> PolicyInfo:
+        return policy_info(
+            PROGRAM, VERSION, ACTIONS.keys(), [OK, "card-inactive", UNKNOWN_ACTION, BAD_REQUEST]
+        )
+
+    def evaluate(self, req: Request) -> Decision:
+        return decide(req, ACTIONS.get(req.action, unknown_action))
 "#
     )
 }

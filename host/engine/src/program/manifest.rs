@@ -171,7 +171,7 @@ pub fn read_program_bytes(dir: &Path) -> Result<ProgramBytes> {
     let component_bytes = read_file(&component_path, MAX_COMPONENT_BYTES).map_err(|e| {
         Error::load(
             &name,
-            format!("{e} (build the policies with `cargo build --release`)"),
+            format!("{e} (build the policies: `cargo build --release` for Rust, `cardrules build` for Python and JavaScript)"),
         )
     })?;
     files.insert(component.clone(), component_bytes);
