@@ -152,6 +152,8 @@ fn python_policies_build_pass_the_shipped_suites_and_misbehave_safely() {
         return skip("python3.11 is not installed");
     }
     examples_pass_the_shipped_suites("python");
+    // Python's hash seed and set order are the likeliest to differ between builds.
+    two_builds_decide_the_same("python");
     a_new_program_builds_and_passes("python");
     // Each Python component carries the interpreter (18 MB, seconds to build and
     // compile): the misbehaviours that reach the host differently, not all nine.
@@ -165,12 +167,62 @@ fn python_policies_build_pass_the_shipped_suites_and_misbehave_safely() {
     );
 }
 
+/// Two builds of the same source are not the same bytes (each carries the interpreter's
+/// heap snapshot), but they decide the same: the same explained decisions — checks and
+/// reads included — digest and fuel aside.
+fn two_builds_decide_the_same(language: &str) {
+    let requests = [
+        r#"{"program":"bergen","card":"AK-1001","action":"redeem","offer":"bergen-kino","party":2,"at":"2024-03-01T18:00:00+01:00","explain":true}"#,
+        r#"{"program":"bergen","card":"AK-1001","action":"redeem","offer":"bergen-kino","party":3,"at":"2024-03-01T18:00:00+01:00","explain":true}"#,
+        r#"{"program":"albertslund","card":"BK-2001","action":"purchase","offer":"bh-toast","amount":1500,"at":"2024-03-01T15:00:00+01:00","explain":true}"#,
+        r#"{"program":"albertslund","card":"BK-2001","action":"purchase","offer":"bh-slik","amount":500,"at":"2024-03-01T15:00:00+01:00","explain":true}"#,
+    ];
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (dir, policies) = scratch(&format!("examples/{language}/policies"));
+        if !build(&policies, &[]) {
+            return;
+        }
+        let mut decided = Vec::new();
+        for (n, request) in requests.iter().enumerate() {
+            let file = dir.path().join(format!("request-{n}.json"));
+            std::fs::write(&file, request).unwrap();
+            let ledger = dir.path().join(format!("ledger-{n}.sqlite"));
+            let (ok, out, err) = cardrules(&[
+                "decide",
+                "--allow-unsigned",
+                "--policies",
+                policies.to_str().unwrap(),
+                "--ledger",
+                ledger.to_str().unwrap(),
+                "--request",
+                file.to_str().unwrap(),
+            ]);
+            assert!(ok, "{request}: {err}");
+            let mut decision: serde_json::Value = serde_json::from_str(&out).unwrap();
+            // The digest differs by construction; so does the fuel, slightly, for Python
+            // (another heap snapshot, other instruction counts): neither is the decision.
+            decision["policy"]["digest"] = serde_json::Value::Null;
+            decision["fuel"] = serde_json::Value::Null;
+            decided.push(decision);
+        }
+        answers.push(decided);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "{language}: two builds decided differently"
+    );
+    assert!(answers[0].iter().any(|d| d["allow"] == true));
+    assert!(answers[0].iter().any(|d| d["allow"] == false));
+}
+
 #[test]
 fn javascript_policies_build_pass_the_shipped_suites_and_misbehave_safely() {
     if !runs("node", &["--version"]) || !runs("npm", &["--version"]) {
         return skip("node and npm are not installed");
     }
     examples_pass_the_shipped_suites("js");
+    two_builds_decide_the_same("js");
     a_new_program_builds_and_passes("js");
     hostile_policies_are_stopped("tests/fixtures/js/hostile", &["js-hostile"]);
 }
