@@ -570,27 +570,41 @@ fn a_full_instance_pool_is_a_host_fault_never_a_journaled_policy_error() {
     let journaled = || ledger.read("bergen", 0).unwrap().len();
     let before = journaled();
 
-    // The looping guest holds the only slot until it runs out of fuel.
-    let looping = {
-        let host = host.clone();
-        // Until it has the slot (a probe below may hold it for a moment).
-        std::thread::spawn(move || {
-            loop {
-                match host.decide(&attack("hostile-loop", "attack")) {
-                    Err(Error::Unavailable { .. }) => std::thread::yield_now(),
-                    other => return other,
-                }
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    // The looping guest holds the only slot until it runs out of fuel, while a probe asks
+    // for a slot. On a busy machine the probe may not run at all while the loop holds the
+    // slot: then the loop ends first, and the round is tried again.
     let mut probe = kino("AK-1001");
     probe.dry_run = true;
-    let refused = loop {
-        match host.decide(&probe) {
-            Err(e) => break e,
-            Ok(_) if !looping.is_finished() => std::thread::sleep(Duration::from_millis(5)),
-            Ok(decision) => panic!("the pool never filled: {decision:?}"),
+    let mut rounds = 0;
+    let (looping, refused) = loop {
+        rounds += 1;
+        let looping = {
+            let host = host.clone();
+            // Until it has the slot (the probe may hold it for a moment).
+            std::thread::spawn(move || {
+                loop {
+                    match host.decide(&attack("hostile-loop", "attack")) {
+                        Err(Error::Unavailable { .. }) => std::thread::yield_now(),
+                        other => return other,
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let refused = loop {
+            match host.decide(&probe) {
+                Err(e) => break Some(e),
+                Ok(_) if !looping.is_finished() => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => break None,
+            }
+        };
+        match refused {
+            Some(refused) => break (looping, refused),
+            None => {
+                let spun = looping.join().unwrap().unwrap();
+                assert_eq!(spun.reason, "policy-error", "{spun:?}");
+                assert!(rounds < 20, "the pool never filled in {rounds} rounds");
+            }
         }
     };
     assert!(
