@@ -272,14 +272,8 @@ fn uses(state: &State, card: &str, at: i64, effects: &[Effect]) -> Vec<Use> {
         let Effect::Consume { asset, amount } = effect else {
             continue;
         };
-        let mut lots: Vec<_> = state
-            .lots(card)
-            .iter()
-            .filter(|lot| &lot.asset == asset && lot.counts_at(at))
-            .collect();
-        lots.sort_by_key(|lot| (lot.expires.is_none(), lot.expires, lot.id));
         let mut left = *amount;
-        for lot in lots {
+        for lot in state.consumption_order(card, asset, at) {
             if left <= 0 {
                 break;
             }

@@ -3,7 +3,7 @@
 //! state changes and card moves that carry the usage history — all exact, refused rather
 //! than wrapped.
 
-use super::{Effect, Refused, State, Undo, View};
+use super::{Effect, LotRow, Refused, State, Undo, View};
 use crate::model::CardState;
 
 impl State {
@@ -118,6 +118,18 @@ impl State {
         Ok(())
     }
 
+    /// The unexpired lots of `asset` on `card` at `at`, in the order consumption takes
+    /// them: earliest expiry first, units without expiry last, then as granted.
+    pub fn consumption_order(&self, card: &str, asset: &str, at: i64) -> Vec<&LotRow> {
+        let mut lots: Vec<&LotRow> = self
+            .lots(card)
+            .iter()
+            .filter(|lot| lot.asset == asset && lot.counts_at(at))
+            .collect();
+        lots.sort_unstable_by_key(|lot| (lot.expires.is_none(), lot.expires, lot.id));
+        lots
+    }
+
     /// Removes `amount` unexpired units of `asset` from `card`, earliest expiry first (units
     /// without expiry last), and returns what was taken as (units, expiry) pairs.
     fn take(
@@ -138,17 +150,15 @@ impl State {
                 "card `{card}` holds {held} `{asset}`, fewer than {amount}"
             )));
         }
-        let mut order: Vec<(bool, Option<i64>, i64)> = self
-            .lots(card)
+        let order: Vec<(Option<i64>, i64)> = self
+            .consumption_order(card, asset, at)
             .iter()
-            .filter(|lot| lot.asset == asset && lot.counts_at(at))
-            .map(|lot| (lot.expires.is_none(), lot.expires, lot.id))
+            .map(|lot| (lot.expires, lot.id))
             .collect();
-        order.sort_unstable();
         let lots = self.lots_mut(card);
         let mut left = amount;
         let mut taken = Vec::new();
-        for (_, expires, id) in order {
+        for (expires, id) in order {
             if left == 0 {
                 break;
             }
