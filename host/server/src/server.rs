@@ -74,6 +74,7 @@ impl Server {
             gate.clone(),
             connections.clone(),
             options.shadow.clone(),
+            host.ledger().clone(),
         ));
         if !host.ledger().observe(metrics.clone()) {
             tracing::warn!("the ledger is already observed: commits are not in `/metrics`");
@@ -108,8 +109,10 @@ impl Server {
     /// Serves the API on `listener` until SIGTERM or Ctrl-C (see [`listen`]).
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         let stopping = self.state.stopping.clone();
+        // Installed now, before the first connection is accepted.
+        let signal = shutdown_signal();
         let stop = async move {
-            shutdown_signal().await;
+            signal.await;
             stopping.store(true, Ordering::SeqCst);
         };
         listen::serve(
