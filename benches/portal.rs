@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use cardrules::allowance::AllowanceQuery;
 use cardrules::history::HistoryPage;
-use cardrules::ledger::{Batch, Change, Effect};
 use cardrules::{Host, Journal, MemoryLedger, Request, Sandbox, Trust};
+
+#[path = "support/generate.rs"]
+mod generate;
 
 struct Options {
     seconds: f64,
@@ -151,75 +153,17 @@ fn allowances(options: &Options) {
     }
 }
 
-/// Appends `events` decisions over `cards` Bergen cards (each card's registration first)
-/// to `journal`, in batches of one transaction each; returns the card ids.
+/// A time-ordered Bergen journal of `events` decisions over one year for `cards` cards
+/// (see `support/generate.rs`).
 fn generate(journal: &dyn Journal, events: u64, cards: u64) -> Vec<String> {
-    let ids: Vec<String> = (0..cards).map(|n| format!("GEN-{n:07}")).collect();
-    let per_card = events / cards;
-    let started = Instant::now();
-    let mut seq = 0u64;
-    let mut batch = Vec::with_capacity(20_000);
-    let flush = |batch: &mut Vec<Change>, seq: &mut u64| {
-        let appended = journal
-            .append(&[Batch {
-                program: "bergen",
-                after: *seq,
-                changes: batch,
-            }])
-            .unwrap();
-        assert_eq!(appended, [cardrules::ledger::Appended::Done]);
-        *seq += batch.len() as u64;
-        batch.clear();
-    };
-    let start = 1_704_067_200; // 2024-01-01T00:00:00Z
-    for card in &ids {
-        let holder = serde_json::from_value(serde_json::json!({
-            "card": card, "birth-date": "2012-05-01", "municipality": "bergen"
-        }))
-        .unwrap();
-        batch.push(Change::Registered {
-            holder,
-            at: Some(start),
-        });
-    }
-    // In time order, the cards interleaved as tills interleave them: a card's decisions
-    // are spread over the whole journal, as in a real one.
-    let step = (366 * 86_400 / (per_card * cards).max(1)).max(1) as i64;
-    let decision = r#"{"allow":true,"reason":"ok","message":"Billetten er aktivert. God fornøyelse!","admitted":1,"price":0,"notes":[],"balances":{},"state":"active","policy":{"program":"bergen","version":"2024.1.0","digest":"sha256:00"}}"#;
-    let mut at = start;
-    for _ in 0..per_card {
-        for card in &ids {
-            at += step;
-            let request = format!(
-                r#"{{"program":"bergen","card":"{card}","action":"redeem","at":"{}","offer":"bergen-kino","party":1}}"#,
-                jiff::Timestamp::from_second(at).unwrap()
-            );
-            batch.push(Change::Decided {
-                card: card.clone(),
-                at,
-                request_id: None,
-                request,
-                decision: decision.to_string(),
-                effects: vec![Effect::Count {
-                    counter: "visit:bergen-kino".into(),
-                    amount: 1,
-                }],
-                digest: "sha256:00".into(),
-                fuel: 1000,
-            });
-            if batch.len() >= 20_000 {
-                flush(&mut batch, &mut seq);
-            }
-        }
-    }
-    if !batch.is_empty() {
-        flush(&mut batch, &mut seq);
-    }
-    println!(
-        "  generated {seq} events for {cards} cards in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    ids
+    generate::generate(
+        journal,
+        generate::Shape {
+            cards,
+            events,
+            years: 1,
+        },
+    )
 }
 
 /// p50 of a page of 100 entries of random cards on `journal`.

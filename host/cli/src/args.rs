@@ -85,6 +85,10 @@ pub struct NetArgs {
     #[arg(long, value_name = "BYTES", default_value_t = cardrules_server::limits::DEFAULT_MAX_HEADER_BYTES,
           value_parser = clap::value_parser!(u32).range(1024..=1_048_576).map(|n| n as usize))]
     pub max_header_bytes: usize,
+    /// Write a program's snapshot (its state, kept in the ledger, to start from) every
+    /// EVENTS events appended to it, in the background; 0: never.
+    #[arg(long, value_name = "EVENTS", default_value_t = cardrules::ledger::SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -307,6 +311,35 @@ pub enum Command {
         after: Option<String>,
         #[command(flatten)]
         ledger: ReadArgs,
+    },
+    /// Look after a ledger: what it holds, and whether its snapshots are true to its journal.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+/// `cardrules ledger …`
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Events, programs, cards, each program's snapshot position, and the ledger's size.
+    Stats {
+        /// The ledger: a file path or `sqlite:PATH`, or a `postgres://user@host:port/db` URL.
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerSpec,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild every program's state from its first event and compare it with its latest
+    /// snapshot; exit 1 on a difference. Writes nothing.
+    Verify {
+        /// The ledger: a file path or `sqlite:PATH`, or a `postgres://user@host:port/db` URL.
+        #[arg(long, default_value = DEFAULT_LEDGER)]
+        ledger: LedgerSpec,
+        /// Only this program (repeat for more) [default: every program].
+        #[arg(long = "program", value_name = "PROGRAM")]
+        programs: Vec<String>,
     },
 }
 

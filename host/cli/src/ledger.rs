@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use cardrules::Journal;
 
 /// Where a ledger is.
@@ -77,6 +78,138 @@ impl cardrules_server::LedgerSource for LedgerSpec {
     fn open(&self) -> cardrules::Result<Arc<dyn Journal>> {
         LedgerSpec::open(self)
     }
+}
+
+/// Opens an existing ledger for a tool that only reads it: a missing file is an error, not
+/// a new ledger.
+fn open_existing(spec: &LedgerSpec) -> anyhow::Result<Arc<dyn Journal>> {
+    if let LedgerSpec::Sqlite(path) = spec
+        && !path.exists()
+    {
+        anyhow::bail!("ledger `{}` does not exist", path.display());
+    }
+    spec.open()
+        .with_context(|| format!("cannot open ledger `{spec}`"))
+}
+
+/// One program's line of `cardrules ledger stats`.
+#[derive(serde::Serialize)]
+struct ProgramLine {
+    #[serde(flatten)]
+    stats: cardrules::ledger::ProgramStats,
+    /// Cards with a holder, in the state built from the snapshot and the journal.
+    cards: usize,
+}
+
+/// `cardrules ledger stats`: what the ledger holds, by program.
+pub fn stats(spec: &LedgerSpec, json: bool) -> anyhow::Result<u8> {
+    let journal = open_existing(spec)?;
+    let stats = journal
+        .stats()
+        .with_context(|| format!("cannot read ledger `{spec}`"))?;
+    let ledger = cardrules::Ledger::new(journal.clone());
+    // A tool reads; it never writes a snapshot.
+    ledger.snapshot_every(0);
+    let mut lines = Vec::with_capacity(stats.programs.len());
+    for program in stats.programs {
+        let cards = ledger
+            .read(&program.program, |state| state.cards().len())
+            .with_context(|| format!("cannot read the state of `{}`", program.program))?;
+        lines.push(ProgramLine {
+            stats: program,
+            cards,
+        });
+    }
+    if json {
+        let out = serde_json::json!({
+            "ledger": spec.to_string(),
+            "bytes": stats.bytes,
+            "events": lines.iter().map(|l| l.stats.events).sum::<u64>(),
+            "programs": lines,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(crate::exit::OK);
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let size = stats.bytes.map_or_else(
+        || "size unknown".to_string(),
+        |b| format!("{:.1} MB", b as f64 / 1e6),
+    );
+    let events: u64 = lines.iter().map(|l| l.stats.events).sum();
+    println!(
+        "ledger {spec}: {events} events, {} programs, {size}",
+        lines.len()
+    );
+    println!(
+        "{:<16} {:>12} {:>12} {:>10}  snapshot",
+        "program", "events", "last", "cards"
+    );
+    for line in &lines {
+        let snapshot = match &line.stats.snapshot {
+            None => "none".to_string(),
+            Some(s) => format!(
+                "at event {} ({} behind), written {} ({} s ago), {:.1} MB",
+                s.seq,
+                line.stats.last.saturating_sub(s.seq),
+                jiff::Timestamp::from_second(s.written)
+                    .map_or_else(|_| s.written.to_string(), |t| t.to_string()),
+                now.saturating_sub(s.written),
+                s.bytes as f64 / 1e6
+            ),
+        };
+        println!(
+            "{:<16} {:>12} {:>12} {:>10}  {snapshot}",
+            line.stats.program, line.stats.events, line.stats.last, line.cards
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+/// `cardrules ledger verify`: each program's latest snapshot against its journal.
+pub fn verify(spec: &LedgerSpec, only: &[String]) -> anyhow::Result<u8> {
+    use cardrules::ledger::snapshot::{self, Verdict};
+    let journal = open_existing(spec)?;
+    let stats = journal
+        .stats()
+        .with_context(|| format!("cannot read ledger `{spec}`"))?;
+    let programs: Vec<String> = stats.programs.into_iter().map(|p| p.program).collect();
+    if let Some(unknown) = only.iter().find(|p| !programs.contains(p)) {
+        anyhow::bail!("ledger `{spec}` has no events of program `{unknown}`");
+    }
+    let mut failed = false;
+    for program in programs
+        .iter()
+        .filter(|p| only.is_empty() || only.contains(p))
+    {
+        let began = std::time::Instant::now();
+        let verdict = snapshot::verify(journal.as_ref(), program)
+            .with_context(|| format!("cannot verify `{program}`"))?;
+        let took = began.elapsed();
+        match verdict {
+            Verdict::NoSnapshot => println!("{program}: no snapshot; nothing to compare"),
+            Verdict::Same { seq } => println!(
+                "{program}: the snapshot at event {seq} equals the state rebuilt from the journal ({took:.1?})"
+            ),
+            Verdict::Differs { seq, difference } => {
+                failed = true;
+                println!(
+                    "{program}: the snapshot at event {seq} differs from the state rebuilt from the journal; first difference:"
+                );
+                for line in difference.lines() {
+                    println!("  {line}");
+                }
+            }
+            Verdict::Unusable { seq, why } => {
+                failed = true;
+                println!("{program}: the snapshot at event {seq} cannot be used: {why}");
+            }
+        }
+    }
+    Ok(if failed {
+        crate::exit::STEP_FAILED
+    } else {
+        crate::exit::OK
+    })
 }
 
 #[cfg(test)]

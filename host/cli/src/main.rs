@@ -22,7 +22,7 @@ mod replay;
 mod scaffold;
 mod test;
 
-use args::{Cli, Command, ServeArgs};
+use args::{Cli, Command, LedgerCommand, ServeArgs};
 use ledger::LedgerSpec;
 
 /// mimalloc, not the C library's allocator: a decision allocates a few dozen small blocks
@@ -191,6 +191,10 @@ fn main() -> ExitCode {
             after,
             ledger,
         } => portal::history(&ledger, &program, &card, [since, until, limit, after]),
+        Command::Ledger { command } => match command {
+            LedgerCommand::Stats { ledger, json } => ledger::stats(&ledger, json),
+            LedgerCommand::Verify { ledger, programs } => ledger::verify(&ledger, &programs),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -279,6 +283,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         max_connections: net.max_connections,
         max_header_bytes: net.max_header_bytes,
         queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
+        snapshot_every: net.snapshot_every,
     };
     cardrules_server::Server::run(config)?;
     Ok(exit::OK)

@@ -23,6 +23,9 @@ pub(crate) struct Asked<'a> {
     pub id: Option<&'a str>,
     /// The request's fingerprint, computed beforehand unless it is a dry run.
     pub fingerprint: Option<&'a str>,
+    /// The position up to which the caller found `id` recorded nowhere in the journal,
+    /// if it looked (see [`State::recorded`]).
+    pub looked_up: Option<u64>,
 }
 
 /// Checks what the caller sent before anything is decided; returns the party size.
@@ -66,6 +69,7 @@ pub(crate) fn dry_run_on(
         dry_run: true,
         id: None,
         fingerprint: None,
+        looked_up: None,
     };
     decide_on(sandbox, program, &asked, state).map(|staged| staged.answer)
 }
@@ -86,6 +90,7 @@ pub(crate) fn ask_on(
         dry_run: true,
         id: None,
         fingerprint: None,
+        looked_up: None,
     };
     let (outcome, _, _) = evaluate(sandbox, program, &asked, request.at.as_second(), state)?;
     Ok(outcome)
@@ -102,15 +107,9 @@ pub(crate) fn decide_on(
 ) -> Result<Staged<Decision>> {
     let request = asked.request;
     if let Some(id) = asked.id
-        && let Some(earlier) = state.recorded(id)
+        && let Some(earlier) = state.recorded(id, asked.looked_up)?
     {
-        if earlier.request != known_or_computed(asked.fingerprint, request)? {
-            return Err(Error::IdReused(id.to_string()));
-        }
-        let mut decision: Decision = serde_json::from_str(&earlier.decision)
-            .map_err(|e| Error::ledger(format!("corrupt decision record `{id}`"), e))?;
-        decision.replayed = true;
-        return Ok(Staged::nothing(decision));
+        return replayed(id, &earlier, asked.fingerprint, request).map(Staged::nothing);
     }
     let at = request.at.as_second();
     let mark = state.mark();
@@ -202,6 +201,23 @@ pub(crate) fn decide_on(
         }],
         answer: decision,
     })
+}
+
+/// The decision recorded under `id`, answered again to a retry of the same request; a
+/// different request under the same id is refused.
+pub(crate) fn replayed(
+    id: &str,
+    earlier: &Recorded,
+    fingerprint: Option<&str>,
+    request: &Request,
+) -> Result<Decision> {
+    if earlier.request != known_or_computed(fingerprint, request)? {
+        return Err(Error::IdReused(id.to_string()));
+    }
+    let mut decision: Decision = serde_json::from_str(&earlier.decision)
+        .map_err(|e| Error::ledger(format!("corrupt decision record `{id}`"), e))?;
+    decision.replayed = true;
+    Ok(decision)
 }
 
 /// The decision with its explanation, when the caller asked for one.

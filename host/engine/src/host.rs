@@ -294,6 +294,19 @@ impl Host {
             true => None,
             false => Some(decide::fingerprint(request)?),
         };
+        // A retried id is answered from the journal's index, outside the lane; a new one
+        // is looked up again in the lane only among what was committed since this look.
+        let looked_up = match request.id.as_deref() {
+            None => None,
+            Some(id) => {
+                let position = self.ledger.position(program.id());
+                if let Some(earlier) = self.ledger.journal().recorded(program.id(), id)? {
+                    let decision = decide::replayed(id, &earlier, fingerprint.as_deref(), request)?;
+                    return Ok((program, decision));
+                }
+                Some(position)
+            }
+        };
         let sandbox = self.sandbox.clone();
         // The lane runs the job on its own thread, perhaps more than once: it owns what it
         // decides on.
@@ -306,6 +319,7 @@ impl Host {
                 dry_run: request.dry_run,
                 id: request.id.as_deref(),
                 fingerprint: fingerprint.as_deref(),
+                looked_up,
             };
             decide::decide_on(&sandbox, &deciding, &asked, tx.state())
         })?;

@@ -2,7 +2,10 @@
 //! batches in one transaction, each batch only if its program's journal still ends where
 //! it was decided.
 
-use cardrules::ledger::{Appended, Batch, Event, HistoryQuery, Journal};
+use cardrules::ledger::{
+    Appended, Batch, Change, Event, HistoryQuery, Journal, JournalStats, ProgramStats, Recorded,
+    Snapshot, SnapshotInfo, snapshot,
+};
 use cardrules::{Error, Result};
 use postgres::error::SqlState;
 
@@ -14,7 +17,11 @@ use crate::pool::{Pool, Query, Session, lost};
 const POSITION_KEY: &str = "cardrules_events_pkey";
 
 pub(crate) const READ: &str =
-    "SELECT seq, body FROM cardrules_events WHERE program = $1 AND seq > $2 ORDER BY seq";
+    "SELECT seq, body FROM cardrules_events WHERE program = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// The decision recorded under a request id, by the unique index on (program, request_id).
+pub(crate) const RECORDED: &str =
+    "SELECT seq, body FROM cardrules_events WHERE program = $1 AND request_id = $2";
 
 /// A page of a holder's statement: the events of its cards after a position, within a
 /// time range, by the index on (program, card, seq).
@@ -120,11 +127,16 @@ impl PostgresLedger {
 
 impl Journal for PostgresLedger {
     fn read(&self, program: &str, after: u64) -> Result<Vec<Event>> {
+        self.read_page(program, after, usize::MAX)
+    }
+
+    fn read_page(&self, program: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
         let context = format!("cannot read the journal of `{program}`");
         let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.with_session(&context, |session| {
             let read = session.prepared(Query::Read)?;
-            Ok(session.client.query(&read, &[&program, &after])?)
+            Ok(session.client.query(&read, &[&program, &after, &limit])?)
         })?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
@@ -175,6 +187,135 @@ impl Journal for PostgresLedger {
         self.with_session(&context, |session| {
             append_once(session, batches, &rows, &order)
         })
+    }
+
+    fn recorded(&self, program: &str, request_id: &str) -> Result<Option<Recorded>> {
+        let context = format!("cannot look request id `{request_id}` up in `{program}`");
+        let id = storable(request_id);
+        let row = self.with_session(&context, |session| {
+            let recorded = session.prepared(Query::Recorded)?;
+            Ok(session.client.query_opt(&recorded, &[&program, &id])?)
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get(0).map_err(|e| fail(&context, e))?;
+        let body: &str = row.try_get(1).map_err(|e| fail(&context, e))?;
+        let change = Change::from_row(program, seq, body)?;
+        // The column keeps NUL as U+FFFD: the body's own id must be the one asked for.
+        Ok(change
+            .recorded()
+            .filter(|(id, _)| *id == request_id)
+            .map(|(_, recorded)| recorded))
+    }
+
+    fn snapshots(&self, program: &str, limit: usize) -> Result<Vec<Snapshot>> {
+        let context = format!("cannot read the snapshots of `{program}`");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_session(&context, |session| {
+            Ok(session.client.query(
+                "SELECT seq, format, checksum, body, written FROM cardrules_snapshots
+                 WHERE program = $1 ORDER BY seq DESC LIMIT $2",
+                &[&program, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(Snapshot {
+                    program: program.to_string(),
+                    seq: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                    // A format this build cannot name is not this build's: skipped.
+                    format: u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(u32::MAX),
+                    checksum: row.try_get(2)?,
+                    body: row.try_get(3)?,
+                    written: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(|e| fail(&context, e))
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let context = format!("cannot write a snapshot of `{}`", snapshot.program);
+        let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+        let format = i32::try_from(snapshot.format).unwrap_or(i32::MAX);
+        let kept = snapshot::KEPT as i64;
+        self.with_session(&context, |session| {
+            let mut txn = session.client.transaction()?;
+            txn.execute(
+                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
+                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
+                &[
+                    &snapshot.program,
+                    &seq,
+                    &format,
+                    &snapshot.checksum,
+                    &snapshot.body,
+                    &snapshot.written,
+                ],
+            )?;
+            // Keep the newest few: the one before the latest is the fallback if the latest
+            // turns out damaged.
+            txn.execute(
+                "DELETE FROM cardrules_snapshots WHERE program = $1 AND seq NOT IN
+                     (SELECT seq FROM cardrules_snapshots WHERE program = $1
+                      ORDER BY seq DESC LIMIT $2)",
+                &[&snapshot.program, &kept],
+            )?;
+            txn.commit().map_err(|e| Failure::Db(e, Stage::Committing))
+        })
+    }
+
+    fn stats(&self) -> Result<JournalStats> {
+        let context = format!("cannot read the stats of `{}`", self.shown);
+        let (events, snapshots, bytes) = self.with_session(&context, |session| {
+            let events = session.client.query(
+                "SELECT program, COUNT(*), MAX(seq) FROM cardrules_events
+                 GROUP BY program ORDER BY program",
+                &[],
+            )?;
+            let snapshots = session.client.query(
+                "SELECT DISTINCT ON (program) program, seq, written, length(body)
+                 FROM cardrules_snapshots ORDER BY program, seq DESC",
+                &[],
+            )?;
+            let bytes = session.client.query_one(
+                "SELECT pg_total_relation_size('cardrules_events')
+                      + pg_total_relation_size('cardrules_snapshots')",
+                &[],
+            )?;
+            Ok((events, snapshots, bytes))
+        })?;
+        let read = || -> Result<JournalStats, postgres::Error> {
+            let mut programs = Vec::with_capacity(events.len());
+            for row in &events {
+                let program: String = row.try_get(0)?;
+                let snapshot = snapshots
+                    .iter()
+                    .find(|s| s.try_get::<_, &str>(0).is_ok_and(|p| p == program))
+                    .map(|s| -> Result<SnapshotInfo, postgres::Error> {
+                        Ok(SnapshotInfo {
+                            seq: u64::try_from(s.try_get::<_, i64>(1)?).unwrap_or(0),
+                            written: s.try_get(2)?,
+                            bytes: u64::try_from(s.try_get::<_, i32>(3)?).unwrap_or(0),
+                        })
+                    })
+                    .transpose()?;
+                programs.push(ProgramStats {
+                    program,
+                    events: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
+                    last: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
+                    snapshot,
+                });
+            }
+            Ok(JournalStats {
+                programs,
+                bytes: u64::try_from(bytes.try_get::<_, i64>(0)?).ok(),
+            })
+        };
+        read().map_err(|e| fail(&context, e))
     }
 
     fn describe(&self) -> String {

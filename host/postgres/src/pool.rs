@@ -8,7 +8,7 @@ use parking_lot::{Condvar, Mutex};
 use postgres::{Client, Config, NoTls, Statement};
 
 use crate::error::{fail, is_connection_error};
-use crate::journal::{HISTORY, INSERT, LAST, READ};
+use crate::journal::{HISTORY, INSERT, LAST, READ, RECORDED};
 
 /// Connections one ledger keeps at most: one appends at a time (the engine's group commit),
 /// the others catch lanes up.
@@ -28,12 +28,13 @@ pub(crate) enum Query {
     Last,
     Insert,
     History,
+    Recorded,
 }
 
 /// A connection and its prepared statements.
 pub(crate) struct Session {
     pub(crate) client: Client,
-    prepared: [Option<Statement>; 4],
+    prepared: [Option<Statement>; 5],
 }
 
 impl Session {
@@ -43,6 +44,7 @@ impl Session {
             Query::Last => (1, LAST),
             Query::Insert => (2, INSERT),
             Query::History => (3, HISTORY),
+            Query::Recorded => (4, RECORDED),
         };
         if let Some(statement) = &self.prepared[slot] {
             return Ok(statement.clone());
@@ -120,7 +122,7 @@ impl Pool {
                 pool: self,
                 session: Some(Session {
                     client,
-                    prepared: [None, None, None, None],
+                    prepared: [None, None, None, None, None],
                 }),
                 reused: false,
                 broken: false,

@@ -8,8 +8,11 @@ use crate::error::{MAX_TRIES, backoff, fail, is_connection_error};
 use crate::journal::PostgresLedger;
 use crate::pool::{Session, lost};
 
-/// The schema this build writes and reads (the one row of `cardrules_schema`).
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The schema this build writes and reads (the one row of `cardrules_schema`). Version 1,
+/// the release before snapshots, is migrated in place ([`MIGRATE_1_TO_2`]); hosts of that
+/// release refuse the ledger from then on, as they refuse any newer schema, so that two
+/// releases never write one ledger.
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// Created in one transaction when no version is recorded; every statement is idempotent,
 /// so hosts racing to create it converge.
@@ -31,7 +34,32 @@ CREATE TABLE IF NOT EXISTS cardrules_events (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cardrules_events_by_request
     ON cardrules_events (program, request_id) WHERE request_id IS NOT NULL;
-INSERT INTO cardrules_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS cardrules_snapshots (
+    program  text NOT NULL,
+    seq      bigint NOT NULL,           -- the journal position whose state it holds
+    format   integer NOT NULL,          -- the format of `body`
+    checksum text NOT NULL,             -- `sha256:` and the hex SHA-256 of `body`
+    body     bytea NOT NULL,            -- the state
+    written  bigint NOT NULL,           -- when (seconds, the writing host's clock)
+    PRIMARY KEY (program, seq)
+);
+INSERT INTO cardrules_schema (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING;
+";
+
+/// What version 2 added to version 1: the snapshots. Run in one transaction that first
+/// locks the version row, so that of hosts racing to migrate one does it and the others
+/// find it done.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE IF NOT EXISTS cardrules_snapshots (
+    program  text NOT NULL,
+    seq      bigint NOT NULL,
+    format   integer NOT NULL,
+    checksum text NOT NULL,
+    body     bytea NOT NULL,
+    written  bigint NOT NULL,
+    PRIMARY KEY (program, seq)
+);
+UPDATE cardrules_schema SET version = 2 WHERE id = 1 AND version = 1;
 ";
 
 /// Indexes added since the schema's version was set: created on every open if missing
@@ -89,7 +117,10 @@ fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
         .query_opt("SELECT version FROM cardrules_schema WHERE id = 1", &[])
     {
         Ok(Some(row)) => {
-            let version: i32 = row.try_get(0)?;
+            let mut version: i32 = row.try_get(0)?;
+            if version == 1 {
+                version = migrate_from_1(session)?;
+            }
             if version == SCHEMA_VERSION {
                 session.client.batch_execute(INDEXES)?;
             }
@@ -109,6 +140,31 @@ fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
         session.client.batch_execute(INDEXES)?;
     }
     Ok(version)
+}
+
+/// Migrates a ledger of version 1 (the release before snapshots) in place; returns the
+/// version it is at afterwards. Every event stays as it is.
+fn migrate_from_1(session: &mut Session) -> Result<i32, postgres::Error> {
+    let began = std::time::Instant::now();
+    let mut txn = session.client.transaction()?;
+    let version: i32 = txn
+        .query_one(
+            "SELECT version FROM cardrules_schema WHERE id = 1 FOR UPDATE",
+            &[],
+        )?
+        .try_get(0)?;
+    if version != 1 {
+        // Another host migrated it meanwhile.
+        return Ok(version);
+    }
+    tracing::info!("migrating the ledger from schema 1 to {SCHEMA_VERSION}: adding snapshots");
+    txn.batch_execute(MIGRATE_1_TO_2)?;
+    txn.commit()?;
+    tracing::info!(
+        "migrated the ledger to schema {SCHEMA_VERSION} in {:.1?}; every event kept",
+        began.elapsed()
+    );
+    Ok(SCHEMA_VERSION)
 }
 
 fn check_version(context: &str, version: i32) -> Result<()> {

@@ -147,10 +147,49 @@ fn a_ledger_of_a_newer_schema_is_refused() {
     assert!(matches!(error, Error::Ledger { .. }), "{error:?}");
     assert!(
         error.to_string().contains(
-            "the ledger has schema version 99, newer than this cardrules reads (1); upgrade cardrules"
+            "the ledger has schema version 99, newer than this cardrules reads (2); upgrade cardrules"
         ),
         "{error}"
     );
+}
+
+/// A ledger of schema 1 (the release before snapshots: no snapshot table) is migrated in
+/// place, by one of the hosts opening it at once, with every event kept; from then on a
+/// host of that release refuses it (it refuses every newer version: see the test above).
+#[test]
+fn a_ledger_of_the_release_before_is_migrated_in_place() {
+    let Some(server) = server() else { return };
+    let scratch = Scratch::new(&server);
+    let ledger = PostgresLedger::open(&scratch.url).expect("a fresh ledger opens");
+    let change = decided("B-1", Some("r-1"));
+    let batch = batch("bergen", 0, std::slice::from_ref(&change));
+    ledger.append(&[batch]).expect("appends");
+    drop(ledger);
+    scratch
+        .admin()
+        .batch_execute("DROP TABLE cardrules_snapshots; UPDATE cardrules_schema SET version = 1")
+        .expect("the ledger is made one of schema 1");
+    let hosts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = scratch.url.clone();
+            std::thread::spawn(move || PostgresLedger::open(&url).map(drop))
+        })
+        .collect();
+    for host in hosts {
+        host.join()
+            .expect("joins")
+            .expect("a host opens the ledger of schema 1");
+    }
+    let version: i32 = scratch
+        .admin()
+        .query_one("SELECT version FROM cardrules_schema", &[])
+        .expect("reads")
+        .get(0);
+    assert_eq!(version, 2);
+    let ledger = PostgresLedger::open(&scratch.url).expect("opens");
+    let events = ledger.read("bergen", 0).expect("reads");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].change, change);
 }
 
 #[test]

@@ -60,6 +60,9 @@ pub struct Config {
     /// How long work may be in flight before `/readyz` says decisions are queueing
     /// (`--queue-alarm`), 1 s to an hour.
     pub queue_alarm: Duration,
+    /// Write a program's snapshot every this many events appended to it (`--snapshot-every`;
+    /// 0: never), and at start when it read a tenth of that from its journal.
+    pub snapshot_every: u64,
 }
 
 /// The most `max_in_flight` may be.
@@ -89,6 +92,7 @@ impl Config {
             max_connections: None,
             max_header_bytes: limits::DEFAULT_MAX_HEADER_BYTES,
             queue_alarm: limits::DEFAULT_QUEUE_ALARM,
+            snapshot_every: cardrules::ledger::SNAPSHOT_EVERY,
         }
     }
 

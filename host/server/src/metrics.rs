@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cardrules::ledger::ProgramSnapshots;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -98,6 +99,7 @@ struct Live {
     gate: Arc<Gate>,
     connections: Arc<Connections>,
     shadow: Option<Arc<cardrules::shadow::Shadow>>,
+    ledger: Arc<cardrules::Ledger>,
 }
 
 impl std::fmt::Debug for Live {
@@ -134,6 +136,7 @@ impl prometheus_client::collector::Collector for Live {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(value).encode(metric)?;
         }
+        self.encode_snapshots(&mut encoder)?;
         if let Some(shadow) = &self.shadow {
             let tallies = shadow.tallies();
             let mut metric = encoder.encode_descriptor(
@@ -153,11 +156,56 @@ impl prometheus_client::collector::Collector for Live {
     }
 }
 
+/// One gauge's value for a program, if it has one.
+type Figure<'a> = dyn Fn(&str, &ProgramSnapshots) -> Option<i64> + 'a;
+
+impl Live {
+    /// By program: the ledger's position, its latest snapshot's position and age, and what
+    /// its start read from the journal.
+    fn encode_snapshots(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let programs = self.ledger.snapshot_info();
+        let now = jiff::Timestamp::now().as_second();
+        let figures: [(&str, &str, &Figure<'_>); 4] = [
+            (
+                "ledger_position",
+                "The program's last journal position its state includes.",
+                &|program, _| Some(self.ledger.position(program) as i64),
+            ),
+            (
+                "snapshot_position",
+                "The journal position of the program's latest snapshot (0: none yet).",
+                &|_, info| Some(info.latest.map_or(0, |s| s.seq as i64)),
+            ),
+            (
+                "snapshot_age_seconds",
+                "Seconds since the program's latest snapshot was written.",
+                &|_, info| info.latest.map(|s| now.saturating_sub(s.written)),
+            ),
+            (
+                "events_replayed_at_start",
+                "Events the program's start read from the journal after its snapshot (all of them without one).",
+                &|_, info| info.start.map(|s| s.replayed as i64),
+            ),
+        ];
+        for (name, help, value) in figures {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (program, info) in &programs {
+                if let Some(value) = value(program, info) {
+                    let labels = [("program", program.as_str())];
+                    ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     pub fn new(
         gate: Arc<Gate>,
         connections: Arc<Connections>,
         shadow: Option<Arc<cardrules::shadow::Shadow>>,
+        ledger: Arc<cardrules::Ledger>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("cardrules");
         let metrics = Metrics {
@@ -264,6 +312,7 @@ impl Metrics {
             gate,
             connections,
             shadow,
+            ledger,
         }));
         Metrics {
             registry,

@@ -108,10 +108,12 @@ impl Validated {
             auth,
             insecure_no_auth,
             shadow,
+            snapshot_every,
             ..
         } = config;
         tracing::info!("ledger: {ledger}");
         let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust));
+        host.ledger().snapshot_every(snapshot_every);
         let served = load_programs(&host, &policies)?;
         if served == 0 {
             return Err(StartError::msg(format!(

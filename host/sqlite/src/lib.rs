@@ -7,18 +7,25 @@
 //! batch was decided (`after`). `BEGIN IMMEDIATE` serializes appends across threads and
 //! processes sharing the file, so that check and the write are atomic; the primary key
 //! would refuse a duplicate position anyway.
+//!
+//! A second table, `snapshots`, keeps each program's latest states (schema 3); a file of
+//! schema 2, the release before, gains it in place when opened.
 
 use std::path::Path;
 use std::time::Duration;
 
-use cardrules::ledger::{Appended, Batch, Event, HistoryQuery, Journal};
+use cardrules::ledger::{
+    Appended, Batch, Event, HistoryQuery, Journal, JournalStats, ProgramStats, Recorded, Snapshot,
+    snapshot,
+};
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 /// The schema this build writes and reads (`PRAGMA user_version`). Version 1 was the
-/// table-per-kind ledger before the journal; it is refused with an explanation.
-const SCHEMA_VERSION: i64 = 2;
+/// table-per-kind ledger before the journal; it is refused with an explanation. Version 2
+/// had no snapshots; it is migrated in place ([`MIGRATE_2_TO_3`]).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -34,6 +41,19 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_request ON events (program, request_id)
     WHERE request_id IS NOT NULL;
+";
+
+/// What schema 3 added to schema 2: the snapshots. A file of schema 2 gains it in place.
+const MIGRATE_2_TO_3: &str = "
+CREATE TABLE IF NOT EXISTS snapshots (
+    program  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,          -- the journal position whose state it holds
+    format   INTEGER NOT NULL,          -- the format of `body`
+    checksum TEXT NOT NULL,             -- `sha256:` and the hex SHA-256 of `body`
+    body     BLOB NOT NULL,             -- the state
+    written  INTEGER NOT NULL,          -- when (seconds, the writing host's clock)
+    PRIMARY KEY (program, seq)
+) WITHOUT ROWID;
 ";
 
 /// Indexes added since the schema's version was set: created on every open if missing
@@ -159,9 +179,23 @@ fn migrate(conn: &Connection, shown: &str) -> Result<()> {
             "the ledger was written by a cardrules before the journal (schema version 1) and cannot be read; move it aside and start a new one",
         ));
     }
-    if version < SCHEMA_VERSION {
+    if version == 2 {
+        // The release before snapshots: the events stay as they are, the snapshots'
+        // table is added; the first start then builds every program from its journal and
+        // writes its first snapshot in the background (the log says how far it has come).
+        tracing::info!("migrating `{shown}` from schema 2 to {SCHEMA_VERSION}: adding snapshots");
+        let began = std::time::Instant::now();
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {MIGRATE_2_TO_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(|e| fail(&context, e))?;
+        tracing::info!(
+            "migrated `{shown}` to schema {SCHEMA_VERSION} in {:.1?}; every event kept",
+            began.elapsed()
+        );
+    } else if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} {MIGRATE_2_TO_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(|e| fail(&context, e))?;
     }
@@ -190,16 +224,21 @@ fn now() -> i64 {
 
 impl Journal for SqliteLedger {
     fn read(&self, program: &str, after: u64) -> Result<Vec<Event>> {
+        self.read_page(program, after, usize::MAX)
+    }
+
+    fn read_page(&self, program: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
         let context = format!("cannot read the journal of `{program}`");
         let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_reader(|conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq",
+                    "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                 )
                 .map_err(|e| fail(&context, e))?;
             let rows = statement
-                .query_map(params![program, after], |row| {
+                .query_map(params![program, after, limit], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })
                 .map_err(|e| fail(&context, e))?;
@@ -292,6 +331,128 @@ impl Journal for SqliteLedger {
         }
         txn.commit().map_err(|e| fail(&context, e))?;
         Ok(outcomes)
+    }
+
+    fn recorded(&self, program: &str, request_id: &str) -> Result<Option<Recorded>> {
+        let context = format!("cannot look request id `{request_id}` up in `{program}`");
+        let found = self.with_reader(|conn| {
+            conn.prepare_cached(
+                "SELECT seq, body FROM events WHERE program = ?1 AND request_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![program, request_id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| fail(&context, e))
+        })?;
+        let Some((seq, body)) = found else {
+            return Ok(None);
+        };
+        let change = cardrules::ledger::Change::from_row(program, seq, &body)?;
+        Ok(change.recorded().map(|(_, recorded)| recorded))
+    }
+
+    fn snapshots(&self, program: &str, limit: usize) -> Result<Vec<Snapshot>> {
+        let context = format!("cannot read the snapshots of `{program}`");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT seq, format, checksum, body, written FROM snapshots
+                     WHERE program = ?1 ORDER BY seq DESC LIMIT ?2",
+                )
+                .map_err(|e| fail(&context, e))?;
+            let rows = statement
+                .query_map(params![program, limit], |row| {
+                    Ok(Snapshot {
+                        program: program.to_string(),
+                        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        // A format this build cannot name is not this build's: skipped.
+                        format: u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                        checksum: row.get(2)?,
+                        body: row.get(3)?,
+                        written: row.get(4)?,
+                    })
+                })
+                .map_err(|e| fail(&context, e))?;
+            rows.map(|row| row.map_err(|e| fail(&context, e))).collect()
+        })
+    }
+
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let context = format!("cannot write a snapshot of `{}`", snapshot.program);
+        let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+        let mut conn = self.writer.lock();
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| fail(&context, e))?;
+        txn.execute(
+            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                snapshot.program,
+                seq,
+                snapshot.format,
+                snapshot.checksum,
+                snapshot.body,
+                snapshot.written
+            ],
+        )
+        .map_err(|e| fail(&context, e))?;
+        // Keep the newest few: the one before the latest is the fallback if the latest
+        // turns out damaged.
+        txn.execute(
+            "DELETE FROM snapshots WHERE program = ?1 AND seq NOT IN
+                 (SELECT seq FROM snapshots WHERE program = ?1 ORDER BY seq DESC LIMIT ?2)",
+            params![snapshot.program, snapshot::KEPT as i64],
+        )
+        .map_err(|e| fail(&context, e))?;
+        txn.commit().map_err(|e| fail(&context, e))
+    }
+
+    fn stats(&self) -> Result<JournalStats> {
+        let context = format!("cannot read the stats of `{}`", self.path);
+        self.with_reader(|conn| {
+            let query = |conn: &Connection| -> rusqlite::Result<JournalStats> {
+                let mut programs: Vec<ProgramStats> = conn
+                    .prepare(
+                        "SELECT program, COUNT(*), MAX(seq) FROM events GROUP BY program ORDER BY program",
+                    )?
+                    .query_map([], |row| {
+                        Ok(ProgramStats {
+                            program: row.get(0)?,
+                            events: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                            last: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            snapshot: None,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut latest = conn.prepare(
+                    "SELECT seq, written, length(body) FROM snapshots WHERE program = ?1
+                     ORDER BY seq DESC LIMIT 1",
+                )?;
+                for program in &mut programs {
+                    program.snapshot = latest
+                        .query_row([&program.program], |row| {
+                            Ok(snapshot::SnapshotInfo {
+                                seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                                written: row.get(1)?,
+                                bytes: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            })
+                        })
+                        .optional()?;
+                }
+                let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+                let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                Ok(JournalStats {
+                    programs,
+                    bytes: u64::try_from(pages.saturating_mul(size)).ok(),
+                })
+            };
+            query(conn).map_err(|e| fail(&context, e))
+        })
     }
 
     fn describe(&self) -> String {

@@ -27,6 +27,8 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     history_pages_by_card_position_and_time(fresh);
     the_state_rebuilt_from_the_journal_equals_the_live_state(fresh, twin);
     two_hosts_racing_for_the_last_units_cannot_both_win(fresh, twin);
+    request_ids_are_found_in_the_journal_however_old(fresh, twin);
+    a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(fresh, twin);
 }
 
 fn holder(card: &str) -> Holder {
@@ -538,4 +540,169 @@ fn two_hosts_racing_for_the_last_units_cannot_both_win(fresh: &Fresh<'_>, twin: 
     assert_eq!(won, 3, "10 units, 3 each: exactly three can win");
     assert_eq!(balance(&first, "p", "A", "DKK", 1), 1);
     assert_eq!(balance(&second, "p", "A", "DKK", 1), 1);
+}
+
+/// Commits a decision without effects recorded under `id`.
+fn record(ledger: &Ledger, program: &str, card: &str, id: &str) {
+    let (card, id) = (card.to_string(), id.to_string());
+    ledger
+        .submit(program, move |tx: &mut Tx<'_>| {
+            let recorded = Recorded {
+                request: format!("{{\"id\":\"{id}\"}}"),
+                decision: "{\"allow\":false}".into(),
+            };
+            tx.state().record(&id, recorded.clone());
+            Ok(Staged {
+                changes: vec![Change::Decided {
+                    card: card.clone(),
+                    at: 1,
+                    request_id: Some(id.clone()),
+                    request: recorded.request,
+                    decision: recorded.decision,
+                    effects: vec![],
+                    digest: "sha256:test".into(),
+                    fuel: 0,
+                }],
+                answer: (),
+            })
+        })
+        .unwrap();
+}
+
+fn request_ids_are_found_in_the_journal_however_old(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    register(&live, "p", holder("A"));
+    record(&live, "p", "A", "id-1");
+    let found = journal.recorded("p", "id-1").unwrap().unwrap();
+    assert_eq!(found.request, r#"{"id":"id-1"}"#);
+    assert_eq!(journal.recorded("p", "id-2").unwrap(), None);
+    assert_eq!(journal.recorded("q", "id-1").unwrap(), None);
+    // In the lane: known after its commit whatever the caller looked up, and unknown ids
+    // are new only if the caller looked them up in the journal at or after a position
+    // the state remembers everything since.
+    let position = live.position("p");
+    assert_eq!(position, 2);
+    let seen = live
+        .read("p", |s| {
+            (
+                s.recorded("id-1", Some(position)).unwrap().is_some(),
+                s.recorded("id-1", None).unwrap().is_some(),
+                s.recorded("id-2", Some(position)).unwrap().is_some(),
+            )
+        })
+        .unwrap();
+    assert_eq!(seen, (true, true, false));
+    // Another host, started from a snapshot, remembers no id: it asks the journal.
+    live.write_snapshot("p").unwrap();
+    let other = Ledger::new(twin(&journal));
+    let found = other
+        .read("p", |s| s.recorded("id-1", Some(0)).unwrap())
+        .unwrap();
+    assert_eq!(found.map(|r| r.decision), Some(r#"{"allow":false}"#.into()));
+}
+
+fn a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(
+    fresh: &Fresh<'_>,
+    twin: &Twin<'_>,
+) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    register(&live, "p", funded("A", "DKK", 5000));
+    register(&live, "p", holder("B"));
+    let day = |n: i64| n * 86_400;
+    for n in 0..10 {
+        decide(
+            &live,
+            "p",
+            "A",
+            day(n),
+            vec![count("spend", 100), consume("DKK", 100)],
+        )
+        .unwrap();
+        decide(
+            &live,
+            "p",
+            "B",
+            day(n),
+            vec![grant("benefit", 1, Some(day(n + 30)))],
+        )
+        .unwrap();
+    }
+    decide(
+        &live,
+        "p",
+        "A",
+        day(10),
+        vec![Effect::MoveCard {
+            new_card: "A2".into(),
+        }],
+    )
+    .unwrap();
+    let first = live.write_snapshot("p").unwrap();
+    assert_eq!(first.seq, 23);
+    assert_eq!(
+        snapshot::verify(journal.as_ref(), "p").unwrap(),
+        snapshot::Verdict::Same { seq: 23 }
+    );
+    // Events after the snapshot.
+    decide(&live, "p", "A2", day(11), vec![count("spend", 5)]).unwrap();
+    register(&live, "p", holder("C"));
+    let expected = live.read("p", |s| s.canonical()).unwrap();
+
+    let started = |journal: &Arc<dyn Journal>| {
+        let ledger = Ledger::new(twin(journal));
+        let state = ledger.read("p", |s| s.canonical()).unwrap();
+        let info = ledger.snapshot_info();
+        assert_eq!(info.len(), 1);
+        let start = info[0].1.start.unwrap();
+        (state, start.snapshot.map(|s| s.seq), start.replayed)
+    };
+    assert_eq!(started(&journal), (expected.clone(), Some(23), 2));
+
+    // A newer snapshot whose bytes no longer match its checksum is skipped for the one
+    // before it; so is one of a newer format.
+    let mut damaged = journal.snapshots("p", 1).unwrap().remove(0);
+    damaged.seq = 24;
+    damaged.body[10] ^= 1;
+    journal.save_snapshot(&damaged).unwrap();
+    assert_eq!(started(&journal), (expected.clone(), Some(23), 2));
+    assert!(matches!(
+        snapshot::verify(journal.as_ref(), "p").unwrap(),
+        snapshot::Verdict::Unusable { seq: 24, .. }
+    ));
+    let mut newer = Snapshot::of("p", &State::default()).unwrap();
+    newer.seq = 25;
+    newer.format = snapshot::FORMAT + 1;
+    journal.save_snapshot(&newer).unwrap();
+    // Both kept snapshots are unusable now: the start reads the whole journal.
+    assert_eq!(started(&journal), (expected.clone(), None, 25));
+
+    // A snapshot that is well-formed but wrong (its checksum made to fit) starts a wrong
+    // state: `verify` is what finds it, naming the first difference.
+    live.write_snapshot("p").unwrap();
+    let good = journal.snapshots("p", 1).unwrap().remove(0);
+    assert_eq!(good.seq, 25);
+    let text = String::from_utf8(good.body.clone()).unwrap();
+    let forged = text.replacen("\"DKK\",4000", "\"DKK\",4001", 1);
+    assert_ne!(forged, text, "the forgery changes a balance");
+    let forged = Snapshot {
+        body: forged.into_bytes(),
+        checksum: String::new(),
+        ..good
+    };
+    let resealed = Snapshot {
+        checksum: forged.reseal(),
+        ..forged
+    };
+    journal.save_snapshot(&resealed).unwrap();
+    match snapshot::verify(journal.as_ref(), "p").unwrap() {
+        snapshot::Verdict::Differs {
+            seq: 25,
+            difference,
+        } => {
+            assert!(difference.contains("4001"), "{difference}");
+        }
+        other => panic!("a forged snapshot must differ: {other:?}"),
+    }
 }

@@ -18,13 +18,18 @@ mod commit;
 pub mod conformance;
 mod memory;
 mod row;
+pub mod snapshot;
 mod state;
 
 use serde::{Deserialize, Serialize};
 
-pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
+pub use commit::{
+    Commit, CommitObserver, Ledger, ProgramSnapshots, ProgramStart, SNAPSHOT_EVERY, Staged, Stats,
+    Tx, catch_up,
+};
 pub use memory::MemoryLedger;
 pub use row::{EventRow, decode_decided};
+pub use snapshot::{Snapshot, SnapshotInfo};
 pub use state::{Mark, State, View};
 
 use crate::error::Result;
@@ -191,6 +196,26 @@ impl Change {
         }
     }
 
+    /// The decision a retry of its request id is answered with, if it is a decision
+    /// recorded under an id.
+    pub fn recorded(&self) -> Option<(&str, Recorded)> {
+        match self {
+            Change::Decided {
+                request_id: Some(id),
+                request,
+                decision,
+                ..
+            } => Some((
+                id,
+                Recorded {
+                    request: request.clone(),
+                    decision: decision.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
+
     /// When it happened (seconds since the epoch), if known: a decision's request time, a
     /// registration's time on the host's clock (the `at` column of its row).
     pub fn at(&self) -> Option<i64> {
@@ -233,10 +258,71 @@ impl HistoryQuery<'_> {
     }
 }
 
+/// What a journal holds (see [`Journal::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JournalStats {
+    /// By program, sorted.
+    pub programs: Vec<ProgramStats>,
+    /// The space the ledger takes (file or tables, indexes included), if known.
+    pub bytes: Option<u64>,
+}
+
+/// One program's part of [`JournalStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProgramStats {
+    pub program: String,
+    /// Events in its journal.
+    pub events: u64,
+    /// Its last position.
+    pub last: u64,
+    /// Its latest snapshot's position, time and size, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
+}
+
 /// Where a ledger's events are kept: a backend.
 pub trait Journal: Send + Sync {
     /// The events of `program` after position `after`, in order.
     fn read(&self, program: &str, after: u64) -> Result<Vec<Event>>;
+
+    /// At most `limit` events of `program` after position `after`, in order: how a state
+    /// catches up with a long journal without holding all of it at once. This default
+    /// reads every event after `after` and is for journals kept in memory.
+    fn read_page(&self, program: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let mut events = self.read(program, after)?;
+        events.truncate(limit);
+        Ok(events)
+    }
+
+    /// The decision recorded under `request_id` in `program`'s journal, if any: what a
+    /// retry is answered with, however old. Backends answer from their unique index on
+    /// the id; this default reads the whole journal.
+    fn recorded(&self, program: &str, request_id: &str) -> Result<Option<Recorded>> {
+        Ok(self
+            .read(program, 0)?
+            .iter()
+            .filter_map(|event| event.change.recorded())
+            .find(|(id, _)| *id == request_id)
+            .map(|(_, recorded)| recorded))
+    }
+
+    /// The latest `limit` snapshots of `program`, newest first. A journal that keeps no
+    /// snapshots has none.
+    fn snapshots(&self, program: &str, limit: usize) -> Result<Vec<Snapshot>> {
+        let _ = (program, limit);
+        Ok(Vec::new())
+    }
+
+    /// Keeps `snapshot`, and of its program's older ones only the newest
+    /// [`snapshot::KEPT`] - 1. A journal that keeps no snapshots forgets it.
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let _ = snapshot;
+        Ok(())
+    }
+
+    /// Every program with events, its event count and last position, and what its
+    /// snapshots and the whole ledger take: for `cardrules ledger stats`.
+    fn stats(&self) -> Result<JournalStats>;
 
     /// The events of `program` that `query` asks for, in order. Backends answer from an
     /// index by card, so that a page costs the same however long the journal; this

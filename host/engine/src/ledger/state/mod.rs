@@ -1,5 +1,6 @@
 //! One program's ledger state, held in memory and derived from its journal: holders,
-//! counters, asset lots and the decisions recorded by request id.
+//! counters and asset lots, and the request ids committed lately (older ones are looked
+//! up in the journal: see `ids.rs`).
 //!
 //! Every change goes through the functions here — the effects of a decision, a holder's
 //! registration, a change read back from the journal — so a state rebuilt from the
@@ -7,10 +8,14 @@
 //! refused decision, a dry run, or a batch whose commit failed is taken back exactly.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 mod effects;
+mod ids;
+mod image;
 
-use super::{Change, Effect, LotRow, MAX_UNITS, Recorded, Refused};
+use super::{Change, Effect, Journal, LotRow, MAX_UNITS, Recorded, Refused};
+use crate::error::{Error, Result};
 use crate::model::Holder;
 
 /// What the policy may read of its program's ledger, and nothing that writes.
@@ -83,6 +88,7 @@ enum Undo {
     CardTallies(String, Option<HashMap<String, Tally>>),
     Lots(String, Option<Vec<LotRow>>),
     NextLot(i64),
+    /// A decision recorded by a job, not committed yet.
     Recorded(String),
     /// A card's latest entry in `previous`.
     Previous(String),
@@ -93,7 +99,21 @@ enum Undo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark(usize);
 
-/// One program's holders, counters, lots and recorded decisions.
+/// Where a state looks up request ids it no longer remembers: its program's journal.
+#[derive(Clone)]
+struct Recall {
+    journal: Arc<dyn Journal>,
+    program: String,
+}
+
+impl std::fmt::Debug for Recall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recall({}, {})", self.journal.describe(), self.program)
+    }
+}
+
+/// One program's holders, counters and lots, with what it needs to answer retried
+/// request ids.
 #[derive(Debug, Default)]
 pub struct State {
     holders: HashMap<String, Holder>,
@@ -104,8 +124,13 @@ pub struct State {
     /// card → lots, in the order they were granted.
     lots: HashMap<String, Vec<LotRow>>,
     next_lot: i64,
-    /// request id → the decision recorded under it.
-    decisions: HashMap<String, Recorded>,
+    /// request id → the decision recorded under it by a job whose changes are not
+    /// committed yet (the journal cannot answer for those).
+    pending: HashMap<String, Recorded>,
+    /// The ids of the latest committed decisions.
+    recent: ids::Recent,
+    /// The journal older ids are looked up in; none for a state that is not a lane's.
+    recall: Option<Recall>,
     /// card → the cards it replaced (moved to it), in order: its holder's earlier cards.
     previous: HashMap<String, Vec<String>>,
     /// The journal position this state includes: the program's last event applied.
@@ -185,9 +210,42 @@ impl State {
             .collect()
     }
 
-    /// The decision recorded under `request_id`, if any.
-    pub fn recorded(&self, request_id: &str) -> Option<&Recorded> {
-        self.decisions.get(request_id)
+    /// Looks request ids this state no longer remembers up in `program`'s `journal`.
+    pub(crate) fn recall_from(&mut self, journal: Arc<dyn Journal>, program: &str) {
+        self.recall = Some(Recall {
+            journal,
+            program: program.to_string(),
+        });
+    }
+
+    /// The decision recorded under `request_id`, if any. `looked_up` is the position up to
+    /// which the caller found no such id in the journal itself, if it looked: then only
+    /// what was committed since is to be checked, in memory unless it forgot some.
+    pub fn recorded(&self, request_id: &str, looked_up: Option<u64>) -> Result<Option<Recorded>> {
+        if let Some(pending) = self.pending.get(request_id) {
+            return Ok(Some(pending.clone()));
+        }
+        let known_new = !self.recent.may_hold(request_id)
+            && looked_up.is_some_and(|position| self.recent.complete_after(position));
+        if known_new {
+            return Ok(None);
+        }
+        match &self.recall {
+            Some(recall) => recall.journal.recorded(&recall.program, request_id),
+            None => Err(Error::host(
+                "ledger",
+                format!("cannot look request id `{request_id}` up: the state has no journal"),
+            )),
+        }
+    }
+
+    /// Marks every decision recorded so far as committed at the state's position: a later
+    /// look-up finds it in the journal.
+    pub fn committed(&mut self) {
+        let seq = self.seq;
+        for (id, _) in self.pending.drain() {
+            self.recent.remember(&id, seq);
+        }
     }
 
     /// Every card with a holder, sorted.
@@ -272,7 +330,7 @@ impl State {
                 }
                 Undo::NextLot(next) => self.next_lot = next,
                 Undo::Recorded(id) => {
-                    self.decisions.remove(&id);
+                    self.pending.remove(&id);
                 }
                 Undo::Previous(card) => {
                     if let Some(cards) = self.previous.get_mut(&card) {
@@ -410,10 +468,11 @@ impl State {
         self.undo.push(Undo::Previous(new.to_string()));
     }
 
-    /// Records `decision` under `request_id`, so that a retry gets it back.
+    /// Records `decision` under `request_id`, so that a retry gets it back before it is
+    /// committed (and [`State::committed`]) too.
     pub fn record(&mut self, request_id: &str, recorded: Recorded) {
         if self
-            .decisions
+            .pending
             .insert(request_id.to_string(), recorded)
             .is_none()
         {
@@ -457,27 +516,21 @@ impl State {
                 at,
                 request_id,
                 effects,
-                request,
-                decision,
                 ..
             } => {
                 self.apply(card, *at, effects)?;
+                // A change read from the journal, at the next position: committed.
                 if let Some(id) = request_id {
-                    self.record(
-                        id,
-                        Recorded {
-                            request: request.clone(),
-                            decision: decision.clone(),
-                        },
-                    );
+                    self.recent.remember(id, self.seq + 1);
                 }
                 Ok(())
             }
         }
     }
 
-    /// The state as comparable data: every card's holder, lots (without ids) and counter
-    /// entries, and the recorded request ids — what a rebuild from the journal must equal.
+    /// The state as comparable data: every card's holder, lots (without ids), counter
+    /// entries and earlier cards — what a rebuild from the journal must equal. (Request
+    /// ids are the journal's.)
     pub fn canonical(&self) -> String {
         let mut out = String::new();
         for card in self.cards() {
@@ -492,10 +545,10 @@ impl State {
             for counter in self.counters_of(card) {
                 out.push_str(&format!("  {counter}: {:?}\n", self.entries(card, counter)));
             }
+            if let Some(previous) = self.previous.get(card) {
+                out.push_str(&format!("  previous {previous:?}\n"));
+            }
         }
-        let mut ids: Vec<_> = self.decisions.keys().collect();
-        ids.sort();
-        out.push_str(&format!("decisions {ids:?}\n"));
         out
     }
 }

@@ -1,0 +1,169 @@
+//! A program's state as data: what a snapshot stores, and how a state is made from it.
+//!
+//! The image holds what decisions read — holders, counter entries, lots, the cards each
+//! card replaced — and the journal position it includes. It holds no request ids: those
+//! are looked up in the journal (see `ids.rs`), so a state made from an image remembers
+//! none before its position. Everything is sorted, so that one state always gives the
+//! same bytes.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::Recent;
+use super::{State, Tally};
+use crate::ledger::LotRow;
+use crate::model::Holder;
+
+/// One card's part of the state.
+#[derive(Debug, Serialize, Deserialize)]
+struct Card {
+    card: String,
+    /// None for a card that holds lots or counters but has no holder (none today: kept
+    /// general, so that no state is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    holder: Option<Holder>,
+    /// counter → entries `[at, amount]`, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    counters: Vec<(String, Vec<(i64, u64)>)>,
+    /// Lots in the order they were granted: `[id, asset, amount, expires]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lots: Vec<(i64, String, i64, Option<i64>)>,
+    /// The cards it replaced, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    previous: Vec<String>,
+}
+
+/// The whole state of a program at a journal position.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Image {
+    /// The journal position the state includes.
+    seq: u64,
+    /// The last lot id given.
+    next_lot: i64,
+    cards: Vec<Card>,
+}
+
+impl State {
+    /// The state as an image; the state must be settled (nothing to take back).
+    pub(crate) fn image(&self) -> Image {
+        let mut names: Vec<&String> = self
+            .holders
+            .keys()
+            .chain(self.tallies.keys())
+            .chain(self.lots.keys())
+            .chain(self.previous.keys())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let cards = names
+            .into_iter()
+            .map(|card| {
+                let mut counters: Vec<(String, Vec<(i64, u64)>)> = self
+                    .tallies
+                    .get(card)
+                    .map(|t| {
+                        t.iter()
+                            .map(|(name, tally)| (name.clone(), tally.entries.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Card {
+                    card: card.clone(),
+                    holder: self.holders.get(card).cloned(),
+                    counters,
+                    lots: self
+                        .lots(card)
+                        .iter()
+                        .map(|l| (l.id, l.asset.clone(), l.amount, l.expires))
+                        .collect(),
+                    previous: self.previous.get(card).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        Image {
+            seq: self.seq,
+            next_lot: self.next_lot,
+            cards,
+        }
+    }
+
+    /// The state an image holds; `Err` says why the image cannot be a state (it breaks a
+    /// rule every state keeps), so that a damaged snapshot is never taken for a state.
+    pub(crate) fn from_image(image: Image) -> Result<State, String> {
+        let mut state = State {
+            seq: image.seq,
+            next_lot: image.next_lot,
+            recent: Recent::after(image.seq),
+            ..State::default()
+        };
+        // counter → entries over every card, sorted once all are known (the order of
+        // entries of the same time does not matter to any sum).
+        let mut all: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
+        for card in image.cards {
+            let name = card.card;
+            if let Some(holder) = card.holder {
+                if holder.card != name || !holder.balances.is_empty() {
+                    return Err(format!("the holder of card `{name}` does not fit it"));
+                }
+                state.holders.insert(name.clone(), holder);
+            }
+            let mut counters = HashMap::new();
+            for (counter, entries) in card.counters {
+                if entries.is_empty() || !entries.is_sorted_by_key(|&(at, _)| at) {
+                    return Err(format!(
+                        "counter `{counter}` of card `{name}` is empty or out of order"
+                    ));
+                }
+                let mut tally = Tally::default();
+                for &(_, amount) in &entries {
+                    tally.total = checked_total(tally.total, amount)
+                        .ok_or_else(|| format!("counter `{counter}` of card `{name}` overflows"))?;
+                }
+                all.entry(counter.clone()).or_default().extend(&entries);
+                tally.entries = entries;
+                counters.insert(counter, tally);
+            }
+            if !counters.is_empty() {
+                state.tallies.insert(name.clone(), counters);
+            }
+            if !card.lots.is_empty() {
+                let lots = card
+                    .lots
+                    .into_iter()
+                    .map(|(id, asset, amount, expires)| LotRow {
+                        id,
+                        asset,
+                        amount,
+                        expires,
+                    })
+                    .collect::<Vec<_>>();
+                if lots.iter().any(|l| l.id > state.next_lot || l.id <= 0) {
+                    return Err(format!("a lot of card `{name}` has an id never given"));
+                }
+                state.lots.insert(name.clone(), lots);
+            }
+            if !card.previous.is_empty() {
+                state.previous.insert(name, card.previous);
+            }
+        }
+        for (counter, mut entries) in all {
+            entries.sort_by_key(|&(at, _)| at);
+            let mut total = 0;
+            for &(_, amount) in &entries {
+                total = checked_total(total, amount)
+                    .ok_or_else(|| format!("counter `{counter}` overflows"))?;
+            }
+            state.counters.insert(counter, Tally { entries, total });
+        }
+        Ok(state)
+    }
+}
+
+/// `total + amount`, if it stays within what a counter may total.
+fn checked_total(total: u64, amount: u64) -> Option<u64> {
+    total
+        .checked_add(amount)
+        .filter(|&sum| sum <= super::MAX_UNITS as u64)
+}
