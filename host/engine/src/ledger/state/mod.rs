@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 mod effects;
+mod touched;
 
 use super::{Change, Effect, LotRow, MAX_UNITS, Recorded, Refused};
 use crate::model::Holder;
