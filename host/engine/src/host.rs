@@ -42,6 +42,9 @@ pub struct Host {
     ledger: Arc<Ledger>,
     /// Whose signatures make a program loadable.
     trust: Trust,
+    /// Whether decisions are evaluated by their callers before the lane (see
+    /// [`Host::with_proposals`]).
+    proposing: bool,
 }
 
 impl Host {
@@ -55,7 +58,17 @@ impl Host {
             broken: RwLock::new(HashMap::new()),
             ledger: Arc::new(Ledger::new(journal)),
             trust: Trust::nobody(),
+            proposing: true,
         }
+    }
+
+    /// The same host, with each decision evaluated by its caller's thread on a snapshot
+    /// of the state and then checked by the program's lane (`true`, the default: a
+    /// program's decisions evaluate in parallel), or evaluated one at a time in the lane
+    /// (`false`: what benchmarks compare with).
+    pub fn with_proposals(mut self, proposing: bool) -> Host {
+        self.proposing = proposing;
+        self
     }
 
     /// The same host, loading only programs signed by keys `trust` trusts (or unsigned
@@ -294,6 +307,22 @@ impl Host {
             true => None,
             false => Some(decide::fingerprint(request)?),
         };
+        let asked = Asked {
+            request,
+            party,
+            dry_run: request.dry_run,
+            id: request.id.as_deref(),
+            fingerprint: fingerprint.as_deref(),
+        };
+        // Evaluated here, on this thread, in parallel with the program's other callers;
+        // the lane checks it and keeps it, or decides again (see `ledger/commit.rs`).
+        let mut proposal = match self.proposing {
+            true => self
+                .ledger
+                .snapshot(program.id())
+                .and_then(|snapshot| decide::propose(&self.sandbox, &program, &asked, snapshot)),
+            false => None,
+        };
         let sandbox = self.sandbox.clone();
         // The lane runs the job on its own thread, perhaps more than once: it owns what it
         // decides on.
@@ -307,7 +336,13 @@ impl Host {
                 id: request.id.as_deref(),
                 fingerprint: fingerprint.as_deref(),
             };
-            decide::decide_on(&sandbox, &deciding, &asked, tx.state())
+            // Only the first run can keep the proposal: a run again after a lost race is
+            // on a state caught up with other writers, which no proposal was checked on.
+            let proposed = proposal
+                .take()
+                .filter(|p| tx.unchanged(p.seen, &p.reads))
+                .map(|p| p.evaluation);
+            decide::decide_on(&sandbox, &deciding, &asked, tx.state(), proposed)
         })?;
         Ok((program, decision))
     }

@@ -17,11 +17,13 @@
 mod commit;
 pub mod conformance;
 mod memory;
+pub(crate) mod reads;
 mod row;
 mod state;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use commit::Snapshot;
 pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
 pub use memory::MemoryLedger;
 pub use row::{EventRow, decode_decided};
