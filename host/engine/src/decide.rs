@@ -5,7 +5,7 @@
 //! submits it there.
 //!
 //! The evaluation — the costly part — is first *proposed* outside the lane, by the
-//! caller's own thread, on a snapshot of the state ([`propose`]), with the keys of every
+//! caller's own thread, on the state as it stands ([`propose`]), with the keys of every
 //! ledger read it made; the lane keeps it if none of those keys changed since
 //! ([`crate::ledger::Tx`]), and evaluates again otherwise. Everything after the
 //! evaluation (the request id, the effects, the balances answered) runs in the lane.
@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::ledger::reads::{ReadSet, Seen};
-use crate::ledger::{Change, MAX_UNITS, Recorded, Snapshot, Staged, State, View};
+use crate::ledger::{Change, MAX_UNITS, Reader, Recorded, Staged, State, View};
 use crate::model::{Check, Decision, Read, Request};
 use crate::policy::{
     Answer, Evaluated, Input, PolicyFault, Prepared, Reported, Sandbox, Witnessed,
@@ -100,49 +100,54 @@ pub(crate) fn ask_on(
     Ok(outcome)
 }
 
-/// A decision evaluated outside the lane, on a snapshot of the program's state: what it
-/// read, where the state stood, and what the policy concluded.
+/// A decision evaluated outside the lane, on the program's state as it stood: what it
+/// read, where the state stood when it began, and what the policy concluded.
 pub(crate) struct Proposal {
     pub seen: Seen,
     pub reads: ReadSet,
     pub evaluation: Evaluation,
 }
 
-/// Evaluates `asked` on `snapshot` (released when this returns), keeping the keys of
-/// every ledger read, for the lane to check and keep ([`decide_on`]'s `proposed`). `None`
-/// when there is nothing worth proposing: the request id is recorded already (the lane
-/// answers from the record), or the host failed (the lane meets the same error, or not).
+/// Evaluates `asked` on the lane's state through `reader`, keeping the keys of every
+/// ledger read, for the lane to check and keep ([`decide_on`]'s `proposed`). Each read
+/// sees the state as it stands then; if any read key changed after the proposal began
+/// (`seen`), the lane finds it changed and decides again, so a proposal that stands read
+/// everything as it stood at `seen`. `None` when there is nothing worth proposing: the
+/// request id is recorded already (the lane answers from the record), or the host failed
+/// (the lane meets the same error, or not).
 pub(crate) fn propose(
     sandbox: &Sandbox,
     program: &Program,
     asked: &Asked<'_>,
-    snapshot: Snapshot,
+    reader: Reader,
 ) -> Option<Proposal> {
     let request = asked.request;
-    if let Some(id) = asked.id
-        && snapshot.recorded(id).is_some()
-    {
-        return None;
-    }
-    let seen = snapshot.seen();
     // The host's own read, before the policy's: the acting card's holder.
     let mut reads = ReadSet::default();
     reads.holder(&request.card);
-    let prepared = match prepare(program, asked, request.at.as_second(), &snapshot) {
-        Ok(Ready::Concluded(evaluation)) => {
+    let (seen, prepared) = reader.read(|state, seen| {
+        if let Some(id) = asked.id
+            && state.recorded(id).is_some()
+        {
+            return None;
+        }
+        let prepared = prepare(program, asked, request.at.as_second(), state).ok()?;
+        Some((seen, prepared))
+    })?;
+    let prepared = match prepared {
+        Ready::Concluded(evaluation) => {
             return Some(Proposal {
                 seen,
                 reads,
                 evaluation,
             });
         }
-        Ok(Ready::Prepared(prepared)) => prepared,
-        Err(_) => return None,
+        Ready::Prepared(prepared) => prepared,
     };
     let mut evaluated = sandbox.evaluate_shared(
         &program.policy,
         &program.context,
-        snapshot,
+        reader,
         prepared,
         request.explain,
         reads,

@@ -62,8 +62,8 @@ impl Host {
         }
     }
 
-    /// The same host, with each decision evaluated by its caller's thread on a snapshot
-    /// of the state and then checked by the program's lane (`true`, the default: a
+    /// The same host, with each decision evaluated by its caller's thread on the state as
+    /// it stands and then checked by the program's lane (`true`, the default: a
     /// program's decisions evaluate in parallel), or evaluated one at a time in the lane
     /// (`false`: what benchmarks compare with).
     pub fn with_proposals(mut self, proposing: bool) -> Host {
@@ -319,8 +319,8 @@ impl Host {
         let mut proposal = match self.proposing {
             true => self
                 .ledger
-                .snapshot(program.id())
-                .and_then(|snapshot| decide::propose(&self.sandbox, &program, &asked, snapshot)),
+                .reader(program.id())
+                .and_then(|reader| decide::propose(&self.sandbox, &program, &asked, reader)),
             false => None,
         };
         let sandbox = self.sandbox.clone();

@@ -10,17 +10,18 @@
 //!
 //! **Proposals.** Running a policy is most of a decision's cost, and jobs run one at a
 //! time. So a decision's caller first evaluates the policy itself, on its own thread, on
-//! a [`Snapshot`] of the lane's state (a read guard: callers of one program evaluate in
+//! the lane's state as it stands ([`Reader`]: callers of one program evaluate in
 //! parallel), keeping the keys of everything the evaluation read (`reads.rs`: the holder
 //! of a card, the lots of a card, a counter of a card or over all cards) and where the
-//! state stood ([`Seen`]). Its job, when the lane runs it, asks [`Tx::unchanged`]: the
-//! lane numbers every job's changes and remembers the keys each touched (read off the
-//! state's undo entries, so no way of changing the state is missed); if none of the
-//! changes since the proposal touched a key it read, the evaluation stands; otherwise the
-//! job evaluates again, there and then, as it always did. Everything after the evaluation
-//! — the request id looked up again (two proposals may carry the same id), the effects
-//! applied (and refused if they no longer fit), the balances answered — runs in the lane
-//! on the current state.
+//! state stood when it began ([`Seen`]). Each of its reads takes the state for reading
+//! for that one host call only, so the leader never waits for a policy to finish. Its
+//! job, when the lane runs it, asks [`Tx::unchanged`]: the lane numbers every job's
+//! changes and remembers the keys each touched (read off the state's undo entries, so no
+//! way of changing the state is missed); if none of the changes since the proposal began
+//! touched a key it read, the evaluation stands; otherwise the job evaluates again, there
+//! and then, as it always did. Everything after the evaluation — the request id looked
+//! up again (two proposals may carry the same id), the effects applied (and refused if
+//! they no longer fit), the balances answered — runs in the lane on the current state.
 //!
 //! The leader holds the state for writing only while it runs a batch's jobs, not while
 //! the batch is on its way to disk: proposals meanwhile read the state the batch left,
@@ -42,9 +43,12 @@
 //! not at all. A job that keeps a proposal's evaluation keeps what the policy would
 //! answer on that very state: the policy is deterministic and sees the ledger only
 //! through the host's calls, each answering (and charging fuel) from what is stored under
-//! its key; none of those keys changed between the snapshot and the job (else the job
-//! evaluates again), so every call answers the same on both states, and the policy
-//! answers the same, with the same fuel. Between processes or hosts sharing a journal, a
+//! its key. None of the keys it read changed from the moment the proposal began to the
+//! moment its job runs (else the job evaluates again, and a change taken back or not
+//! described by keys makes every earlier proposal stale): so each read, whenever it ran
+//! in between, answered what the state held at the beginning and still holds now — the
+//! reads make one consistent view of the state the job runs on — and the policy answers
+//! the same, with the same fuel. Between processes or hosts sharing a journal, a
 //! batch records the program's last event it was decided on (`after`); the journal
 //! appends it only if that is still the last event, atomically with the check. Otherwise
 //! nothing is written, the lane takes the batch back ([`State::rollback`]), reads the
@@ -57,7 +61,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{ArcRwLockReadGuard, Condvar, Mutex, RawRwLock, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::reads::{ReadSet, Seen, Versions};
 use super::{Appended, Batch, Change, Journal, State};
@@ -120,25 +124,20 @@ struct Shared {
     loaded: bool,
 }
 
-/// A program's state lent for reading, with where it stood (`seen`): what a decision is
-/// proposed on outside the lane (see the module docs). While it is held the lane's
-/// leader cannot change the state, so keep it for one evaluation only.
-pub struct Snapshot {
-    guard: ArcRwLockReadGuard<RawRwLock, Shared>,
+/// A program's state to read outside the lane: what a decision is proposed on (see the
+/// module docs). Each read takes the state for reading only while it runs (one host call
+/// of a policy, not the whole evaluation), so the lane's leader never waits for a policy
+/// to finish.
+#[derive(Clone)]
+pub struct Reader {
+    shared: Arc<RwLock<Shared>>,
 }
 
-impl Snapshot {
-    /// Where the state stood when this snapshot was taken.
-    pub(crate) fn seen(&self) -> Seen {
-        self.guard.versions.seen()
-    }
-}
-
-impl std::ops::Deref for Snapshot {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.guard.state
+impl Reader {
+    /// Runs `read` on the state as it stands, with where it stands.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&State, Seen) -> T) -> T {
+        let shared = self.shared.read();
+        read(&shared.state, shared.versions.seen())
     }
 }
 
@@ -420,13 +419,15 @@ impl Ledger {
         }
     }
 
-    /// `program`'s state to propose a decision on, as it stands (perhaps with a batch on
-    /// its way to disk: see the module docs), or `None` while the state has not been read
-    /// from the journal yet. Waits while the lane's leader is changing the state.
-    pub(crate) fn snapshot(&self, program: &str) -> Option<Snapshot> {
+    /// `program`'s state to propose decisions on, as it stands at each read (perhaps with
+    /// a batch on its way to disk: see the module docs), or `None` while the state has not
+    /// been read from the journal yet.
+    pub(crate) fn reader(&self, program: &str) -> Option<Reader> {
         let lane = self.lane(program);
-        let guard = lane.shared.read_arc();
-        guard.loaded.then_some(Snapshot { guard })
+        let loaded = lane.shared.read().loaded;
+        loaded.then(|| Reader {
+            shared: lane.shared.clone(),
+        })
     }
 
     /// Catches the state up with the journal. Events of other writers change the state in
@@ -697,17 +698,17 @@ mod tests {
             .expect("registers");
     }
 
-    /// A stand-in for a decision's evaluation, proposed on a snapshot: what it read (the
+    /// A stand-in for a decision's evaluation, proposed outside the lane: what it read (the
     /// holder of `card`) and what it concluded from it (the holder's statuses).
     fn propose(ledger: &Ledger, card: &str) -> (Seen, ReadSet, Vec<String>) {
-        let snapshot = ledger.snapshot("bergen").expect("the state was loaded");
+        let reader = ledger.reader("bergen").expect("the state was loaded");
         let mut reads = ReadSet::default();
         reads.holder(card);
-        let statuses = snapshot
-            .holder(card)
-            .map(|h| h.statuses.clone())
-            .unwrap_or_default();
-        (snapshot.seen(), reads, statuses)
+        let (statuses, seen) = reader.read(|state, seen| {
+            let statuses = state.holder(card).map(|h| h.statuses.clone());
+            (statuses.unwrap_or_default(), seen)
+        });
+        (seen, reads, statuses)
     }
 
     /// The lane's side of a decision: keeps the proposal if its reads are unchanged,
@@ -734,7 +735,7 @@ mod tests {
             .expect("decides")
     }
 
-    /// A proposal whose read key changed between its snapshot and its job is decided
+    /// A proposal whose read key changed between its beginning and its job is decided
     /// again on the state as it is then; one whose keys did not change stands, however
     /// much else changed.
     #[test]

@@ -23,7 +23,7 @@ mod state;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use commit::Snapshot;
+pub(crate) use commit::Reader;
 pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
 pub use memory::MemoryLedger;
 pub use row::{EventRow, decode_decided};

@@ -26,7 +26,7 @@ use super::limits::Limits;
 use crate::calendar::{Calendar, LocalTime, Period};
 use crate::error::Result;
 use crate::ledger::reads::ReadSet;
-use crate::ledger::{Snapshot, State, View};
+use crate::ledger::{Reader, State, View};
 use crate::model::{AttributeValue, Holder};
 
 /// The fuel each call is charged, from measurements (see `tests/hostile.rs`,
@@ -61,16 +61,18 @@ pub(crate) struct Context {
 pub(crate) enum Lent {
     /// Moved in by the lane's leader, which holds the state, and handed back whole.
     Owned(State),
-    /// A read guard on the state, held while the policy runs (a proposal, or a question
-    /// that commits nothing).
-    Shared(Snapshot),
+    /// The lane's state, read for each call as it stands then (a proposal: see
+    /// `ledger/commit.rs`, and `ledger/reads.rs` for why reads at different moments make
+    /// one consistent evaluation when the proposal stands).
+    Shared(Reader),
 }
 
 impl Lent {
-    fn view(&self) -> &dyn View {
+    /// Runs `read` on the state.
+    fn read<T>(&self, read: impl FnOnce(&dyn View) -> T) -> T {
         match self {
-            Lent::Owned(state) => state,
-            Lent::Shared(snapshot) => &**snapshot,
+            Lent::Owned(state) => read(state),
+            Lent::Shared(reader) => reader.read(|state, _| read(state)),
         }
     }
 }
@@ -192,7 +194,7 @@ impl Calls {
         read: impl FnOnce(&dyn View) -> T,
     ) -> wasmtime::Result<T> {
         self.charge(cost::LEDGER);
-        let Some(view) = self.state.as_ref().map(Lent::view) else {
+        let Some(lent) = &self.state else {
             return Err(failed(
                 import,
                 "the ledger cannot be read during `describe`",
@@ -201,9 +203,8 @@ impl Calls {
         if let Some(keys) = &mut self.keys {
             key(keys);
         }
-        let work = entries(view).saturating_mul(cost::PER_ENTRY);
-        let answer = read(view);
-        self.charge(work);
+        let (entries, answer) = lent.read(|view| (entries(view), read(view)));
+        self.charge(entries.saturating_mul(cost::PER_ENTRY));
         Ok(answer)
     }
 

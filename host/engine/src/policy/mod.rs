@@ -32,7 +32,7 @@ use store::{EPOCH_TICK, GuestState, WASM_STACK_BYTES};
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 use crate::ledger::reads::ReadSet;
-use crate::ledger::{Snapshot, State};
+use crate::ledger::{Reader, State};
 
 /// Instances that may be alive at once (evaluations, loads, suite runs under hot reload).
 const POOL_INSTANCES: u32 = 128;
@@ -163,7 +163,7 @@ pub(crate) struct Evaluated {
     pub fuel: u64,
     /// What the policy read, when asked to explain.
     pub witnessed: Option<Witnessed>,
-    /// The keys of the ledger it read, when evaluated on a snapshot.
+    /// The keys of the ledger it read, when evaluated as a proposal.
     pub keys: Option<ReadSet>,
 }
 
@@ -371,19 +371,19 @@ impl Sandbox {
         evaluated
     }
 
-    /// As [`Sandbox::evaluate`], on a snapshot of the state held for reading while the
-    /// policy runs (released when this returns), adding the keys of every ledger read to
-    /// `keys` ([`Evaluated::keys`]): a proposal, checked later against what changed since.
+    /// As [`Sandbox::evaluate`], on the lane's state read as it stands at each host call,
+    /// adding the keys of every ledger read to `keys` ([`Evaluated::keys`]): a proposal,
+    /// checked later against what changed since.
     pub(crate) fn evaluate_shared(
         &self,
         policy: &CompiledPolicy,
         context: &Arc<Context>,
-        snapshot: Snapshot,
+        reader: Reader,
         prepared: Prepared,
         explain: bool,
         keys: ReadSet,
     ) -> Evaluated {
-        let lent = Lent::Shared(snapshot);
+        let lent = Lent::Shared(reader);
         self.run(policy, context, lent, prepared, explain, Some(keys))
             .0
     }
