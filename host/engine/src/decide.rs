@@ -311,6 +311,7 @@ fn denied(reason: &str) -> Answer {
 pub(crate) type Evaluation = (std::result::Result<Answer, PolicyFault>, u64, Vec<Read>);
 
 /// A request ready for the policy, or concluded without it.
+#[allow(clippy::large_enum_variant)] // returned once per decision, never stored
 enum Ready {
     Prepared(Prepared),
     Concluded(Evaluation),

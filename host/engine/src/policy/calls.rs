@@ -58,6 +58,7 @@ pub(crate) struct Context {
 }
 
 /// The program's state as lent to a policy for one evaluation.
+#[allow(clippy::large_enum_variant)] // moved in and out once per evaluation: no box to allocate
 pub(crate) enum Lent {
     /// Moved in by the lane's leader, which holds the state, and handed back whole.
     Owned(State),
