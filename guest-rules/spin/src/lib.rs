@@ -26,7 +26,12 @@ impl Policy for Spin {
             spun = core::hint::black_box(spun.wrapping_add(1));
         }
         // One read of the ledger, by the acting card's key only.
-        let _used = ledger::count_in(Some(req.holder.card.as_str()), "spins", Period::Year, req.at);
+        let _used = ledger::count_in(
+            Some(req.holder.card.as_str()),
+            "spins",
+            Period::Year,
+            req.at,
+        );
         allow().count("spins", 1)
     }
 }
