@@ -135,6 +135,10 @@ pub struct SlowPolicy {
     pub parallel: Timing,
     /// `parallel.per_second` over `one_at_a_time.per_second`.
     pub speedup: f64,
+    /// Cores the process kept busy during each run (its CPU time over the wall time;
+    /// Linux only): what the speedup is made of, and — beside other load — what it lacked.
+    pub one_at_a_time_cores: Option<f64>,
+    pub parallel_cores: Option<f64>,
     /// Of the parallel run's proposals, how many stood and how many were evaluated again.
     pub proposals_stood: u64,
     pub proposals_stale: u64,
@@ -195,8 +199,9 @@ fn guest(name: &str) -> Option<PathBuf> {
 const TILLS: usize = 32;
 /// The hostile program's deadline per call in `isolation`.
 const HOSTILE_DEADLINE_MS: u64 = 100;
-/// Tills (one card each) deciding at once in `slow_policy`.
-const SLOW_TILLS: usize = 8;
+/// Tills (one card each) deciding at once in `slow_policy`: enough that, while some wait
+/// for their batch's fsync, the others keep both cores evaluating.
+const SLOW_TILLS: usize = 16;
 /// What one evaluation of the slow policy is calibrated to take.
 const SLOW_EVALUATION: Duration = Duration::from_millis(1);
 
@@ -271,36 +276,43 @@ fn slow_policy(
     }
     let program = spin_program(sandbox, component, scratch, spins)?;
     let evaluation_p50_us = dry_p50(&program, options.seconds.min(1.0))?.as_secs_f64() * 1e6;
-    let run = |proposing: bool, file: &str| -> Result<(Timing, cardrules::ledger::Stats)> {
-        let host = Host::new(
-            sandbox.clone(),
-            Arc::new(SqliteLedger::open(&scratch.join(file))?),
-        )
-        .with_proposals(proposing);
-        host.insert(program.clone());
-        for card in 0..SLOW_TILLS {
-            let holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
+    let run =
+        |proposing: bool, file: &str| -> Result<(Timing, cardrules::ledger::Stats, Option<f64>)> {
+            let host = Host::new(
+                sandbox.clone(),
+                Arc::new(SqliteLedger::open(&scratch.join(file))?),
+            )
+            .with_proposals(proposing);
+            host.insert(program.clone());
+            for card in 0..SLOW_TILLS {
+                let holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
                 "card": format!("S-{card}"), "birth-date": "2010-01-01", "municipality": "nowhere"
             }))
             .map_err(|e| Error::Invalid(format!("a bench holder: {e}")))?;
-            host.register("spin", &holder)?;
-        }
-        let prefix = run_prefix();
-        let (timing, _) = timed(options.seconds, SLOW_TILLS, |thread, n| {
-            host.decide(&spin_request(
-                thread,
-                Some(format!("{prefix}/{thread}/{n}")),
-                false,
-            ))
-            .map(|d| Some(d.fuel))
-        })?;
-        Ok((timing, host.ledger().stats()))
-    };
-    let (one_at_a_time, _) = run(false, "spin-serial.sqlite")?;
-    let (parallel, stats) = run(true, "spin-parallel.sqlite")?;
+                host.register("spin", &holder)?;
+            }
+            let prefix = run_prefix();
+            let (cpu, began) = (cpu_seconds(), Instant::now());
+            let (timing, _) = timed(options.seconds, SLOW_TILLS, |thread, n| {
+                host.decide(&spin_request(
+                    thread,
+                    Some(format!("{prefix}/{thread}/{n}")),
+                    false,
+                ))
+                .map(|d| Some(d.fuel))
+            })?;
+            let cores = cpu
+                .zip(cpu_seconds())
+                .map(|(before, after)| (after - before) / began.elapsed().as_secs_f64());
+            Ok((timing, host.ledger().stats(), cores))
+        };
+    let (one_at_a_time, _, one_at_a_time_cores) = run(false, "spin-serial.sqlite")?;
+    let (parallel, stats, parallel_cores) = run(true, "spin-parallel.sqlite")?;
     Ok(SlowPolicy {
         spins,
         evaluation_p50_us,
+        one_at_a_time_cores,
+        parallel_cores,
         speedup: parallel.per_second / one_at_a_time.per_second.max(f64::MIN_POSITIVE),
         one_at_a_time,
         parallel,
@@ -403,6 +415,18 @@ fn lasting_mix(host: &Host, program: &Program) -> Vec<Request> {
         .cloned()
         .collect();
     if lasting.is_empty() { mix } else { lasting }
+}
+
+/// The CPU time this process has used (user and system), from `/proc/self/stat`; `None`
+/// where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command (in parentheses, which may hold spaces): state is field 3,
+    // utime and stime fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 /// Runs every measurement.

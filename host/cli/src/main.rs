@@ -521,8 +521,14 @@ fn bench(options: bench::Options, json: bool) -> anyhow::Result<u8> {
             );
         }
         println!(
-            "  {:.2}× (proposals: {} stood, {} evaluated again)",
-            slow.speedup, slow.proposals_stood, slow.proposals_stale
+            "  {:.2}× (proposals: {} stood, {} evaluated again; cores busy {} and {})",
+            slow.speedup,
+            slow.proposals_stood,
+            slow.proposals_stale,
+            slow.one_at_a_time_cores
+                .map_or("?".into(), |c| format!("{c:.2}")),
+            slow.parallel_cores
+                .map_or("?".into(), |c| format!("{c:.2}"))
         );
     }
     Ok(exit::OK)
