@@ -11,6 +11,12 @@
 //! changed, every call answers the same, the policy answers the same and burns the same
 //! fuel (the fuel of a call depends only on the entries under its key).
 //!
+//! A proposal reads each key at its own moment (the lane's state is taken for reading one
+//! call at a time), all after the point it began at ([`Seen`]). If no change after that
+//! point touched any key it read, each read answered what was stored under its key at
+//! that point: together, the reads are one consistent view of the state as it was then,
+//! and as it still is when the lane checks them.
+//!
 //! Keys are kept as 64-bit hashes: a read set is a handful of integers, and a change's
 //! keys cost no allocation of text. Two keys that collide can only make an unchanged read
 //! look changed (the decision is evaluated again, at worst), never the reverse: equal keys

@@ -63,8 +63,8 @@ pub(crate) enum Lent {
     /// Moved in by the lane's leader, which holds the state, and handed back whole.
     Owned(State),
     /// The lane's state, read for each call as it stands then (a proposal: see
-    /// `ledger/commit.rs`, and `ledger/reads.rs` for why reads at different moments make
-    /// one consistent evaluation when the proposal stands).
+    /// `ledger/commit.rs`; `ledger/reads.rs` says why reads at different moments make one
+    /// consistent view when the proposal stands).
     Shared(Reader),
 }
 
