@@ -216,3 +216,201 @@ fn the_shipped_suites_pass_on_postgres_and_their_ledgers_rebuild_from_the_journa
         assert_eq!(rebuilt, live, "{} rebuilt from its journal", file.display());
     }
 }
+
+/// Many tills of one program deciding at once, each mostly for its own card (whose
+/// evaluations the host runs in parallel and keeps when nothing they read changed), some
+/// for a neighbour's card (the same quota), some for the same few places of an activity,
+/// and pairs sending the same request id. Then: nothing exceeds a limit, every allowed
+/// decision counted exactly once, the ledger rebuilds from its journal, and — the proof
+/// that the journal's order is a serial order — deciding the journal's requests again in
+/// that order on a fresh ledger answers every one exactly as it was answered.
+#[test]
+fn many_cards_of_one_program_decided_at_once_stay_serializable() {
+    const TILLS: usize = 16;
+    const ROUNDS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger.sqlite");
+    let host = terminals(&file).swap_remove(0);
+    for i in 0..TILLS {
+        let card =
+            format!(r#"{{"card":"KID-{i}","birth-date":"2012-01-01","municipality":"bergen"}}"#);
+        host.register("bergen", &holder(&card)).unwrap();
+    }
+    let at = "2024-08-01T09:00:00+02:00";
+    let ask = |card: usize, offer: &str, id: &str| {
+        request(&format!(
+            r#"{{"program":"bergen","card":"KID-{card}","action":"redeem","offer":"{offer}",
+                 "at":"{at}","id":"{id}"}}"#
+        ))
+    };
+    let barrier = Arc::new(Barrier::new(TILLS));
+    let handles: Vec<_> = (0..TILLS)
+        .map(|till| {
+            let (host, barrier) = (host.clone(), barrier.clone());
+            let requests: Vec<Request> = (0..ROUNDS)
+                .map(|round| match round % 4 {
+                    // Its own card, a yearly limit of 4 (kino) and of 2 (akvariet).
+                    0 => ask(till, "bergen-kino", &format!("t{till}-r{round}")),
+                    1 => ask(till, "akvariet", &format!("t{till}-r{round}")),
+                    // The neighbour's card: two tills race for one quota.
+                    2 => ask(
+                        (till + 1) % TILLS,
+                        "bergen-kino",
+                        &format!("t{till}-r{round}"),
+                    ),
+                    // Everyone for 2 places (capacity over all cards), or, for half the
+                    // tills in the last round, the same id as another till.
+                    _ if round == ROUNDS - 1 => ask(
+                        till % (TILLS / 2),
+                        "akvariet",
+                        &format!("same-{}", till % (TILLS / 2)),
+                    ),
+                    _ => ask(till, "klatring-bratte-rom", &format!("t{till}-r{round}")),
+                })
+                .collect();
+            std::thread::spawn(move || {
+                barrier.wait();
+                requests
+                    .into_iter()
+                    .map(|r| (r.clone(), host.decide(&r).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let decided: Vec<(Request, Decision)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+
+    // Limits held: per card and offer, and the activity's capacity over all cards.
+    let allowed = |card: &str, offer: &str| {
+        let mut ids: Vec<_> = decided
+            .iter()
+            .filter(|(r, d)| d.allow && r.card == card && r.offer.as_deref() == Some(offer))
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup(); // a replayed id is one decision
+        ids.len()
+    };
+    for i in 0..TILLS {
+        let card = format!("KID-{i}");
+        assert!(allowed(&card, "bergen-kino") <= 4, "{card}: kino");
+        assert!(allowed(&card, "akvariet") <= 2, "{card}: akvariet");
+    }
+    let places: usize = (0..TILLS)
+        .map(|i| allowed(&format!("KID-{i}"), "klatring-bratte-rom"))
+        .sum();
+    assert_eq!(places, 2, "klatring-bratte-rom has 2 places");
+    // The same id answers the same decision, whichever till came first.
+    for pair in 0..TILLS / 2 {
+        let id = format!("same-{pair}");
+        let answers: Vec<&Decision> = decided
+            .iter()
+            .filter(|(r, _)| r.id.as_deref() == Some(&id))
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].allow, answers[1].allow, "{id}");
+        assert_eq!(answers[0].reason, answers[1].reason, "{id}");
+        assert_eq!(
+            answers.iter().filter(|d| d.replayed).count(),
+            1,
+            "{id}: one decided, one replayed"
+        );
+    }
+
+    // Every allowed decision counted its visit once, and nothing else was counted.
+    let distinct_allowed: usize = {
+        let mut ids: Vec<_> = decided
+            .iter()
+            .filter(|(_, d)| d.allow)
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let counted: u64 = host
+        .ledger()
+        .read("bergen", |state| {
+            state
+                .cards()
+                .iter()
+                .flat_map(|card| {
+                    state
+                        .counters_of(card)
+                        .into_iter()
+                        .filter(|c| c.starts_with("visit:"))
+                        .map(|c| state.entries(card, c).iter().map(|&(_, n)| n).sum::<u64>())
+                        .collect::<Vec<_>>()
+                })
+                .sum()
+        })
+        .unwrap();
+    assert_eq!(counted, distinct_allowed as u64);
+    let stats = host.ledger().stats();
+    assert!(stats.proposals_stood > 0, "{stats:?}");
+
+    // The ledger is its journal.
+    let live = host.ledger().read("bergen", |s| s.canonical()).unwrap();
+    let reopened = cardrules::Ledger::new(Arc::new(SqliteLedger::open(&file).unwrap()));
+    assert_eq!(reopened.read("bergen", |s| s.canonical()).unwrap(), live);
+
+    // The journal's order is a serial order: decided again one by one in that order, on
+    // a fresh ledger, every decision comes out as it was answered, fuel included.
+    use cardrules::Journal as _;
+    let journal = SqliteLedger::open(&file).unwrap();
+    let again = Host::new(
+        host.sandbox().clone(),
+        Arc::new(cardrules::MemoryLedger::new()),
+    );
+    again.insert(host.program("bergen").unwrap());
+    let mut compared = 0;
+    for event in journal.read("bergen", 0).unwrap() {
+        match event.change {
+            cardrules::ledger::Change::Registered { holder, .. } => {
+                again.register("bergen", &holder).unwrap();
+            }
+            cardrules::ledger::Change::Decided {
+                request, decision, ..
+            } => {
+                let (request, recorded) =
+                    cardrules::ledger::decode_decided("bergen", event.seq, &request, &decision)
+                        .unwrap();
+                let replayed = again.decide(&request).unwrap();
+                let outcome = |d: &Decision| {
+                    (
+                        d.allow,
+                        d.reason.clone(),
+                        d.admitted,
+                        d.price,
+                        d.fuel,
+                        d.balances.clone(),
+                    )
+                };
+                assert_eq!(
+                    outcome(&replayed),
+                    outcome(&recorded),
+                    "event {} ({:?})",
+                    event.seq,
+                    request.id
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, distinct_decisions(&decided));
+    assert_eq!(
+        again.ledger().read("bergen", |s| s.canonical()).unwrap(),
+        live
+    );
+}
+
+/// How many decisions were recorded: one per request id.
+fn distinct_decisions(decided: &[(Request, Decision)]) -> usize {
+    let mut ids: Vec<_> = decided.iter().map(|(r, _)| r.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
+}

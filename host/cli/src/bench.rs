@@ -120,6 +120,30 @@ pub struct GroupCommit {
     pub append_mean_us: f64,
 }
 
+/// A slow policy (`guest-rules/spin`, calibrated to about 1 ms per evaluation), durable on
+/// SQLite from several tills on different cards: evaluated one at a time in the program's
+/// lane, and proposed in parallel by the tills (the default).
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowPolicy {
+    /// Rounds of the guest's loop per decision, after calibration.
+    pub spins: u64,
+    /// Median time of one evaluation (a dry run on a memory ledger).
+    pub evaluation_p50_us: f64,
+    /// Decisions evaluated one at a time in the lane (proposals off).
+    pub one_at_a_time: Timing,
+    /// Decisions proposed by the tills in parallel and checked by the lane.
+    pub parallel: Timing,
+    /// `parallel.per_second` over `one_at_a_time.per_second`.
+    pub speedup: f64,
+    /// Cores the process kept busy during each run (its CPU time over the wall time;
+    /// Linux only): what the speedup is made of, and — beside other load — what it lacked.
+    pub one_at_a_time_cores: Option<f64>,
+    pub parallel_cores: Option<f64>,
+    /// Of the parallel run's proposals, how many stood and how many were evaluated again.
+    pub proposals_stood: u64,
+    pub proposals_stale: u64,
+}
+
 /// A good program's durable latency alone and beside a hostile program under load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Isolation {
@@ -141,6 +165,8 @@ pub struct Report {
     pub fsync_ceiling_per_second: f64,
     /// A good program beside a hostile one (null if the corpus is not built).
     pub isolation: Option<Isolation>,
+    /// A program whose evaluation takes about 1 ms (null if its guest is not built).
+    pub slow_policy: Option<SlowPolicy>,
     /// Loading every program of the policies directory with the on-disk cache warm.
     pub load_all_ms: f64,
     pub seconds_per_measurement: f64,
@@ -173,6 +199,127 @@ fn guest(name: &str) -> Option<PathBuf> {
 const TILLS: usize = 32;
 /// The hostile program's deadline per call in `isolation`.
 const HOSTILE_DEADLINE_MS: u64 = 100;
+/// Tills (one card each) deciding at once in `slow_policy`: enough that, while some wait
+/// for their batch's fsync, the others keep both cores evaluating.
+const SLOW_TILLS: usize = 16;
+/// What one evaluation of the slow policy is calibrated to take.
+const SLOW_EVALUATION: Duration = Duration::from_millis(1);
+
+/// The slow policy's program with `spins` rounds per decision and `SLOW_TILLS` cards.
+fn spin_program(
+    sandbox: &Arc<Sandbox>,
+    component: &Path,
+    scratch: &Path,
+    spins: u64,
+) -> Result<Arc<Program>> {
+    let dir = cardrules::sample::write_program(
+        scratch,
+        "spin",
+        component,
+        &format!(
+            "name = \"A slow policy\"\n\n[limits]\nfuel = 500_000_000\ndeadline-ms = 2_000\n\n[config]\nspins = {spins}\n\n[schema.config.spins]\ntype = \"integer\"\nmin = 0\ndoc = \"rounds of the loop per decision\"\n"
+        ),
+        "# no offers\n",
+        "S-0",
+    )?;
+    Ok(Arc::new(Program::load(
+        sandbox,
+        &Trust::allow_unsigned(),
+        &dir,
+    )?))
+}
+
+fn spin_request(card: usize, id: Option<String>, dry_run: bool) -> Request {
+    Request {
+        program: "spin".into(),
+        card: format!("S-{card}"),
+        action: "spin".into(),
+        at: jiff::Timestamp::from_second(1_715_083_200).unwrap_or_default(),
+        offer: None,
+        party: None,
+        amount: None,
+        asset: None,
+        to_card: None,
+        new_card: None,
+        id,
+        dry_run,
+        explain: false,
+        language: None,
+    }
+}
+
+/// The slow policy, calibrated to about [`SLOW_EVALUATION`] per evaluation, durable on
+/// SQLite from [`SLOW_TILLS`] tills on their own cards: one at a time in the lane, then
+/// proposed in parallel, in the same run.
+fn slow_policy(
+    sandbox: &Arc<Sandbox>,
+    component: &Path,
+    options: &Options,
+    scratch: &Path,
+) -> Result<SlowPolicy> {
+    let dry_p50 = |program: &Arc<Program>, seconds: f64| -> Result<Duration> {
+        let memory = cardrules::sample::memory_host(sandbox.clone(), program.clone())?;
+        let (timing, _) = timed(seconds, 1, |_, _| {
+            memory
+                .decide(&spin_request(0, None, true))
+                .map(|d| Some(d.fuel))
+        })?;
+        Ok(Duration::from_secs_f64(timing.p50_us / 1e6))
+    };
+    // Calibrated twice: the second guess corrects the fixed cost the first one scaled.
+    let mut spins: u64 = 100_000;
+    for _ in 0..2 {
+        let program = spin_program(sandbox, component, scratch, spins)?;
+        let took = dry_p50(&program, options.seconds.min(0.5))?;
+        let scale = SLOW_EVALUATION.as_secs_f64() / took.as_secs_f64().max(1e-9);
+        spins = ((spins as f64 * scale) as u64).clamp(1_000, 100_000_000);
+    }
+    let program = spin_program(sandbox, component, scratch, spins)?;
+    let evaluation_p50_us = dry_p50(&program, options.seconds.min(1.0))?.as_secs_f64() * 1e6;
+    let run =
+        |proposing: bool, file: &str| -> Result<(Timing, cardrules::ledger::Stats, Option<f64>)> {
+            let host = Host::new(
+                sandbox.clone(),
+                Arc::new(SqliteLedger::open(&scratch.join(file))?),
+            )
+            .with_proposals(proposing);
+            host.insert(program.clone());
+            for card in 0..SLOW_TILLS {
+                let holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
+                "card": format!("S-{card}"), "birth-date": "2010-01-01", "municipality": "nowhere"
+            }))
+            .map_err(|e| Error::Invalid(format!("a bench holder: {e}")))?;
+                host.register("spin", &holder)?;
+            }
+            let prefix = run_prefix();
+            let (cpu, began) = (cpu_seconds(), Instant::now());
+            let (timing, _) = timed(options.seconds, SLOW_TILLS, |thread, n| {
+                host.decide(&spin_request(
+                    thread,
+                    Some(format!("{prefix}/{thread}/{n}")),
+                    false,
+                ))
+                .map(|d| Some(d.fuel))
+            })?;
+            let cores = cpu
+                .zip(cpu_seconds())
+                .map(|(before, after)| (after - before) / began.elapsed().as_secs_f64());
+            Ok((timing, host.ledger().stats(), cores))
+        };
+    let (one_at_a_time, _, one_at_a_time_cores) = run(false, "spin-serial.sqlite")?;
+    let (parallel, stats, parallel_cores) = run(true, "spin-parallel.sqlite")?;
+    Ok(SlowPolicy {
+        spins,
+        evaluation_p50_us,
+        one_at_a_time_cores,
+        parallel_cores,
+        speedup: parallel.per_second / one_at_a_time.per_second.max(f64::MIN_POSITIVE),
+        one_at_a_time,
+        parallel,
+        proposals_stood: stats.proposals_stood,
+        proposals_stale: stats.proposals_stale,
+    })
+}
 
 /// The directory of program `id` under `policies`.
 fn dirs_by_id(policies: &Path, id: &str) -> Result<PathBuf> {
@@ -270,6 +417,18 @@ fn lasting_mix(host: &Host, program: &Program) -> Vec<Request> {
     if lasting.is_empty() { mix } else { lasting }
 }
 
+/// The CPU time this process has used (user and system), from `/proc/self/stat`; `None`
+/// where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command (in parentheses, which may hold spaces): state is field 3,
+    // utime and stime fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 /// Runs every measurement.
 pub fn run(options: &Options) -> Result<Report> {
     let sandbox = Arc::new(Sandbox::new()?);
@@ -354,9 +513,14 @@ pub fn run(options: &Options) -> Result<Report> {
         }
         _ => None,
     };
+    let slow_policy = match guest("spin") {
+        Some(component) => Some(slow_policy(&sandbox, &component, options, &scratch.0)?),
+        None => None,
+    };
     Ok(Report {
         fsync_ceiling_per_second,
         isolation,
+        slow_policy,
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             os: std::env::consts::OS.into(),

@@ -511,5 +511,30 @@ fn bench(options: bench::Options, json: bool) -> anyhow::Result<u8> {
             );
         }
     }
+    if let Some(slow) = &report.slow_policy {
+        println!(
+            "\nslow policy ({:.0} µs per evaluation), {} tills on their own cards, durable:",
+            slow.evaluation_p50_us, slow.parallel.threads
+        );
+        for (label, t) in [
+            ("one at a time", &slow.one_at_a_time),
+            ("proposed in parallel", &slow.parallel),
+        ] {
+            println!(
+                "  {label:<20} {:>9.0}/s  p50 {:>8.1} µs  p99 {:>8.1} µs  max {:>9.1} µs",
+                t.per_second, t.p50_us, t.p99_us, t.max_us
+            );
+        }
+        println!(
+            "  {:.2}× (proposals: {} stood, {} evaluated again; cores busy {} and {})",
+            slow.speedup,
+            slow.proposals_stood,
+            slow.proposals_stale,
+            slow.one_at_a_time_cores
+                .map_or("?".into(), |c| format!("{c:.2}")),
+            slow.parallel_cores
+                .map_or("?".into(), |c| format!("{c:.2}"))
+        );
+    }
     Ok(exit::OK)
 }

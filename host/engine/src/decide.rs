@@ -3,13 +3,22 @@
 //! effects (taken back if refused or a dry run), and stage the change to commit. It runs
 //! on a program's state inside the ledger's lane (see `ledger/commit.rs`); [`crate::Host`]
 //! submits it there.
+//!
+//! The evaluation — the costly part — is first *proposed* outside the lane, by the
+//! caller's own thread, on the state as it stands ([`propose`]), with the keys of every
+//! ledger read it made; the lane keeps it if none of those keys changed since
+//! ([`crate::ledger::Tx`]), and evaluates again otherwise. Everything after the
+//! evaluation (the request id, the effects, the balances answered) runs in the lane.
 
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use crate::ledger::{Change, MAX_UNITS, Recorded, Staged, State, View};
+use crate::ledger::reads::{ReadSet, Seen};
+use crate::ledger::{Change, MAX_UNITS, Reader, Recorded, Staged, State, View};
 use crate::model::{Check, Decision, Read, Request};
-use crate::policy::{Answer, Input, PolicyFault, Reported, Sandbox, Witnessed};
+use crate::policy::{
+    Answer, Evaluated, Input, PolicyFault, Prepared, Reported, Sandbox, Witnessed,
+};
 use crate::program::{HOST_MESSAGES, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
 
 /// A request about to be decided, checked, with how it is decided.
@@ -71,7 +80,7 @@ pub(crate) fn dry_run_on(
         fingerprint: None,
         looked_up: None,
     };
-    decide_on(sandbox, program, &asked, state).map(|staged| staged.answer)
+    decide_on(sandbox, program, &asked, state, None).map(|staged| staged.answer)
 }
 
 /// What the policy answers to the host's own `request` on `state` (its checks held to
@@ -96,14 +105,79 @@ pub(crate) fn ask_on(
     Ok(outcome)
 }
 
+/// A decision evaluated outside the lane, on the program's state as it stood: what it
+/// read, where the state stood when it began, and what the policy concluded.
+pub(crate) struct Proposal {
+    pub seen: Seen,
+    pub reads: ReadSet,
+    pub evaluation: Evaluation,
+}
+
+/// Evaluates `asked` on the lane's state through `reader`, keeping the keys of every
+/// ledger read, for the lane to check and keep ([`decide_on`]'s `proposed`). Each read
+/// sees the state as it stands then; if any read key changed after the proposal began
+/// (`seen`), the lane finds it changed and decides again, so a proposal that stands read
+/// everything as it stood at `seen`. `None` when there is nothing worth proposing: the
+/// request id is recorded already (the lane answers from the record), or the host failed
+/// (the lane meets the same error, or not).
+pub(crate) fn propose(
+    sandbox: &Sandbox,
+    program: &Program,
+    asked: &Asked<'_>,
+    reader: Reader,
+) -> Option<Proposal> {
+    let request = asked.request;
+    // The host's own read, before the policy's: the acting card's holder.
+    let mut reads = ReadSet::default();
+    reads.holder(&request.card);
+    let (seen, prepared) = reader.read(|state, seen| {
+        // The caller found the id nowhere in the journal; one committed or staged since
+        // (perhaps by a twin request racing it) is for the lane to answer from.
+        if let Some(id) = asked.id
+            && state.may_have_recorded(id)
+        {
+            return None;
+        }
+        let prepared = prepare(program, asked, request.at.as_second(), state).ok()?;
+        Some((seen, prepared))
+    })?;
+    let prepared = match prepared {
+        Ready::Concluded(evaluation) => {
+            return Some(Proposal {
+                seen,
+                reads,
+                evaluation,
+            });
+        }
+        Ready::Prepared(prepared) => prepared,
+    };
+    let mut evaluated = sandbox.evaluate_shared(
+        &program.policy,
+        &program.context,
+        reader,
+        prepared,
+        request.explain,
+        reads,
+    );
+    let reads = evaluated.keys.take()?;
+    let evaluation = conclude(program, asked, evaluated).ok()?;
+    Some(Proposal {
+        seen,
+        reads,
+        evaluation,
+    })
+}
+
 /// Decides one request on the program's state: the idempotency check, the policy, the
 /// host's checks, the effects (taken back if refused or a dry run), and the change to
-/// commit.
+/// commit. `proposed` is the evaluation of a proposal whose reads are unchanged on
+/// `state` (see [`propose`]): the policy's answer here, which is not asked again.
 pub(crate) fn decide_on(
     sandbox: &Sandbox,
     program: &Program,
     asked: &Asked<'_>,
     state: &mut State,
+    proposed: Option<Evaluation>,
 ) -> Result<Staged<Decision>> {
     let request = asked.request;
     if let Some(id) = asked.id
@@ -114,7 +188,10 @@ pub(crate) fn decide_on(
     let at = request.at.as_second();
     let mark = state.mark();
     let explain = asked.request.explain;
-    let (mut outcome, fuel, reads) = evaluate(sandbox, program, asked, at, state)?;
+    let (mut outcome, fuel, reads) = match proposed {
+        Some(evaluation) => evaluation,
+        None => evaluate(sandbox, program, asked, at, state)?,
+    };
     if let Ok(answer) = &mut outcome
         && answer.allow
         && let Err(refused) = state.apply(&request.card, at, &answer.effects)
@@ -249,7 +326,14 @@ fn denied(reason: &str) -> Answer {
 
 /// What the policy concluded (its checked answer with its checks held to what the host
 /// saw, or its fault), the fuel it burnt, and what it read when asked to explain.
-type Evaluation = (std::result::Result<Answer, PolicyFault>, u64, Vec<Read>);
+pub(crate) type Evaluation = (std::result::Result<Answer, PolicyFault>, u64, Vec<Read>);
+
+/// A request ready for the policy, or concluded without it.
+#[allow(clippy::large_enum_variant)] // returned once per decision, never stored
+enum Ready {
+    Prepared(Prepared),
+    Concluded(Evaluation),
+}
 
 /// Runs the policy on the request, or denies it here when the card or offer is unknown.
 /// An error is the host's.
@@ -260,15 +344,36 @@ fn evaluate(
     at: i64,
     state: &mut State,
 ) -> Result<Evaluation> {
+    match prepare(program, asked, at, state)? {
+        Ready::Concluded(evaluation) => Ok(evaluation),
+        Ready::Prepared(prepared) => {
+            let evaluated = sandbox.evaluate(
+                &program.policy,
+                &program.context,
+                state,
+                prepared,
+                asked.request.explain,
+            );
+            conclude(program, asked, evaluated)
+        }
+    }
+}
+
+/// The policy's input for the request, converted to its world (so that nothing of it
+/// borrows from `state` when the state is lent to the policy), or the denial when the
+/// card or offer is unknown. It reads the acting card's holder.
+fn prepare(program: &Program, asked: &Asked<'_>, at: i64, state: &State) -> Result<Ready> {
     let request = asked.request;
     let Some(holder) = state.holder(&request.card) else {
-        return Ok((Ok(denied(UNKNOWN_CARD)), 0, Vec::new()));
+        return Ok(Ready::Concluded((Ok(denied(UNKNOWN_CARD)), 0, Vec::new())));
     };
     let offer = match &request.offer {
         None => None,
         Some(id) => match program.files.catalogue.get(id) {
             Some(offer) => Some(offer),
-            None => return Ok((Ok(denied(UNKNOWN_OFFER)), 0, Vec::new())),
+            None => {
+                return Ok(Ready::Concluded((Ok(denied(UNKNOWN_OFFER)), 0, Vec::new())));
+            }
         },
     };
     let input = Input {
@@ -285,14 +390,13 @@ fn evaluate(
         explain: request.explain,
     };
     // Converted to the policy's world before the state is lent to it.
-    let prepared = program.policy.prepare(&input);
-    let evaluated = sandbox.evaluate(
-        &program.policy,
-        &program.context,
-        state,
-        prepared,
-        request.explain,
-    );
+    Ok(Ready::Prepared(program.policy.prepare(&input)))
+}
+
+/// The policy's answer checked (its checks held to what the host saw), or its fault, with
+/// the fuel it burnt and what it read when asked to explain. An error is the host's.
+fn conclude(program: &Program, asked: &Asked<'_>, evaluated: Evaluated) -> Result<Evaluation> {
+    let request = asked.request;
     let witnessed = evaluated.witnessed.unwrap_or_default();
     let answer = evaluated
         .answer?

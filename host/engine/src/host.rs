@@ -42,6 +42,9 @@ pub struct Host {
     ledger: Arc<Ledger>,
     /// Whose signatures make a program loadable.
     trust: Trust,
+    /// Whether decisions are evaluated by their callers before the lane (see
+    /// [`Host::with_proposals`]).
+    proposing: bool,
 }
 
 impl Host {
@@ -55,7 +58,17 @@ impl Host {
             broken: RwLock::new(HashMap::new()),
             ledger: Arc::new(Ledger::new(journal)),
             trust: Trust::nobody(),
+            proposing: true,
         }
+    }
+
+    /// The same host, with each decision evaluated by its caller's thread on the state as
+    /// it stands and then checked by the program's lane (`true`, the default: a
+    /// program's decisions evaluate in parallel), or evaluated one at a time in the lane
+    /// (`false`: what benchmarks compare with).
+    pub fn with_proposals(mut self, proposing: bool) -> Host {
+        self.proposing = proposing;
+        self
     }
 
     /// The same host, loading only programs signed by keys `trust` trusts (or unsigned
@@ -307,6 +320,23 @@ impl Host {
                 Some(position)
             }
         };
+        let asked = Asked {
+            request,
+            party,
+            dry_run: request.dry_run,
+            id: request.id.as_deref(),
+            fingerprint: fingerprint.as_deref(),
+            looked_up,
+        };
+        // Evaluated here, on this thread, in parallel with the program's other callers;
+        // the lane checks it and keeps it, or decides again (see `ledger/commit.rs`).
+        let mut proposal = match self.proposing {
+            true => self
+                .ledger
+                .reader(program.id())
+                .and_then(|reader| decide::propose(&self.sandbox, &program, &asked, reader)),
+            false => None,
+        };
         let sandbox = self.sandbox.clone();
         // The lane runs the job on its own thread, perhaps more than once: it owns what it
         // decides on.
@@ -321,7 +351,13 @@ impl Host {
                 fingerprint: fingerprint.as_deref(),
                 looked_up,
             };
-            decide::decide_on(&sandbox, &deciding, &asked, tx.state())
+            // Only the first run can keep the proposal: a run again after a lost race is
+            // on a state caught up with other writers, which no proposal was checked on.
+            let proposed = proposal
+                .take()
+                .filter(|p| tx.unchanged(p.seen, &p.reads))
+                .map(|p| p.evaluation);
+            decide::decide_on(&sandbox, &deciding, &asked, tx.state(), proposed)
         })?;
         Ok((program, decision))
     }

@@ -1,12 +1,37 @@
 //! Deciding and committing: one lane per program, one group commit for all of them.
 //!
 //! **Lanes.** Work on a program's ledger (a decision, a registration) is a job queued on
-//! the program's lane. Whoever holds the lane's state runs every job queued so far, one
-//! after the other, each on the state the previous one left — a *batch* — and then
-//! commits the batch's changes. Callers that queued meanwhile find their answer ready
-//! when they get the state in turn, or run the next batch themselves. Programs have
-//! separate lanes: a policy that burns its whole fuel delays its own program's decisions
-//! only, never another program's.
+//! the program's lane. Whoever leads the lane runs every job queued so far, one after the
+//! other, each on the state the previous one left — a *batch* — and then commits the
+//! batch's changes. Callers that queued meanwhile find their answer ready when they get
+//! the lead in turn, or run the next batch themselves. Programs have separate lanes: a
+//! policy that burns its whole fuel delays its own program's decisions only, never
+//! another program's.
+//!
+//! **Proposals.** Running a policy is most of a decision's cost, and jobs run one at a
+//! time. So a decision's caller first evaluates the policy itself, on its own thread, on
+//! the lane's state as it stands ([`Reader`]: callers of one program evaluate in
+//! parallel), keeping the keys of everything the evaluation read (`reads.rs`: the holder
+//! of a card, the lots of a card, a counter of a card or over all cards) and where the
+//! state stood when it began ([`Seen`]). Each of its reads takes the state for reading
+//! for that one host call only, so the leader never waits for a policy to finish. Its
+//! job, when the lane runs it, asks [`Tx::unchanged`]: the lane numbers every job's
+//! changes and remembers the keys each touched (read off the state's undo entries, so no
+//! way of changing the state is missed); if none of the changes since the proposal began
+//! touched a key it read, the evaluation stands; otherwise the job evaluates again, there
+//! and then, as it always did. Everything after the evaluation — the request id looked
+//! up again (two proposals may carry the same id), the effects applied (and refused if
+//! they no longer fit), the balances answered — runs in the lane on the current state.
+//!
+//! The leader holds the state for writing only while it runs a batch's jobs, not while
+//! the batch is on its way to disk: proposals meanwhile read the state the batch left,
+//! uncommitted. That is safe because no proposal's answer is given before its own job is
+//! committed, its job commits only after that batch (a batch is appended after the
+//! program's previous event), and if that batch is not committed the lane takes it back
+//! and forgets every number before ([`Versions::invalidate`]): no proposal that may have
+//! read it stands. The same happens when the lane reads events other writers appended.
+//! Readers that must see the committed state ([`Ledger::read`], [`Ledger::examine`]) wait
+//! for the lead instead.
 //!
 //! **Group commit.** A batch is handed to the committer, which appends every batch handed
 //! to it while the previous append was on disk in one atomic, durable write (SQLite: one
@@ -15,13 +40,23 @@
 //!
 //! **Why outcomes are serializable.** Within a lane, jobs run one at a time on the state
 //! left by all earlier jobs — committed, or in the same batch and committed with it or
-//! not at all. Between processes or hosts sharing a journal, a batch records the
-//! program's last event it was decided on (`after`); the journal appends it only if that
-//! is still the last event, atomically with the check. Otherwise nothing is written, the
-//! lane takes the batch back ([`State::rollback`]), reads the events it missed, and
-//! decides the batch again. So every committed batch was decided on exactly the state
-//! its predecessors in the journal left: the journal's order is a serial order of all
-//! decisions, and two terminals can never both take the last place or the last øre.
+//! not at all. A job that keeps a proposal's evaluation keeps what the policy would
+//! answer on that very state: the policy is deterministic and sees the ledger only
+//! through the host's calls, each answering (and charging fuel) from what is stored under
+//! its key. None of the keys it read changed from the moment the proposal began to the
+//! moment its job runs (else the job evaluates again, and a change taken back or not
+//! described by keys makes every earlier proposal stale): so each read, whenever it ran
+//! in between, answered what the state held at the beginning and still holds now — the
+//! reads make one consistent view of the state the job runs on — and the policy answers
+//! the same, with the same fuel. Between processes or hosts sharing a journal, a
+//! batch records the program's last event it was decided on (`after`); the journal
+//! appends it only if that is still the last event, atomically with the check. Otherwise
+//! nothing is written, the lane takes the batch back ([`State::rollback`]), reads the
+//! events it missed, and decides the batch again (no proposal stands then). So every
+//! committed batch was decided on exactly the state its predecessors in the journal left:
+//! the journal's order is a serial order of all decisions, and two terminals can never
+//! both take the last place or the last øre.
+
 //!
 //! **Start.** A lane's state starts from its program's latest usable snapshot (see
 //! `snapshot.rs`) and the events after it. Snapshots are written by a thread of their own,
@@ -33,8 +68,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::reads::{ReadSet, Seen, Versions};
 use super::snapshot::{self, Snapshot, SnapshotInfo};
 use super::{Appended, Batch, Change, Journal, State};
 use crate::error::{Error, Result};
@@ -62,6 +98,8 @@ impl<T> Staged<T> {
 /// A job's access to its program's state while it runs.
 pub struct Tx<'a> {
     pub(crate) state: &'a mut State,
+    versions: &'a Versions,
+    counts: &'a Proposals,
 }
 
 impl Tx<'_> {
@@ -69,6 +107,53 @@ impl Tx<'_> {
     pub fn state(&mut self) -> &mut State {
         self.state
     }
+
+    /// Whether nothing a proposal read (`reads`, on the state as it was at `seen`) has
+    /// changed since: then the proposal's evaluation is the one the policy would make
+    /// now, on the state every earlier job left.
+    pub(crate) fn unchanged(&self, seen: Seen, reads: &ReadSet) -> bool {
+        let unchanged = self.versions.unchanged(seen, reads);
+        let count = match unchanged {
+            true => &self.counts.stood,
+            false => &self.counts.stale,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        unchanged
+    }
+}
+
+/// A program's state as the lane's jobs leave it, with the count of changes made to it.
+#[derive(Default)]
+struct Shared {
+    state: State,
+    versions: Versions,
+    /// Whether the state has read the journal at least once: before, it is empty, and a
+    /// proposal on it would be wasted.
+    loaded: bool,
+}
+
+/// A program's state to read outside the lane: what a decision is proposed on (see the
+/// module docs). Each read takes the state for reading only while it runs (one host call
+/// of a policy, not the whole evaluation), so the lane's leader never waits for a policy
+/// to finish.
+#[derive(Clone)]
+pub struct Reader {
+    shared: Arc<RwLock<Shared>>,
+}
+
+impl Reader {
+    /// Runs `read` on the state as it stands, with where it stands.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&State, Seen) -> T) -> T {
+        let shared = self.shared.read();
+        read(&shared.state, shared.versions.seen())
+    }
+}
+
+/// How many proposals stood, and how many were evaluated again.
+#[derive(Default)]
+struct Proposals {
+    stood: AtomicU64,
+    stale: AtomicU64,
 }
 
 /// A queued job with its own typed answer slot: the lane runs it (perhaps more than once,
@@ -142,8 +227,12 @@ where
 /// One program's state and queue.
 struct Lane {
     program: String,
-    /// Held by the lane's leader while it runs and commits a batch.
-    state: Mutex<State>,
+    /// Written only by whoever holds `leading`, while it runs a batch (not while the batch
+    /// is on its way to disk); read meanwhile by proposals.
+    shared: Arc<RwLock<Shared>>,
+    /// Held by the lane's leader while it runs and commits batches, and by readers that
+    /// must see the state as committed.
+    leading: Mutex<()>,
     queue: Mutex<Vec<Box<dyn Job>>>,
     /// Whether the state was started (from a snapshot, or the journal's beginning).
     started: AtomicBool,
@@ -204,6 +293,7 @@ pub struct Ledger {
     snapshot_every: AtomicU64,
     /// By program: how it started and its latest snapshot.
     snapshot_info: Arc<Mutex<HashMap<String, ProgramSnapshots>>>,
+    proposals: Proposals,
 }
 
 /// One append of the group commit, as a [`CommitObserver`] is told of it.
@@ -240,6 +330,11 @@ pub struct Stats {
     pub conflicts: u64,
     /// Time spent in the journal's appends, in microseconds.
     pub append_us: u64,
+    /// Proposals (decisions evaluated outside the lane) whose reads had not changed when
+    /// the lane came to them: their evaluation stood.
+    pub proposals_stood: u64,
+    /// Proposals whose reads had changed: evaluated again in the lane.
+    pub proposals_stale: u64,
 }
 
 impl Ledger {
@@ -255,6 +350,7 @@ impl Ledger {
             snapshots: Mutex::new(None),
             snapshot_every: AtomicU64::new(SNAPSHOT_EVERY),
             snapshot_info: Arc::default(),
+            proposals: Proposals::default(),
         }
     }
 
@@ -357,7 +453,11 @@ impl Ledger {
 
     /// Counts of commits, batches and conflicts so far.
     pub fn stats(&self) -> Stats {
-        *self.stats.lock()
+        Stats {
+            proposals_stood: self.proposals.stood.load(Ordering::Relaxed),
+            proposals_stale: self.proposals.stale.load(Ordering::Relaxed),
+            ..*self.stats.lock()
+        }
     }
 
     fn lane(&self, program: &str) -> Arc<Lane> {
@@ -370,7 +470,8 @@ impl Ledger {
             .or_insert_with(|| {
                 Arc::new(Lane {
                     program: program.to_string(),
-                    state: Mutex::new(State::default()),
+                    shared: Arc::new(RwLock::new(Shared::default())),
+                    leading: Mutex::new(()),
                     queue: Mutex::new(Vec::new()),
                     started: AtomicBool::new(false),
                     settled: AtomicU64::new(0),
@@ -396,10 +497,13 @@ impl Ledger {
     ) -> Result<T> {
         let lane = self.lane(program);
         let answer = {
-            let mut state = lane.state.lock();
-            self.catch_up(&lane, &mut state).map(|()| {
+            // Held, no batch is on its way to disk: the state is as committed.
+            let _leading = lane.leading.lock();
+            let mut shared = lane.shared.write();
+            self.load(&lane, &mut shared).map(|()| {
+                let state = &mut shared.state;
                 let mark = state.mark();
-                let answer = examine(&mut state);
+                let answer = examine(state);
                 state.rollback(mark);
                 answer
             })
@@ -439,19 +543,44 @@ impl Ledger {
     /// came before its failed attempt to take the state, which came before the holder let
     /// go) is seen by that look, so no job is left behind.
     fn lead(&self, lane: &Lane) {
-        while let Some(mut state) = lane.state.try_lock() {
+        while let Some(leading) = lane.leading.try_lock() {
             loop {
                 let mut batch = std::mem::take(&mut *lane.queue.lock());
                 if batch.is_empty() {
                     break;
                 }
-                self.run(lane, &mut state, &mut batch);
+                self.run(lane, &mut batch);
             }
-            drop(state);
+            drop(leading);
             if lane.queue.lock().is_empty() {
                 break;
             }
         }
+    }
+
+    /// `program`'s state to propose decisions on, as it stands at each read (perhaps with
+    /// a batch on its way to disk: see the module docs), or `None` while the state has not
+    /// been read from the journal yet.
+    pub(crate) fn reader(&self, program: &str) -> Option<Reader> {
+        let lane = self.lane(program);
+        let loaded = lane.shared.read().loaded;
+        loaded.then(|| Reader {
+            shared: lane.shared.clone(),
+        })
+    }
+
+    /// Catches the state up with the journal. Events of other writers change the state in
+    /// ways the proposals made before cannot be checked against: they are all evaluated
+    /// again.
+    fn load(&self, lane: &Lane, shared: &mut Shared) -> Result<()> {
+        let before = shared.state.seq();
+        let caught_up = self.catch_up(lane, &mut shared.state);
+        if shared.state.seq() != before {
+            shared.versions.invalidate();
+        }
+        caught_up?;
+        shared.loaded = true;
+        Ok(())
     }
 
     /// Applies the events of the program's journal that `state` has not seen yet; the
@@ -509,24 +638,35 @@ impl Ledger {
         Ok(())
     }
 
-    /// Runs a batch of jobs and commits what they staged; answers every slot.
-    fn run(&self, lane: &Lane, state: &mut State, jobs: &mut [Box<dyn Job>]) {
+    /// Runs a batch of jobs and commits what they staged; answers every slot. Called by
+    /// the lane's leader only (it holds `leading`).
+    fn run(&self, lane: &Lane, jobs: &mut [Box<dyn Job>]) {
         let mut attempt = 0;
         // Per job, `Ok` when it staged an answer (kept in the job), or why it failed.
         let outcomes: Vec<Result<()>> = loop {
             attempt += 1;
-            if let Err(e) = self.catch_up(lane, state) {
+            let mut shared = lane.shared.write();
+            if let Err(e) = self.load(lane, &mut shared) {
                 break jobs.iter().map(|_| Err(copy(&e))).collect();
             }
+            let Shared {
+                state, versions, ..
+            } = &mut *shared;
             let start = state.mark();
             let after = state.seq();
             let mut changes = Vec::new();
             let mut outcomes = Vec::with_capacity(jobs.len());
             for job in jobs.iter_mut() {
                 let mark = state.mark();
-                let mut tx = Tx { state: &mut *state };
+                let mut tx = Tx {
+                    state: &mut *state,
+                    versions,
+                    counts: &self.proposals,
+                };
                 match job.stage(&mut tx) {
                     Ok(staged) => {
+                        // The next job's proposal is checked against this job's changes.
+                        versions.record(state.touched_since(mark));
                         changes.extend(staged);
                         outcomes.push(Ok(()));
                     }
@@ -541,7 +681,21 @@ impl Ledger {
                 break outcomes;
             }
             let count = changes.len() as u64;
-            match self.commit(&lane.program, after, changes) {
+            // While the batch is on its way to disk, proposals may read the state it left:
+            // they are checked against it, and against its being taken back (below), before
+            // they count.
+            drop(shared);
+            let appended = self.commit(&lane.program, after, changes);
+            let mut shared = lane.shared.write();
+            let Shared {
+                state, versions, ..
+            } = &mut *shared;
+            if !matches!(appended, Ok(Appended::Done)) {
+                state.rollback(start);
+                // Proposals may have read what is taken back: none of them stands.
+                versions.invalidate();
+            }
+            match appended {
                 Ok(Appended::Done) => {
                     state.advance(count);
                     state.settle(start);
@@ -551,14 +705,13 @@ impl Ledger {
                     break outcomes;
                 }
                 Ok(Appended::Conflict) if attempt < MAX_ATTEMPTS => {
+                    drop(shared);
                     self.stats.lock().conflicts += 1;
-                    state.rollback(start);
                     // The host that won is already deciding its next batch on a fresh state;
                     // without a random pause this one would arrive second every time.
                     std::thread::sleep(backoff(attempt));
                 }
                 Ok(Appended::Conflict) => {
-                    state.rollback(start);
                     break jobs
                         .iter()
                         .map(|_| {
@@ -570,7 +723,6 @@ impl Ledger {
                         .collect();
                 }
                 Err(e) => {
-                    state.rollback(start);
                     break jobs.iter().map(|_| Err(copy(&e))).collect();
                 }
             }
@@ -782,6 +934,113 @@ mod tests {
             "card": card, "birth-date": "2012-05-01", "municipality": "bergen"
         }))
         .expect("a holder")
+    }
+
+    fn register(ledger: &Ledger, holder: Holder) {
+        ledger
+            .submit("bergen", move |tx| {
+                let change = Change::Registered {
+                    holder: holder.clone(),
+                    at: None,
+                };
+                tx.state()
+                    .apply_change(&change)
+                    .map_err(|refused| Error::invalid(refused.0))?;
+                Ok(Staged {
+                    changes: vec![change],
+                    answer: (),
+                })
+            })
+            .expect("registers");
+    }
+
+    /// A stand-in for a decision's evaluation, proposed outside the lane: what it read (the
+    /// holder of `card`) and what it concluded from it (the holder's statuses).
+    fn propose(ledger: &Ledger, card: &str) -> (Seen, ReadSet, Vec<String>) {
+        let reader = ledger.reader("bergen").expect("the state was loaded");
+        let mut reads = ReadSet::default();
+        reads.holder(card);
+        let (statuses, seen) = reader.read(|state, seen| {
+            let statuses = state.holder(card).map(|h| h.statuses.clone());
+            (statuses.unwrap_or_default(), seen)
+        });
+        (seen, reads, statuses)
+    }
+
+    /// The lane's side of a decision: keeps the proposal if its reads are unchanged,
+    /// otherwise decides again on the current state. Answers what it concluded and
+    /// whether the proposal stood.
+    fn decide(
+        ledger: &Ledger,
+        card: &str,
+        proposal: (Seen, ReadSet, Vec<String>),
+    ) -> (Vec<String>, bool) {
+        let card = card.to_string();
+        let mut proposal = Some(proposal);
+        ledger
+            .submit("bergen", move |tx| {
+                let answer = match proposal.take() {
+                    Some((seen, reads, statuses)) if tx.unchanged(seen, &reads) => (statuses, true),
+                    _ => {
+                        let now = tx.state().holder(&card).map(|h| h.statuses.clone());
+                        (now.unwrap_or_default(), false)
+                    }
+                };
+                Ok(Staged::nothing(answer))
+            })
+            .expect("decides")
+    }
+
+    /// A proposal whose read key changed between its beginning and its job is decided
+    /// again on the state as it is then; one whose keys did not change stands, however
+    /// much else changed.
+    #[test]
+    fn a_stale_proposal_is_decided_again_and_an_unchanged_one_stands() {
+        let ledger = Ledger::new(Arc::new(MemoryLedger::new()));
+        register(&ledger, holder("B-1"));
+        register(&ledger, holder("B-2"));
+        let on_1 = propose(&ledger, "B-1");
+        let on_2 = propose(&ledger, "B-2");
+        assert!(on_1.2.is_empty() && on_2.2.is_empty());
+        // B-1's holder changes after the proposals read it; B-2's does not, though a new
+        // card is registered beside it.
+        let mut changed = holder("B-1");
+        changed.statuses = vec!["member".into()];
+        register(&ledger, changed);
+        register(&ledger, holder("B-3"));
+        let (statuses, stood) = decide(&ledger, "B-1", on_1);
+        assert!(
+            !stood,
+            "the proposal read B-1's holder, which changed since"
+        );
+        assert_eq!(
+            statuses,
+            vec!["member".to_string()],
+            "decided on the new state"
+        );
+        let (statuses, stood) = decide(&ledger, "B-2", on_2);
+        assert!(stood, "nothing B-2's proposal read has changed");
+        assert!(statuses.is_empty());
+        let stats = ledger.stats();
+        assert_eq!((stats.proposals_stood, stats.proposals_stale), (1, 1));
+    }
+
+    /// Events another writer appended change the state in ways no key of this host
+    /// describes: a proposal made before they were read is decided again.
+    #[test]
+    fn a_proposal_made_before_other_writers_events_were_read_does_not_stand() {
+        let journal = Arc::new(MemoryLedger::new());
+        let here = Ledger::new(journal.clone());
+        let there = Ledger::new(journal);
+        register(&here, holder("B-1"));
+        let proposal = propose(&here, "B-1");
+        register(&there, holder("B-9"));
+        let (_, stood) = decide(&here, "B-1", proposal);
+        assert!(!stood);
+        // Once caught up, proposals stand again.
+        let proposal = propose(&here, "B-1");
+        let (_, stood) = decide(&here, "B-1", proposal);
+        assert!(stood);
     }
 
     /// A job queued while a reader holds the program's state finds the state taken and

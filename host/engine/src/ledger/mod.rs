@@ -17,12 +17,14 @@
 mod commit;
 pub mod conformance;
 mod memory;
+pub(crate) mod reads;
 mod row;
 pub mod snapshot;
 mod state;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use commit::Reader;
 pub use commit::{
     Commit, CommitObserver, Ledger, ProgramSnapshots, ProgramStart, SNAPSHOT_EVERY, Staged, Stats,
     Tx, catch_up,

@@ -25,7 +25,8 @@ use super::exchange::Witnessed;
 use super::limits::Limits;
 use crate::calendar::{Calendar, LocalTime, Period};
 use crate::error::Result;
-use crate::ledger::{State, View};
+use crate::ledger::reads::ReadSet;
+use crate::ledger::{Reader, State, View};
 use crate::model::{AttributeValue, Holder};
 
 /// The fuel each call is charged, from measurements (see `tests/hostile.rs`,
@@ -56,18 +57,41 @@ pub(crate) struct Context {
     pub limits: Limits,
 }
 
+/// The program's state as lent to a policy for one evaluation.
+#[allow(clippy::large_enum_variant)] // moved in and out once per evaluation: no box to allocate
+pub(crate) enum Lent {
+    /// Moved in by the lane's leader, which holds the state, and handed back whole.
+    Owned(State),
+    /// The lane's state, read for each call as it stands then (a proposal: see
+    /// `ledger/commit.rs`; `ledger/reads.rs` says why reads at different moments make one
+    /// consistent view when the proposal stands).
+    Shared(Reader),
+}
+
+impl Lent {
+    /// Runs `read` on the state.
+    fn read<T>(&self, read: impl FnOnce(&dyn View) -> T) -> T {
+        match self {
+            Lent::Owned(state) => read(state),
+            Lent::Shared(reader) => reader.read(|state, _| read(state)),
+        }
+    }
+}
+
 /// The host's side of a running policy: the program's state lent to it (none during
 /// `describe`), its context, what it said before trapping, and the fuel its host call
 /// under way owes.
 pub(crate) struct Calls {
     /// Lent for the call and handed back whole; read only through [`View`] here.
-    state: Option<State>,
+    state: Option<Lent>,
     pub(crate) context: Arc<Context>,
     /// The guest's panic message, if it panicked (the `diagnostics` import), cut short.
     pub(crate) said: Option<String>,
     due: u64,
     /// What the policy read, kept only when the caller asked to explain.
     witnessed: Option<Witnessed>,
+    /// The keys of the ledger the policy read, kept for a proposal (see `ledger/reads.rs`).
+    keys: Option<ReadSet>,
 }
 
 /// A host call that failed: the import and why, kept as the error's source so that the
@@ -121,19 +145,26 @@ pub(crate) fn bytes(texts: &[&str]) -> u64 {
 }
 
 impl Calls {
-    pub(crate) fn new(state: Option<State>, context: Arc<Context>, explain: bool) -> Calls {
+    pub(crate) fn new(
+        state: Option<Lent>,
+        context: Arc<Context>,
+        explain: bool,
+        keys: Option<ReadSet>,
+    ) -> Calls {
         Calls {
             state,
             context,
             said: None,
             due: 0,
             witnessed: explain.then(Witnessed::default),
+            keys,
         }
     }
 
-    /// Hands the lent state back, once the policy is done, with what it read if asked.
-    pub(crate) fn into_parts(self) -> (Option<State>, Option<Witnessed>) {
-        (self.state, self.witnessed)
+    /// Hands the lent state back, once the policy is done, with what it read if asked:
+    /// the reads as explained, and the keys read.
+    pub(crate) fn into_parts(self) -> (Option<Lent>, Option<Witnessed>, Option<ReadSet>) {
+        (self.state, self.witnessed, self.keys)
     }
 
     /// Keeps a read, when explaining: `record` builds it only then.
@@ -153,23 +184,28 @@ impl Calls {
         self.due = self.due.saturating_add(fuel);
     }
 
-    /// Reads the program's ledger, charging for the entries the read goes through.
+    /// Reads the program's ledger, charging for the entries the read goes through, and
+    /// noting the key it reads under (`key`) when keys are kept. Every read of the ledger
+    /// a policy makes comes through here: a proposal's read set is complete.
     fn read<T>(
         &mut self,
         import: &'static str,
+        key: impl FnOnce(&mut ReadSet),
         entries: impl FnOnce(&dyn View) -> u64,
         read: impl FnOnce(&dyn View) -> T,
     ) -> wasmtime::Result<T> {
         self.charge(cost::LEDGER);
-        let Some(view) = self.state.as_ref().map(|s| s as &dyn View) else {
+        let Some(lent) = &self.state else {
             return Err(failed(
                 import,
                 "the ledger cannot be read during `describe`",
             ));
         };
-        let work = entries(view).saturating_mul(cost::PER_ENTRY);
-        let answer = read(view);
-        self.charge(work);
+        if let Some(keys) = &mut self.keys {
+            key(keys);
+        }
+        let (entries, answer) = lent.read(|view| (entries(view), read(view)));
+        self.charge(entries.saturating_mul(cost::PER_ENTRY));
         Ok(answer)
     }
 
@@ -207,6 +243,7 @@ impl Calls {
         let (from, to) = self.calendar("ledger.count-in", |c| c.period_of(period, at))?;
         let n = self.read(
             "ledger.count-in",
+            |keys| keys.count(card, counter),
             |view| view.count_entries(card, counter, from, to),
             |view| view.count(card, counter, from, to),
         )?;
@@ -230,6 +267,7 @@ impl Calls {
         self.charge(cost::CALL + bytes(&[card.unwrap_or(""), counter]));
         let n = self.read(
             "ledger.count-within",
+            |keys| keys.count(card, counter),
             |view| view.count_entries(card, counter, start, end),
             |view| view.count(card, counter, start, end),
         )?;
@@ -247,6 +285,7 @@ impl Calls {
         self.charge(cost::CALL + bytes(&[card, counter]));
         let last = self.read(
             "ledger.last-use",
+            |keys| keys.count(Some(card), counter),
             |_| 0,
             |view| view.last_use(card, counter),
         )?;
@@ -262,6 +301,7 @@ impl Calls {
         self.charge(cost::CALL + bytes(&[card, asset]));
         let units = self.read(
             "ledger.balance",
+            |keys| keys.lots(card),
             |view| view.lot_entries(card),
             |view| view.balance(card, asset, at),
         )?;
@@ -283,6 +323,7 @@ impl Calls {
         self.charge(cost::CALL + bytes(&[card]));
         let found = self.read(
             "ledger.find-holder",
+            |keys| keys.holder(card),
             |_| 0,
             |view| view.holder(card).map(|h| (holder_size(h), convert(h))),
         )?;

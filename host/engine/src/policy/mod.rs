@@ -22,6 +22,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store};
 
 pub(crate) use calls::Context;
+use calls::Lent;
 pub use exchange::PolicyInfo;
 pub(crate) use exchange::{Answer, Input, Reported, Witnessed};
 pub use fault::{FaultKind, PolicyFault};
@@ -30,7 +31,8 @@ use store::{EPOCH_TICK, GuestState, WASM_STACK_BYTES};
 
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
-use crate::ledger::State;
+use crate::ledger::reads::ReadSet;
+use crate::ledger::{Reader, State};
 
 /// Instances that may be alive at once (evaluations, loads, suite runs under hot reload).
 const POOL_INSTANCES: u32 = 128;
@@ -161,6 +163,8 @@ pub(crate) struct Evaluated {
     pub fuel: u64,
     /// What the policy read, when asked to explain.
     pub witnessed: Option<Witnessed>,
+    /// The keys of the ledger it read, when evaluated as a proposal.
+    pub keys: Option<ReadSet>,
 }
 
 impl Sandbox {
@@ -267,7 +271,7 @@ impl Sandbox {
         }
         let bound = self.bind(&component, &imports)?;
 
-        let mut store = store::new(&self.engine, None, context, false);
+        let mut store = store::new(&self.engine, None, context, false, None);
         let info = bound.describe(&mut store).map_err(|e| {
             let used = store::fuel_used(&store);
             format!(
@@ -335,7 +339,7 @@ impl Sandbox {
             config: Arc::default(),
             limits,
         });
-        let mut store = store::new(&self.engine, None, context, false);
+        let mut store = store::new(&self.engine, None, context, false, None);
         policy
             .bound
             .instance_pre()
@@ -345,8 +349,8 @@ impl Sandbox {
     }
 
     /// Evaluates a request prepared for `policy` on a fresh instance of it, lending it the
-    /// program's `state`
-    /// to read (it has no way to write) for the call.
+    /// program's `state` to read (it has no way to write) for the call: moved into the
+    /// store and back (the lane's leader holds the state and may lend it so).
     pub(crate) fn evaluate(
         &self,
         policy: &CompiledPolicy,
@@ -355,8 +359,45 @@ impl Sandbox {
         prepared: Prepared,
         explain: bool,
     ) -> Evaluated {
-        let lent = std::mem::take(state);
-        let mut store = store::new(&self.engine, Some(lent), context.clone(), explain);
+        let lent = Lent::Owned(std::mem::take(state));
+        let (mut evaluated, lent) = self.run(policy, context, lent, prepared, explain, None);
+        match lent {
+            Some(Lent::Owned(lent)) => *state = lent,
+            _ => {
+                evaluated.answer = Err(Error::host("evaluation", "the program's state was lost"));
+                evaluated.witnessed = None;
+            }
+        }
+        evaluated
+    }
+
+    /// As [`Sandbox::evaluate`], on the lane's state read as it stands at each host call,
+    /// adding the keys of every ledger read to `keys` ([`Evaluated::keys`]): a proposal,
+    /// checked later against what changed since.
+    pub(crate) fn evaluate_shared(
+        &self,
+        policy: &CompiledPolicy,
+        context: &Arc<Context>,
+        reader: Reader,
+        prepared: Prepared,
+        explain: bool,
+        keys: ReadSet,
+    ) -> Evaluated {
+        let lent = Lent::Shared(reader);
+        self.run(policy, context, lent, prepared, explain, Some(keys))
+            .0
+    }
+
+    fn run(
+        &self,
+        policy: &CompiledPolicy,
+        context: &Arc<Context>,
+        lent: Lent,
+        prepared: Prepared,
+        explain: bool,
+        keys: Option<ReadSet>,
+    ) -> (Evaluated, Option<Lent>) {
+        let mut store = store::new(&self.engine, Some(lent), context.clone(), explain, keys);
         let result = policy.bound.evaluate(&mut store, prepared);
         let fuel = store::fuel_used(&store);
         let answer = match result {
@@ -367,21 +408,14 @@ impl Sandbox {
             )),
             Err(e) => Ok(Err(store::failure(&e, store.data(), fuel))),
         };
-        match store.into_data().calls.into_parts() {
-            (Some(lent), witnessed) => {
-                *state = lent;
-                Evaluated {
-                    answer,
-                    fuel,
-                    witnessed,
-                }
-            }
-            (None, _) => Evaluated {
-                answer: Err(Error::host("evaluation", "the program's state was lost")),
-                fuel,
-                witnessed: None,
-            },
-        }
+        let (lent, witnessed, keys) = store.into_data().calls.into_parts();
+        let evaluated = Evaluated {
+            answer,
+            fuel,
+            witnessed,
+            keys,
+        };
+        (evaluated, lent)
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
-use super::calls::{self, Calls, Context};
+use super::calls::{self, Calls, Context, Lent};
 use super::fault::{FaultKind, PolicyFault};
-use crate::ledger::State;
+use crate::ledger::reads::ReadSet;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -30,18 +30,20 @@ impl GuestState {
 }
 
 /// A store for one call into a policy of `context`'s program, with `state` lent to it (none
-/// during `describe`), keeping what it reads if it is to `explain`.
+/// during `describe`), keeping what it reads if it is to `explain`, and the keys it reads
+/// under in `keys` if given.
 pub(crate) fn new(
     engine: &Engine,
-    state: Option<State>,
+    state: Option<Lent>,
     context: Arc<Context>,
     explain: bool,
+    keys: Option<ReadSet>,
 ) -> Store<GuestState> {
     let limits = context.limits;
     let mut store = Store::new(
         engine,
         GuestState {
-            calls: Calls::new(state, context, explain),
+            calls: Calls::new(state, context, explain, keys),
             budget: Budget {
                 memory_bytes: limits.memory_bytes,
                 table_elements: limits.table_elements,

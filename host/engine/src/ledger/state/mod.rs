@@ -13,6 +13,7 @@ use std::sync::Arc;
 mod effects;
 mod ids;
 mod image;
+mod touched;
 
 use super::{Change, Effect, Journal, LotRow, MAX_UNITS, Recorded, Refused};
 use crate::error::{Error, Result};
@@ -237,6 +238,12 @@ impl State {
                 format!("cannot look request id `{request_id}` up: the state has no journal"),
             )),
         }
+    }
+
+    /// Whether `request_id` may have been recorded lately (staged in a batch, or among
+    /// the ids committed lately), from memory alone: no means the journal is to be asked.
+    pub fn may_have_recorded(&self, request_id: &str) -> bool {
+        self.pending.contains_key(request_id) || self.recent.may_hold(request_id)
     }
 
     /// Marks every decision recorded so far as committed at the state's position: a later
