@@ -579,6 +579,8 @@ impl Ledger {
             shared.versions.invalidate();
         }
         caught_up?;
+        // Tallies over all cards that proposals or jobs asked for since the last load.
+        shared.state.widen();
         shared.loaded = true;
         Ok(())
     }
@@ -595,6 +597,7 @@ impl Ledger {
             };
             fresh.recall_from(self.journal.clone(), program);
             let replayed = catch_up(self.journal.as_ref(), program, &mut fresh, None)?;
+            fresh.shrink();
             let start = ProgramStart {
                 snapshot: from,
                 replayed,

@@ -29,6 +29,7 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     two_hosts_racing_for_the_last_units_cannot_both_win(fresh, twin);
     request_ids_are_found_in_the_journal_however_old(fresh, twin);
     a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(fresh, twin);
+    counts_over_all_cards_are_every_cards_entries(fresh, twin);
 }
 
 fn holder(card: &str) -> Holder {
@@ -705,4 +706,59 @@ fn a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(
         }
         other => panic!("a forged snapshot must differ: {other:?}"),
     }
+}
+
+/// A count over all cards is the sum of every card's entries, whether its tally over all
+/// cards is built yet (the first count goes through every card, and asks for it) or not,
+/// through refusals taken back, card moves, and a restart from a snapshot.
+fn counts_over_all_cards_are_every_cards_entries(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    register(&live, "p", funded("A", "DKK", 100));
+    register(&live, "p", holder("B"));
+    let all = |ledger: &Ledger, from: i64, to: i64| {
+        ledger
+            .read("p", |s| {
+                (
+                    s.count(None, "seat", from, to),
+                    s.count_entries(None, "seat", from, to),
+                )
+            })
+            .unwrap()
+    };
+    decide(&live, "p", "A", 10, vec![count("seat", 2)]).unwrap();
+    decide(&live, "p", "B", 20, vec![count("seat", 3)]).unwrap();
+    assert_eq!(all(&live, 0, 100), (5, 2)); // through every card
+    assert_eq!(all(&live, 0, 100), (5, 2)); // from the tally built since
+    assert_eq!(all(&live, 15, 100), (3, 1));
+    // Refused: the count is taken back with the rest.
+    decide(
+        &live,
+        "p",
+        "B",
+        30,
+        vec![count("seat", 1), consume("DKK", 1)],
+    )
+    .unwrap_err();
+    assert_eq!(all(&live, 0, 100), (5, 2));
+    decide(
+        &live,
+        "p",
+        "A",
+        40,
+        vec![Effect::MoveCard {
+            new_card: "A2".into(),
+        }],
+    )
+    .unwrap();
+    decide(&live, "p", "A2", 50, vec![count("seat", 1)]).unwrap();
+    assert_eq!(all(&live, 0, 100), (6, 3));
+    assert_eq!(
+        live.read("p", |s| s.count(None, "other", 0, 100)).unwrap(),
+        0
+    );
+    live.write_snapshot("p").unwrap();
+    let restarted = Ledger::new(twin(&journal));
+    assert_eq!(all(&restarted, 0, 100), (6, 3));
+    assert_eq!(all(&restarted, 0, 45), (5, 2));
 }

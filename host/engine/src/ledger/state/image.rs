@@ -98,9 +98,9 @@ impl State {
             recent: Recent::after(image.seq),
             ..State::default()
         };
-        // counter → entries over every card, sorted once all are known (the order of
-        // entries of the same time does not matter to any sum).
-        let mut all: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
+        // counter → its total over every card (tallies over all cards are built when a
+        // count asks for one: see `State::widen`).
+        let mut totals: HashMap<String, u64> = HashMap::new();
         for card in image.cards {
             let name = card.card;
             if let Some(holder) = card.holder {
@@ -121,8 +121,11 @@ impl State {
                     tally.total = checked_total(tally.total, amount)
                         .ok_or_else(|| format!("counter `{counter}` of card `{name}` overflows"))?;
                 }
-                all.entry(counter.clone()).or_default().extend(&entries);
+                let all = totals.entry(counter.clone()).or_default();
+                *all = checked_total(*all, tally.total)
+                    .ok_or_else(|| format!("counter `{counter}` overflows"))?;
                 tally.entries = entries;
+                tally.entries.shrink_to_fit();
                 counters.insert(counter, tally);
             }
             if !counters.is_empty() {
@@ -148,14 +151,8 @@ impl State {
                 state.previous.insert(name, card.previous);
             }
         }
-        for (counter, mut entries) in all {
-            entries.sort_by_key(|&(at, _)| at);
-            let mut total = 0;
-            for &(_, amount) in &entries {
-                total = checked_total(total, amount)
-                    .ok_or_else(|| format!("counter `{counter}` overflows"))?;
-            }
-            state.counters.insert(counter, Tally { entries, total });
+        for (counter, total) in totals {
+            state.totals.insert(counter, total);
         }
         Ok(state)
     }

@@ -120,8 +120,14 @@ pub struct State {
     holders: HashMap<String, Holder>,
     /// card → counter → entries.
     tallies: HashMap<String, HashMap<String, Tally>>,
-    /// counter → entries over every card (capacities are counted over all cards).
+    /// counter → entries over every card, for the counters a policy counts over all cards
+    /// (capacities): built the first time one is counted so (see [`State::widen`]), kept
+    /// from then on. Other counters' entries are kept once, by card.
     counters: HashMap<String, Tally>,
+    /// counter → its total over every card: what a count must keep within `MAX_UNITS`.
+    totals: HashMap<String, u64>,
+    /// Counters counted over all cards before their tally over all cards was built.
+    wanted: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// card → lots, in the order they were granted.
     lots: HashMap<String, Vec<LotRow>>,
     next_lot: i64,
@@ -145,11 +151,14 @@ impl View for State {
     }
 
     fn count(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64 {
-        let tally = match card {
-            Some(card) => self.tallies.get(card).and_then(|t| t.get(counter)),
-            None => self.counters.get(counter),
-        };
-        tally.map_or(0, |t| t.sum(from, to))
+        match card {
+            Some(card) => self
+                .tallies
+                .get(card)
+                .and_then(|t| t.get(counter))
+                .map_or(0, |t| t.sum(from, to)),
+            None => self.over_all_cards(counter, |t| t.sum(from, to)),
+        }
     }
 
     fn last_use(&self, card: &str, counter: &str) -> Option<i64> {
@@ -158,11 +167,14 @@ impl View for State {
     }
 
     fn count_entries(&self, card: Option<&str>, counter: &str, from: i64, to: i64) -> u64 {
-        let tally = match card {
-            Some(card) => self.tallies.get(card).and_then(|t| t.get(counter)),
-            None => self.counters.get(counter),
-        };
-        tally.map_or(0, |t| t.entries_within(from, to))
+        match card {
+            Some(card) => self
+                .tallies
+                .get(card)
+                .and_then(|t| t.get(counter))
+                .map_or(0, |t| t.entries_within(from, to)),
+            None => self.over_all_cards(counter, |t| t.entries_within(from, to)),
+        }
     }
 
     fn lot_entries(&self, card: &str) -> u64 {
@@ -322,6 +334,12 @@ impl State {
                             self.counters.remove(&counter);
                         }
                     }
+                    if let Some(total) = self.totals.get_mut(&counter) {
+                        *total -= amount;
+                        if *total == 0 {
+                            self.totals.remove(&counter);
+                        }
+                    }
                 }
                 Undo::CardTallies(card, Some(old)) => {
                     self.tallies.insert(card, old);
@@ -423,7 +441,7 @@ impl State {
             .get(card)
             .and_then(|t| t.get(counter))
             .map_or(0, |t| t.total);
-        let all_total = self.counters.get(counter).map_or(0, |t| t.total);
+        let all_total = self.totals.get(counter).copied().unwrap_or(0);
         let limit = MAX_UNITS as u64;
         let fits = |total: u64| total.checked_add(amount).is_some_and(|sum| sum <= limit);
         if !fits(card_total) || !fits(all_total) {
@@ -437,10 +455,10 @@ impl State {
             .entry(counter.to_string())
             .or_default()
             .insert(at, amount);
-        self.counters
-            .entry(counter.to_string())
-            .or_default()
-            .insert(at, amount);
+        if let Some(all) = self.counters.get_mut(counter) {
+            all.insert(at, amount);
+        }
+        *self.totals.entry(counter.to_string()).or_default() += amount;
         self.undo.push(Undo::TallyAdded {
             card: card.to_string(),
             counter: counter.to_string(),
@@ -448,6 +466,62 @@ impl State {
             amount,
         });
         Ok(())
+    }
+
+    /// `measure` of `counter`'s entries over every card: from its tally over all cards if
+    /// built, else by going through every card's (slower, the same answer), asking for
+    /// the tally to be built at the next settled moment.
+    fn over_all_cards(&self, counter: &str, measure: impl Fn(&Tally) -> u64) -> u64 {
+        if let Some(all) = self.counters.get(counter) {
+            return measure(all);
+        }
+        if !self.totals.contains_key(counter) {
+            return 0;
+        }
+        self.wanted.lock().insert(counter.to_string());
+        // Within the counter's total, itself within `MAX_UNITS`: no overflow.
+        self.tallies
+            .values()
+            .filter_map(|counters| counters.get(counter))
+            .map(measure)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Builds the tallies over all cards that counts asked for. Only on a settled state
+    /// (nothing to take back): from then on changes keep them up to date, and taking a
+    /// change back takes it out of them too.
+    pub(crate) fn widen(&mut self) {
+        if !self.undo.is_empty() {
+            return;
+        }
+        let wanted: Vec<String> = self.wanted.lock().drain().collect();
+        for counter in wanted {
+            if self.counters.contains_key(&counter) {
+                continue;
+            }
+            let mut entries: Vec<(i64, u64)> = self
+                .tallies
+                .values()
+                .filter_map(|counters| counters.get(&counter))
+                .flat_map(|t| t.entries.iter().copied())
+                .collect();
+            entries.sort_by_key(|&(at, _)| at);
+            let total = self.totals.get(&counter).copied().unwrap_or(0);
+            self.counters.insert(counter, Tally { entries, total });
+        }
+    }
+
+    /// Gives back what the entries' growth left unused (after a start: the state then
+    /// only grows slowly).
+    pub(crate) fn shrink(&mut self) {
+        for counters in self.tallies.values_mut() {
+            for tally in counters.values_mut() {
+                tally.entries.shrink_to_fit();
+            }
+        }
+        for lots in self.lots.values_mut() {
+            lots.shrink_to_fit();
+        }
     }
 
     /// `card` and every card its holder had before it (cards replaced by it, and theirs),
