@@ -242,6 +242,8 @@ fn decide(
     request.explain |= explain;
 
     let host = Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust);
+    // A one-shot command writes no snapshot: the thread would be cut short at its exit.
+    host.ledger().snapshot_every(0);
     for error in cardrules::loader::load_dir(&host, policies)? {
         eprintln!("warning: {error}");
     }

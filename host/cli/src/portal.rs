@@ -24,6 +24,8 @@ pub struct Asked {
 fn host(args: &ReadArgs) -> anyhow::Result<Host> {
     let trust = args.trust.resolve(false)?;
     let host = Host::new(Arc::new(Sandbox::new()?), args.ledger.open()?).with_trust(trust);
+    // A one-shot command writes no snapshot: the thread would be cut short at its exit.
+    host.ledger().snapshot_every(0);
     for error in cardrules::loader::load_dir(&host, &args.policies)? {
         eprintln!("warning: {error}");
     }

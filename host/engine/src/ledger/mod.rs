@@ -20,18 +20,17 @@ mod memory;
 pub(crate) mod reads;
 mod row;
 pub mod snapshot;
+mod start;
 mod state;
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use commit::Reader;
-pub use commit::{
-    Commit, CommitObserver, Ledger, ProgramSnapshots, ProgramStart, SNAPSHOT_EVERY, Staged, Stats,
-    Tx, catch_up,
-};
+pub use commit::{Commit, CommitObserver, Ledger, Staged, Stats, Tx};
 pub use memory::MemoryLedger;
 pub use row::{EventRow, decode_decided};
 pub use snapshot::{Snapshot, SnapshotInfo};
+pub use start::{ProgramSnapshots, ProgramStart, SNAPSHOT_EVERY, catch_up};
 pub use state::{Mark, State, View};
 
 use crate::error::Result;

@@ -113,17 +113,20 @@ fn checksum(body: &[u8]) -> String {
 /// The newest usable snapshot of `program`, as a state, or `None` (start from the
 /// journal's first event). Unusable ones are skipped with a warning.
 pub fn latest_state(journal: &dyn Journal, program: &str) -> Option<(State, SnapshotInfo)> {
-    let snapshots = match journal.snapshots(program, KEPT) {
-        Ok(snapshots) => snapshots,
-        Err(e) => {
-            tracing::warn!(
-                program,
-                "cannot read the snapshots of `{program}`: {e}; rebuilding from the journal"
-            );
-            return None;
-        }
-    };
-    for snapshot in snapshots {
+    // One at a time, newest first: a snapshot is as large as the state, and the older
+    // ones are read only if the newer fail.
+    for nth in 0..KEPT {
+        let snapshot = match journal.snapshots(program, nth + 1) {
+            Ok(mut snapshots) if snapshots.len() > nth => snapshots.swap_remove(nth),
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(
+                    program,
+                    "cannot read the snapshots of `{program}`: {e}; rebuilding from the journal"
+                );
+                return None;
+            }
+        };
         match snapshot.state() {
             Ok(state) => return Some((state, snapshot.info())),
             Err(why) => tracing::warn!(
