@@ -240,6 +240,16 @@ fn the_ledger_command_shows_stats_and_verifies_snapshots() {
     assert!(out.contains("bergen: the snapshot at event"), "{out}");
     assert!(out.contains("antwerpen: no snapshot"), "{out}");
 
+    let verify_bergen = || {
+        run(&[
+            "ledger",
+            "verify",
+            "--ledger",
+            ledger,
+            "--program",
+            "bergen",
+        ])
+    };
     // Forge the snapshot (its checksum made to fit): verify names the difference, exits 1.
     let journal = SqliteLedger::open(&file).unwrap();
     let mut forged = journal.snapshots("bergen", 1).unwrap().remove(0);
@@ -249,27 +259,13 @@ fn the_ledger_command_shows_stats_and_verifies_snapshots() {
     forged.body = changed.into_bytes();
     forged.checksum = forged.reseal();
     journal.save_snapshot(&forged).unwrap();
-    let (code, out, _) = run(&[
-        "ledger",
-        "verify",
-        "--ledger",
-        ledger,
-        "--program",
-        "bergen",
-    ]);
+    let (code, out, _) = verify_bergen();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("differs") && out.contains("bergenx"), "{out}");
     // Damaged bytes: unusable, also exit 1.
     forged.body[5] ^= 0x20;
     journal.save_snapshot(&forged).unwrap();
-    let (code, out, _) = run(&[
-        "ledger",
-        "verify",
-        "--ledger",
-        ledger,
-        "--program",
-        "bergen",
-    ]);
+    let (code, out, _) = verify_bergen();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("checksum"), "{out}");
 

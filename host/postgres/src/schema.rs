@@ -9,7 +9,7 @@ use crate::journal::PostgresLedger;
 use crate::pool::{Session, lost};
 
 /// The schema this build writes and reads (the one row of `cardrules_schema`). Version 1,
-/// the release before snapshots, is migrated in place ([`MIGRATE_1_TO_2`]); hosts of that
+/// the release before snapshots, is migrated in place ([`SNAPSHOTS`]); hosts of that
 /// release refuse the ledger from then on, as they refuse any newer schema, so that two
 /// releases never write one ledger.
 pub(crate) const SCHEMA_VERSION: i32 = 2;
@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS cardrules_events (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cardrules_events_by_request
     ON cardrules_events (program, request_id) WHERE request_id IS NOT NULL;
+INSERT INTO cardrules_schema (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING;
+";
+
+/// What version 2 added to version 1: the snapshots. Part of a new ledger's schema too;
+/// a ledger of version 1 gets it in one transaction that first locks the version row, so
+/// that of hosts racing to migrate one does it and the others find it done.
+const SNAPSHOTS: &str = "
 CREATE TABLE IF NOT EXISTS cardrules_snapshots (
     program  text NOT NULL,
     seq      bigint NOT NULL,           -- the journal position whose state it holds
@@ -43,23 +50,6 @@ CREATE TABLE IF NOT EXISTS cardrules_snapshots (
     written  bigint NOT NULL,           -- when (seconds, the writing host's clock)
     PRIMARY KEY (program, seq)
 );
-INSERT INTO cardrules_schema (id, version) VALUES (1, 2) ON CONFLICT (id) DO NOTHING;
-";
-
-/// What version 2 added to version 1: the snapshots. Run in one transaction that first
-/// locks the version row, so that of hosts racing to migrate one does it and the others
-/// find it done.
-const MIGRATE_1_TO_2: &str = "
-CREATE TABLE IF NOT EXISTS cardrules_snapshots (
-    program  text NOT NULL,
-    seq      bigint NOT NULL,
-    format   integer NOT NULL,
-    checksum text NOT NULL,
-    body     bytea NOT NULL,
-    written  bigint NOT NULL,
-    PRIMARY KEY (program, seq)
-);
-UPDATE cardrules_schema SET version = 2 WHERE id = 1 AND version = 1;
 ";
 
 /// Indexes added since the schema's version was set: created on every open if missing
@@ -132,6 +122,7 @@ fn migrate_once(session: &mut Session) -> Result<i32, postgres::Error> {
     }
     let mut txn = session.client.transaction()?;
     txn.batch_execute(SCHEMA)?;
+    txn.batch_execute(SNAPSHOTS)?;
     let version: i32 = txn
         .query_one("SELECT version FROM cardrules_schema WHERE id = 1", &[])?
         .try_get(0)?;
@@ -158,7 +149,8 @@ fn migrate_from_1(session: &mut Session) -> Result<i32, postgres::Error> {
         return Ok(version);
     }
     tracing::info!("migrating the ledger from schema 1 to {SCHEMA_VERSION}: adding snapshots");
-    txn.batch_execute(MIGRATE_1_TO_2)?;
+    txn.batch_execute(SNAPSHOTS)?;
+    txn.batch_execute("UPDATE cardrules_schema SET version = 2 WHERE id = 1 AND version = 1")?;
     txn.commit()?;
     tracing::info!(
         "migrated the ledger to schema {SCHEMA_VERSION} in {:.1?}; every event kept",

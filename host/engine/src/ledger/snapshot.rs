@@ -9,8 +9,6 @@
 //! the state is rebuilt from the journal (or an older snapshot): slower, never wrong.
 //! `cardrules ledger verify` rebuilds each program from its first event and compares.
 
-use sha2::{Digest, Sha256};
-
 use super::{Journal, State};
 use crate::error::{Error, Result};
 
@@ -100,14 +98,9 @@ impl Snapshot {
     }
 }
 
+/// `sha256:` and the hex digest, as every digest of the project is shown.
 fn checksum(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    let mut hex = String::with_capacity(7 + 64);
-    hex.push_str("sha256:");
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    crate::program::signing::digest(body)
 }
 
 /// The newest usable snapshot of `program`, as a state, or `None` (start from the
