@@ -940,6 +940,29 @@ fn token_makes_a_guardian_for_its_cards_and_refuses_cards_for_other_roles() {
 }
 
 #[test]
+fn token_refuses_a_guardian_for_every_program() {
+    // `--program '*'` made a parent's token that read and redeemed Bergen's `BK-2002` (another
+    // child) beside Albertslund's.
+    let dir = tempfile::tempdir().unwrap();
+    for programs in [&["*"][..], &["albertslund", "bergen"]] {
+        let mut args = vec!["token", "--name", "parent", "--role", "guardian"];
+        for program in programs {
+            args.extend(["--program", program]);
+        }
+        args.extend(["--card", "BK-2002", "--action", "top-up"]);
+        let out = cardrules(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{programs:?}: {}", stdout(&out));
+        let error = stderr(&out);
+        assert!(
+            error.starts_with("error: token `parent`: role `guardian` must name one program"),
+            "{error}"
+        );
+        assert_eq!(error.trim_end().lines().count(), 1, "{error}");
+        assert!(stdout(&out).is_empty(), "no token made: {}", stdout(&out));
+    }
+}
+
+#[test]
 fn keygen_writes_a_secret_only_its_owner_can_read_and_never_overwrites_a_key() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -88,7 +88,7 @@ pub struct TokenEntry {
     /// The hex SHA-256 of the token.
     pub sha256: String,
     pub role: Role,
-    /// Program ids, or `["*"]` for every program.
+    /// Program ids, or `["*"]` for every program; exactly one program for role `guardian`.
     pub programs: Vec<String>,
     /// The actions a terminal may ask for (every action when left out), or a guardian
     /// (required).
@@ -449,6 +449,19 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
         }
         Some(cards) => Some(unique(cards, "cards", "card")?),
     };
+    // Card ids are a program's own: `BK-2002` of one program is another child than
+    // `BK-2002` of the next, so a guardian's cards mean something in one program only.
+    if entry.role == Role::Guardian && !matches!(&programs, Programs::Only(p) if p.len() == 1) {
+        return Err(format!(
+            "role `guardian` must name one program, not {}: its `cards` are ids within that              program, and the same id in another program is another holder's card",
+            entry
+                .programs
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok((
         digest,
         Caller {

@@ -369,6 +369,65 @@ fn malformed_files_are_refused_naming_the_file_and_entry() {
 }
 
 #[test]
+fn a_guardian_token_names_exactly_one_program() {
+    // Card ids are a program's own: with `*` (or two programs), a parent's `BK-2002` of
+    // Albertslund was also Bergen's `BK-2002`, another child.
+    let rest = "actions = [\"top-up\"]\ncards = [\"BK-2002\"]";
+    for (programs, named) in [
+        ("[\"*\"]", "not `*`"),
+        (
+            "[\"albertslund\", \"bergen\"]",
+            "not `albertslund`, `bergen`",
+        ),
+    ] {
+        let text = entry(
+            "parent",
+            "g",
+            "guardian",
+            &format!("programs = {programs}\n{rest}"),
+        );
+        let error = parse(&text)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"));
+        assert!(
+            error.contains("auth file `auth.toml`, token `parent` (entry 1): role `guardian` must name one program"),
+            "{error}"
+        );
+        assert!(error.contains(named), "{error}");
+        let made = new_token(
+            "parent",
+            Role::Guardian,
+            &programs
+                .trim_matches(['[', ']'])
+                .split(", ")
+                .map(|p| p.trim_matches('"').to_string())
+                .collect::<Vec<_>>(),
+            &["top-up".into()],
+            &["BK-2002".into()],
+        );
+        let error = made.unwrap_err().to_string();
+        assert!(
+            error.contains("role `guardian` must name one program"),
+            "{error}"
+        );
+    }
+    let one = parse(&entry(
+        "parent",
+        "g",
+        "guardian",
+        &format!("programs = [\"albertslund\"]\n{rest}"),
+    ))
+    .unwrap();
+    let parent = caller(&one, "g");
+    assert!(
+        parent
+            .may_decide("albertslund", "BK-2002", "top-up")
+            .is_ok()
+    );
+    assert!(parent.may_act_for_card("bergen", "BK-2002").is_err());
+}
+
+#[test]
 fn a_file_that_cannot_be_read_is_named() {
     let error = Tokens::load(Path::new("/no/such/auth.toml"))
         .unwrap_err()
