@@ -731,6 +731,39 @@ fn a_program_directory_with_link_loops_fifos_or_devices_is_refused_clearly_and_n
     assert!(said.contains("x.toml`: not a regular file"), "{said}");
 }
 
+#[cfg(unix)]
+#[test]
+fn links_among_the_suites_that_are_not_followed_are_named_in_a_warning() {
+    let dir = policies_copy();
+    let suites = dir.path().join("policies/bergen/suites");
+    std::fs::create_dir_all(suites.join("a")).unwrap();
+    std::os::unix::fs::symlink(suites.join("a"), suites.join("a/loop")).unwrap();
+    std::os::unix::fs::symlink(suites.join("itself"), suites.join("itself")).unwrap();
+    std::os::unix::fs::symlink(suites.join("gone"), suites.join("dangling")).unwrap();
+    let out = cardrules(&["test", "--policies", "policies"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    for (link, why) in [
+        (
+            "a/loop",
+            "a link to a directory; suites are not looked for through links",
+        ),
+        (
+            "itself",
+            "a link that leads to no file (a loop, or a missing target)",
+        ),
+        (
+            "dangling",
+            "a link that leads to no file (a loop, or a missing target)",
+        ),
+    ] {
+        assert!(
+            said.contains(&format!("skipping `policies/bergen/suites/{link}`: {why}")),
+            "{link}: {said}"
+        );
+    }
+}
+
 /// Runs `cardrules decide` on `policies` with `request` on standard input and `args`
 /// (no `--allow-unsigned` unless given).
 fn decide_in(dir: &Path, policies: &Path, request: &str, args: &[&str]) -> Output {

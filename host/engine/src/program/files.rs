@@ -108,7 +108,9 @@ const MAX_SUITE_DEPTH: usize = 8;
 const MAX_SUITE_FILES: usize = 10_000;
 
 /// Walks `dir` for `*.toml` files without following links to directories (two links to
-/// each other would make 2^40 paths), to a bounded depth and count.
+/// each other would make 2^40 paths), to a bounded depth and count; a link skipped (to a
+/// directory, or leading nowhere) is named in a warning. A `*.toml` link is read as a
+/// suite, and refused there if it leads to no regular file (a loop, a device).
 fn collect_toml_within(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
     if depth > MAX_SUITE_DEPTH {
         return Err(Error::invalid(format!(
@@ -122,9 +124,25 @@ fn collect_toml_within(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Re
     for path in paths {
         let linked_or_plain =
             std::fs::symlink_metadata(&path).map_err(|e| Error::read(&path, e))?;
+        let is_toml = path.extension().is_some_and(|ext| ext == "toml");
         if linked_or_plain.is_dir() {
             collect_toml_within(&path, found, depth + 1)?;
-        } else if path.extension().is_some_and(|ext| ext == "toml") {
+        } else if linked_or_plain.is_symlink() && !is_toml {
+            // Not followed, but not passed over in silence: a suite someone meant to add
+            // that way would otherwise never run.
+            match std::fs::metadata(&path) {
+                Ok(target) if target.is_dir() => tracing::warn!(
+                    "skipping `{}`: a link to a directory; suites are not looked for through links",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "skipping `{}`: a link that leads to no file (a loop, or a missing target): {e}",
+                    path.display()
+                ),
+                // A link to a file that is not a suite, like any file that is not one.
+                Ok(_) => {}
+            }
+        } else if is_toml {
             if found.len() >= MAX_SUITE_FILES {
                 return Err(Error::invalid(format!(
                     "cannot read `{}`: more than {MAX_SUITE_FILES} suite files",
