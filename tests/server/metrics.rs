@@ -136,3 +136,38 @@ fn metrics_count_decisions_policy_errors_commits_and_reloads() {
         ) == 1.0
     });
 }
+
+#[test]
+fn every_help_text_ends_in_one_period() {
+    // The metrics library ends a registered help text with a period of its own: texts that
+    // had one too read "…in flight..".
+    let server = Server::start();
+    server.decide(&kino("AK-1001", None));
+    let text = agent()
+        .get(server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+    // Registered metrics (with a value) and those read when scraped alike.
+    for name in [
+        "cardrules_decisions ",
+        "cardrules_ledger_changes ",
+        "cardrules_in_flight ",
+    ] {
+        assert!(
+            helps
+                .iter()
+                .any(|h| h.starts_with(&format!("# HELP {name}"))),
+            "{name}: {text}"
+        );
+    }
+    for help in helps {
+        assert!(
+            help.ends_with('.') && !help.ends_with(".."),
+            "not one final period: {help}"
+        );
+    }
+}

@@ -207,6 +207,7 @@ impl Metrics {
         shadow: Option<Arc<cardrules::shadow::Shadow>>,
         ledger: Arc<cardrules::Ledger>,
     ) -> Metrics {
+        // `register` ends each help text with a period itself: the texts below have none.
         let mut registry = Registry::with_prefix("cardrules");
         let metrics = Metrics {
             decisions: Family::default(),
@@ -230,82 +231,82 @@ impl Metrics {
         };
         registry.register(
             "decisions",
-            "Decisions made (dry runs included, replays counted apart), by program, action, allow and reason.",
+            "Decisions made (dry runs included, replays counted apart), by program, action, allow and reason",
             metrics.decisions.clone(),
         );
         registry.register(
             "decisions_replayed",
-            "Requests answered with the recorded decision of an earlier request with the same id.",
+            "Requests answered with the recorded decision of an earlier request with the same id",
             metrics.replayed.clone(),
         );
         registry.register(
             "decision_seconds",
-            "Time from a decision's start to its durable answer, waiting for its program's lane included.",
+            "Time from a decision's start to its durable answer, waiting for its program's lane included",
             metrics.latency.clone(),
         );
         registry.register(
             "decision_fuel",
-            "Wasm instructions a policy used for one decision.",
+            "Wasm instructions a policy used for one decision",
             metrics.fuel.clone(),
         );
         registry.register(
             "policy_errors",
-            "`policy-error` decisions, by the limit or fault behind them (fuel, deadline, memory, table, stack, trap, output, answer, other).",
+            "`policy-error` decisions, by the limit or fault behind them (fuel, deadline, memory, table, stack, trap, output, answer, other)",
             metrics.policy_errors.clone(),
         );
         registry.register(
             "overload_rejections",
-            "Requests answered 503 at once because `--max-in-flight` host work was already in flight.",
+            "Requests answered 503 at once because `--max-in-flight` host work was already in flight",
             metrics.overloaded.clone(),
         );
         registry.register(
             "reloads",
-            "Hot reloads of a program's files, by outcome (accepted, refused).",
+            "Hot reloads of a program's files, by outcome (accepted, refused)",
             metrics.reloads.clone(),
         );
         registry.register(
             "ledger_commit_seconds",
-            "Time of one durable append of the group commit.",
+            "Time of one durable append of the group commit",
             metrics.commit_seconds.clone(),
         );
         registry.register(
             "ledger_commit_batches",
-            "Batches (of one program's decisions) in one append of the group commit.",
+            "Batches (of one program's decisions) in one append of the group commit",
             metrics.commit_batches.clone(),
         );
         registry.register(
             "ledger_changes",
-            "Changes appended to the ledger.",
+            "Changes appended to the ledger",
             metrics.commit_changes.clone(),
         );
         registry.register(
             "ledger_conflicts",
-            "Batches decided again because another host appended first.",
+            "Batches decided again because another host appended first",
             metrics.commit_conflicts.clone(),
         );
         registry.register(
             "ledger_commit_failures",
-            "Appends the journal failed (nothing appended).",
+            "Appends the journal failed (nothing appended)",
             metrics.commit_failures.clone(),
         );
         registry.register(
             "allowance_queries",
-            "Allowance queries answered (`GET …/allowances`), by program.",
+            "Allowance queries answered (`GET …/allowances`), by program",
             metrics.allowance_queries.clone(),
         );
         registry.register(
             "allowance_seconds",
-            "Time to answer one allowance query (every offer and action asked), by program.",
+            "Time to answer one allowance query (every offer and action asked), by program",
             metrics.allowance_seconds.clone(),
         );
         registry.register(
             "history_reads",
-            "Pages of card statements answered (`GET …/history`), by program.",
+            "Pages of card statements answered (`GET …/history`), by program",
             metrics.history_reads.clone(),
         );
         registry.register(
             "history_seconds",
-            "Time to answer one page of a card statement, by program.",
+            "Time to answer one page of a card statement, by program",
             metrics.history_seconds.clone(),
         );
         registry.register_collector(Box::new(Live {
