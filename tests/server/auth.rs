@@ -287,6 +287,40 @@ fn with_auth_each_role_gets_its_routes_programs_and_actions_and_nothing_more() {
 }
 
 #[test]
+fn two_authorization_headers_are_refused_with_400() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (ops, entry) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, entry).unwrap();
+    let server = Server::start_with(
+        Arc::new(dir),
+        &["--allow-unsigned", "--auth", auth.to_str().unwrap()],
+    );
+    let one = format!("GET /v1/programs HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {ops}");
+    assert_eq!(raw(&server, &one, b"").status, 200);
+    // The admin's token first and garbage second was served as the admin; either order, or
+    // the same token twice, is now refused: which one counts would be a guess.
+    for (first, second) in [
+        (format!("Bearer {ops}"), "Bearer garbage".to_string()),
+        ("Bearer garbage".to_string(), format!("Bearer {ops}")),
+        (format!("Bearer {ops}"), format!("Bearer {ops}")),
+    ] {
+        let head = format!(
+            "GET /v1/programs HTTP/1.1\r\nHost: test\r\nAuthorization: {first}\r\nAuthorization: {second}"
+        );
+        let answer = raw(&server, &head, b"");
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        let error: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(
+            error["error"],
+            "`GET /v1/programs`: the `Authorization` header is sent more than once: send one"
+        );
+        assert!(!answer.body.contains(&ops));
+    }
+}
+
+#[test]
 fn without_auth_only_loopback_addresses_are_served_unless_insecure_no_auth() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&shipped_policies(), &dir.path().join("policies"));

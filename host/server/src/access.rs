@@ -54,7 +54,8 @@ impl Access {
 /// deployment, and needed to write a client before holding a token).
 pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/v1/openapi.json"];
 
-/// Identifies the caller by its bearer token (401 if none or unknown), except on
+/// Identifies the caller by its bearer token (401 if none or unknown, 400 if more than one
+/// `Authorization` header), except on
 /// [`OPEN_ROUTES`], and hands the handlers its [`Access`].
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
@@ -71,13 +72,15 @@ pub(crate) async fn authenticate(
                 tracing::Span::current().record("caller", caller.name());
                 Access::Caller(caller)
             }
-            Err(message) => {
+            Err((status, message)) => {
                 let message = format!("`{} {}`: {message}", request.method(), request.uri().path());
                 tracing::warn!("refused: {message}");
-                let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut response = ApiError::new(status, message).into_response();
+                if status == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
                 return response;
             }
         },
@@ -86,22 +89,39 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-/// The caller a request's `Authorization: Bearer <token>` names, or why there is none.
-fn identify(tokens: &Tokens, request: &HttpRequest) -> Result<Arc<Caller>, &'static str> {
+/// The caller a request's `Authorization: Bearer <token>` names, or why there is none: a
+/// 401, or a 400 for a request that sends the header more than once (which one counts would
+/// be a guess, and a proxy in front may pick another than the server).
+fn identify(
+    tokens: &Tokens,
+    request: &HttpRequest,
+) -> Result<Arc<Caller>, (StatusCode, &'static str)> {
     const NEEDED: &str = "a bearer token is needed: send `Authorization: Bearer <token>`";
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return Err(NEEDED);
+    let unauthorized = |message| (StatusCode::UNAUTHORIZED, message);
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(unauthorized(NEEDED));
     };
+    if values.next().is_some() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the `Authorization` header is sent more than once: send one",
+        ));
+    }
     let value = value
         .to_str()
-        .map_err(|_| "the `Authorization` header is not readable text")?;
+        .map_err(|_| unauthorized("the `Authorization` header is not readable text"))?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err("the `Authorization` header must be `Bearer <token>`");
+        return Err(unauthorized(
+            "the `Authorization` header must be `Bearer <token>`",
+        ));
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(NEEDED);
+        return Err(unauthorized(NEEDED));
     }
-    tokens.identify(token).ok_or("unknown bearer token")
+    tokens
+        .identify(token)
+        .ok_or_else(|| unauthorized("unknown bearer token"))
 }
