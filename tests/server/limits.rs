@@ -185,6 +185,25 @@ fn request_heads_and_bodies_are_bounded_in_size_and_time() {
             String::from_utf8_lossy(&rest)
         );
     }
+    // So is one kept alive after its answer that sends no next request: the head's timer
+    // runs again whenever a head is awaited.
+    let mut kept = std::net::TcpStream::connect(&address).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = kept.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok()
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{closed:?}"
+    );
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(!rest.contains("connection: close"), "kept alive: {rest}");
 }
 
 /// Sets this process's soft limit on open files to at least `files` (within the hard
@@ -225,7 +244,9 @@ fn under_ulimit_1024_eleven_hundred_idle_connections_do_not_stop_decisions() {
         .arg("--ledger")
         .arg(dir.path().join("ledger.sqlite"))
         .args(["--listen", "127.0.0.1:0", "--allow-unsigned"])
-        .args(["--idle-timeout", "3"]);
+        .args(["--idle-timeout", "3"])
+        // Every connection here is from one peer: the cap on them all is what is tested.
+        .args(["--max-connections-per-peer", "2000"]);
     let server = Server::spawn(Arc::new(dir), command);
     let address = server.base.strip_prefix("http://").unwrap().to_string();
 
@@ -259,6 +280,195 @@ fn under_ulimit_1024_eleven_hundred_idle_connections_do_not_stop_decisions() {
     );
     assert!(!log.contains("Too many open files"), "{log}");
     drop(idle);
+}
+
+/// A connection to `to` from the local address `from`: with another loopback address than
+/// 127.0.0.1, another peer as the server sees it.
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddrV4) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let address = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (address(from, 0), address(*to.ip(), to.port()));
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain system calls on a socket this function owns (the stream closes it), with
+    // addresses that live across the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let bound = libc::bind(fd, (&raw const local).cast(), size);
+        assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let connected = libc::connect(fd, (&raw const remote).cast(), size);
+        assert_eq!(
+            connected,
+            0,
+            "connect {to}: {}",
+            std::io::Error::last_os_error()
+        );
+        stream
+    }
+}
+
+/// `GET path` from the local address `from`, and the answer (head and body) as text.
+fn get_from(from: std::net::Ipv4Addr, server: &Server, path: &str) -> String {
+    try_get_from(from, server, path).unwrap_or_else(|e| panic!("GET {path} from {from}: {e}"))
+}
+
+/// `GET path` from the local address `from`: the answer as text, or why none was read.
+fn try_get_from(from: std::net::Ipv4Addr, server: &Server, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let to = server
+        .base
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut stream = connect_from(from, to);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[test]
+fn one_peer_holding_idle_connections_leaves_the_server_to_the_others() {
+    allow_open_files(4096);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    // 1 024 files, hard limit too: 896 connections in all. The idle timeout is long, so
+    // only the bound on one peer's connections can leave places for another peer.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cardrules"))
+        .arg("serve")
+        .arg("--policies")
+        .arg(dir.path().join("policies"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.sqlite"))
+        .args(["--listen", "127.0.0.1:0", "--allow-unsigned"])
+        .args(["--idle-timeout", "3600"]);
+    let server = Server::spawn(Arc::new(dir), command);
+    let address = server.base.strip_prefix("http://").unwrap().to_string();
+    let here = std::net::Ipv4Addr::LOCALHOST;
+    let elsewhere = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+    let idle: Vec<std::net::TcpStream> = (0..1_000)
+        .map(|i| {
+            std::net::TcpStream::connect(&address)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    // Another peer is answered every time (the same peer was 2 times in 25 without the
+    // bound: its connections waited in the backlog behind the 896 idle ones).
+    for probe in 0..25 {
+        let answer = get_from(elsewhere, &server, "/healthz");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "probe {probe}: {answer}"
+        );
+    }
+    // The server accepts in order: every idle connection was seen before the probes. The
+    // first 256 (the default bound) are held; the others were told why and closed.
+    let metrics = get_from(elsewhere, &server, "/metrics");
+    assert!(
+        metrics.contains("\ncardrules_connections_refused_total 744\n"),
+        "{metrics}"
+    );
+    let (mut open, mut refused) = (0, 0);
+    for mut stream in idle {
+        use std::io::Read;
+        stream.set_nonblocking(true).unwrap();
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && answer.is_empty() => open += 1,
+            _ => {
+                let answer = String::from_utf8_lossy(&answer);
+                assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+                assert!(answer.contains("retry-after: 1"), "{answer}");
+                assert!(
+                    answer.ends_with(
+                        r#"{"error":"too many connections from your address: 256 are open, the most allowed (`--max-connections-per-peer`); reuse or close them"}"#
+                    ),
+                    "{answer}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((open, refused), (256, 744));
+    // Once its connections closed (the server sees it soon, not at once), the peer is
+    // served again.
+    eventually("127.0.0.1 is served again", &server, || {
+        try_get_from(here, &server, "/healthz").is_ok_and(|a| a.starts_with("HTTP/1.1 200"))
+    });
+    let log = server.log();
+    let warning = "256 connections open from `127.0.0.1`, the most allowed from one peer \
+                   (`--max-connections-per-peer`)";
+    assert_eq!(log.matches(warning).count(), 1, "warned once: {log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn serve_raises_its_soft_open_file_limit_to_the_hard_one() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a plain system call on a struct we own.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    assert!(
+        limit.rlim_max > 1024,
+        "the hard limit on open files ({}) leaves nothing to raise to",
+        limit.rlim_max
+    );
+    let hard = if limit.rlim_max == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        limit.rlim_max.to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -S -n 1024 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cardrules"))
+        .arg("serve")
+        .arg("--policies")
+        .arg(dir.path().join("policies"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.sqlite"))
+        .args(["--listen", "127.0.0.1:0", "--allow-unsigned"]);
+    let server = Server::spawn(Arc::new(dir), command);
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "raised the open-file limit (`ulimit -n`) from 1024 to the hard limit, {hard}"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains("896 connections (`--max-connections`)"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -76,6 +76,12 @@ pub struct NetArgs {
     /// past it new connections wait until others close.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// The most open connections from one peer address (an IPv6 peer's /64 counts as one);
+    /// past it a new one is answered 503 and closed. Behind a reverse proxy every connection
+    /// comes from the proxy: raise it to `--max-connections`.
+    #[arg(long, value_name = "N", default_value_t = cardrules_server::limits::DEFAULT_MAX_CONNECTIONS_PER_PEER,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections_per_peer: usize,
     /// Seconds a request may have been in flight (deciding, or waiting for its program's
     /// lane) before `/readyz` says decisions are queueing (503).
     #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::limits::DEFAULT_QUEUE_ALARM.as_secs(),

@@ -283,6 +283,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         max_in_flight: net.max_in_flight,
         idle_timeout: std::time::Duration::from_secs(net.idle_timeout),
         max_connections: net.max_connections,
+        max_connections_per_peer: net.max_connections_per_peer,
         max_header_bytes: net.max_header_bytes,
         queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
         snapshot_every: net.snapshot_every,

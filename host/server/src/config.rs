@@ -55,6 +55,9 @@ pub struct Config {
     /// The most open connections (`--max-connections`); `None`: as many as the open-file
     /// limit allows.
     pub max_connections: Option<usize>,
+    /// The most open connections from one peer address, an IPv6 peer's /64 counted as one
+    /// (`--max-connections-per-peer`), at least 1.
+    pub max_connections_per_peer: usize,
     /// The largest request head (`--max-header-bytes`), 1 KiB to 1 MiB.
     pub max_header_bytes: usize,
     /// How long work may be in flight before `/readyz` says decisions are queueing
@@ -90,6 +93,7 @@ impl Config {
             max_in_flight: limits::DEFAULT_MAX_IN_FLIGHT,
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
             max_connections: None,
+            max_connections_per_peer: limits::DEFAULT_MAX_CONNECTIONS_PER_PEER,
             max_header_bytes: limits::DEFAULT_MAX_HEADER_BYTES,
             queue_alarm: limits::DEFAULT_QUEUE_ALARM,
             snapshot_every: cardrules::ledger::SNAPSHOT_EVERY,
@@ -97,8 +101,8 @@ impl Config {
     }
 
     /// Checks the configuration whole and reads what it names — the auth file, the TLS
-    /// certificate and key, the open-file limit — without opening the ledger or loading a
-    /// program.
+    /// certificate and key, the open-file limit (first raised to the hard limit) — without
+    /// opening the ledger or loading a program.
     pub fn validate(self) -> Result<Validated, StartError> {
         if self.auth.is_some() && self.insecure_no_auth {
             return Err(StartError::msg(
@@ -140,10 +144,25 @@ impl Config {
             Some((cert, key)) => Some(Tls::load(cert, key).map_err(StartError::msg)?),
             None => None,
         };
+        if self.max_connections_per_peer == 0 {
+            return Err(StartError::msg(
+                "`--max-connections-per-peer` must be at least 1",
+            ));
+        }
+        match limits::raise_open_file_limit() {
+            Ok(None) => {}
+            Ok(Some((before, after))) => tracing::info!(
+                "raised the open-file limit (`ulimit -n`) from {before} to the hard limit, {}",
+                after.map_or("unlimited".to_string(), |files| files.to_string())
+            ),
+            // The server still runs within the soft limit; the connection cap follows it.
+            Err(e) => tracing::warn!("cannot raise the open-file limit (`ulimit -n`): {e}"),
+        }
         let limits = Limits {
             max_in_flight: self.max_in_flight,
             max_connections: limits::connection_cap(self.max_connections)
                 .map_err(StartError::msg)?,
+            max_connections_per_peer: self.max_connections_per_peer,
             idle_timeout: self.idle_timeout,
             max_header_bytes: self.max_header_bytes,
             queue_alarm: self.queue_alarm,

@@ -12,7 +12,8 @@
 //! outside them); the token's name is recorded on the request's log span.
 //!
 //! Host work in flight is bounded ([`limits`]): past the bound the answer is a 503 with
-//! `Retry-After`, at once. Connections are accepted, timed out and stopped by [`listen`];
+//! `Retry-After`, at once. Connections are accepted, bounded per peer, timed out and
+//! stopped by [`listen`];
 //! `/readyz` says whether the server can decide now, `/metrics` what it has done
 //! ([`metrics`]), and `/v1/openapi.json` describes every route ([`openapi`]).
 //!

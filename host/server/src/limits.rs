@@ -1,6 +1,6 @@
 //! What keeps the server answering under load (`serve --max-in-flight`, `--idle-timeout`,
-//! `--max-connections`, …): a bound on host work in flight that answers 503 at once past
-//! it, and the ceilings and timeouts of connections.
+//! `--max-connections`, `--max-connections-per-peer`, …): a bound on host work in flight
+//! that answers 503 at once past it, and the ceilings and timeouts of connections.
 //!
 //! Host work (a decision, a registration, a card read) runs on tokio's blocking pool, which
 //! would otherwise grow and queue without limit. Each piece of it needs a [`Pass`] from the
@@ -24,6 +24,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long host work may have been in flight before `/readyz` says the server is behind.
 pub const DEFAULT_QUEUE_ALARM: Duration = Duration::from_secs(5);
+/// The default bound on connections open from one peer address (an IPv6 peer's /64): one
+/// client — a script gone wrong, or an attacker — holding idle connections must leave the
+/// server's other places to everyone else. A venue's tills behind one NAT use a few dozen;
+/// a reverse proxy in front is one peer for everybody, and needs the flag raised.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// How long a stopping server waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The seconds a 503 asks the caller to wait (`Retry-After`).
@@ -41,6 +46,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Open connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one peer; past it, a new one is answered 503 and closed.
+    pub max_connections_per_peer: usize,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// See [`DEFAULT_MAX_HEADER_BYTES`].
@@ -54,6 +61,7 @@ impl Default for Limits {
         Limits {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_connections: connection_cap(None).unwrap_or(512),
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             queue_alarm: DEFAULT_QUEUE_ALARM,
@@ -73,6 +81,35 @@ pub fn open_file_limit() -> std::io::Result<Option<u64>> {
         return Err(std::io::Error::last_os_error());
     }
     Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
+}
+
+/// Raises the process's soft limit on open files to its hard limit, which an unprivileged
+/// process may do: distributions start services at a soft 1 024 while allowing far more,
+/// and every connection costs a file. Returns the limit before and after when it was
+/// raised, `None` when it already was the hard one.
+pub fn raise_open_file_limit() -> std::io::Result<Option<(u64, Option<u64>)>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the limit into the struct it is given, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur == limit.rlim_max {
+        return Ok(None);
+    }
+    let before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `setrlimit` reads the struct it is given; a soft limit up to the hard one is
+    // always allowed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Some((
+        before,
+        (limit.rlim_max != libc::RLIM_INFINITY).then_some(limit.rlim_max),
+    )))
 }
 
 /// The most connections the open-file limit allows with [`RESERVED_FILES`] kept back (so

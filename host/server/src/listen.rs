@@ -1,17 +1,23 @@
 //! Accepting connections: plain TCP or TLS (rustls), at most
-//! [`Limits::max_connections`](crate::limits::Limits) of them, each closed when it takes
-//! longer than the idle timeout to send a request's head (new, idle between requests, or
-//! half-sent) or to finish its TLS handshake, with request heads of bounded size.
+//! [`Limits::max_connections`](crate::limits::Limits) of them and at most
+//! [`Limits::max_connections_per_peer`](crate::limits::Limits) from one peer ([`Peers`]),
+//! each closed when it takes longer than the idle timeout to send a request's head (new,
+//! idle between requests, or half-sent: hyper's header read timeout runs whenever a head is
+//! awaited) or to finish its TLS handshake, with request heads of bounded size.
 //!
 //! On shutdown the listener closes, idle connections close at once, responses in progress
 //! finish (with `Connection: close`), and the server returns when no request is in flight
 //! any more, or after [`SHUTDOWN_GRACE`] at the latest. A half-sent request is no request
 //! in flight: it does not hold the stop up.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -163,6 +169,95 @@ impl Drop for RequestGuard {
 pub struct Connections {
     pub open: AtomicUsize,
     pub cap: AtomicUsize,
+    /// Connections closed at once because their peer had its most open.
+    pub refused: AtomicU64,
+}
+
+/// Open connections by peer, bounded: one client holding idle connections must not take
+/// the places of everyone else (the open-file limit caps them all together).
+#[derive(Debug)]
+pub struct Peers {
+    most: usize,
+    open: Mutex<HashMap<IpAddr, Peer>>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    open: usize,
+    /// Whether its refusals were logged: once until it has no connection left, so that a
+    /// client reopening what was closed cannot flood the log.
+    warned: bool,
+}
+
+/// One peer's place, held as long as its connection; dropping it frees it.
+pub struct PeerPlace {
+    peers: Arc<Peers>,
+    key: IpAddr,
+}
+
+impl Peers {
+    pub fn new(most: usize) -> Arc<Peers> {
+        Arc::new(Peers {
+            most,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Who a connection from `ip` counts as: its address, an IPv4-mapped one as IPv4, an
+    /// IPv6 one by its /64 (the block one subscriber is given, all of it theirs to use).
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+            v4 => v4,
+        }
+    }
+
+    /// A place for a connection from `ip`, or `Err(first)` when the peer has its most open
+    /// (`first`: whether this is the first refusal since it had none open).
+    pub fn enter(self: &Arc<Peers>, ip: IpAddr) -> Result<PeerPlace, bool> {
+        let key = Peers::key(ip);
+        let mut open = self.open.lock();
+        let peer = open.entry(key).or_default();
+        if peer.open >= self.most {
+            return Err(!std::mem::replace(&mut peer.warned, true));
+        }
+        peer.open += 1;
+        Ok(PeerPlace {
+            peers: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock();
+        if let Some(peer) = open.get_mut(&self.key) {
+            peer.open -= 1;
+            if peer.open == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The answer to a connection past its peer's bound, written (plain HTTP only) before it is
+/// closed, so that a till behind a crowded NAT says why rather than "connection reset".
+fn peer_full_answer(most: usize) -> Vec<u8> {
+    let body = serde_json::json!({
+        "error": format!(
+            "too many connections from your address: {most} are open, the most allowed \
+             (`--max-connections-per-peer`); reuse or close them"
+        )
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        crate::limits::RETRY_AFTER_SECS,
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Serves `app` on `listener` (over TLS with `tls`) within `limits` until `stop` resolves;
@@ -185,6 +280,8 @@ pub async fn serve(
     let http = Arc::new(http);
     let service = TowerToHyperService::new(app);
     let places = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::new(limits.max_connections_per_peer);
+    let peer_full = peer_full_answer(limits.max_connections_per_peer);
     connections
         .cap
         .store(limits.max_connections, Ordering::Relaxed);
@@ -219,12 +316,32 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of files or memory for a moment: wait rather than spin.
                 tracing::warn!("cannot accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let peer_place = match peers.enter(peer.ip()) {
+            Ok(place) => place,
+            Err(first) => {
+                connections.refused.fetch_add(1, Ordering::Relaxed);
+                if first {
+                    tracing::warn!(
+                        "{} connections open from `{}`, the most allowed from one peer \
+                         (`--max-connections-per-peer`); closing its new ones until some close",
+                        limits.max_connections_per_peer,
+                        peer.ip()
+                    );
+                }
+                // A fresh socket's send buffer is empty: this never waits. Over TLS the
+                // client expects a handshake, and gets the close alone.
+                if tls.is_none() {
+                    let _ = stream.try_write(&peer_full);
+                }
                 continue;
             }
         };
@@ -247,7 +364,7 @@ pub async fn serve(
                 }
             }
             connections.open.fetch_sub(1, Ordering::Relaxed);
-            drop(place);
+            drop((peer_place, place));
         });
     }
     drop(listener);
@@ -294,5 +411,34 @@ async fn drive<I>(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_its_address_or_its_ipv6_64_and_holds_at_most_its_places() {
+        let peers = Peers::new(2);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let a = peers.enter(ip("192.0.2.1")).unwrap();
+        let _b = peers.enter(ip("::ffff:192.0.2.1")).unwrap();
+        // The third is refused, the first refusal said to be the first.
+        assert_eq!(peers.enter(ip("192.0.2.1")).err(), Some(true));
+        assert_eq!(peers.enter(ip("192.0.2.1")).err(), Some(false));
+        assert!(peers.enter(ip("192.0.2.2")).is_ok(), "another peer");
+        drop(a);
+        assert!(peers.enter(ip("192.0.2.1")).is_ok(), "a place freed");
+
+        let _c = peers.enter(ip("2001:db8:1:2::1")).unwrap();
+        let _d = peers.enter(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(peers.enter(ip("2001:db8:1:2::77")).is_err(), "the same /64");
+        assert!(peers.enter(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        drop((_c, _d));
+        assert!(
+            !peers.open.lock().contains_key(&ip("2001:db8:1:2::")),
+            "forgotten once closed"
+        );
     }
 }

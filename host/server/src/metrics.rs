@@ -136,6 +136,13 @@ impl prometheus_client::collector::Collector for Live {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(value).encode(metric)?;
         }
+        let metric = encoder.encode_descriptor(
+            "connections_refused",
+            "Connections closed at once because their peer had `--max-connections-per-peer` open.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.connections.refused.load(Ordering::Relaxed)).encode(metric)?;
         self.encode_snapshots(&mut encoder)?;
         if let Some(shadow) = &self.shadow {
             let tallies = shadow.tallies();

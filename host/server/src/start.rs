@@ -153,9 +153,10 @@ impl Validated {
             .build()
             .map_err(|e| StartError::context("cannot start the async runtime", e))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let (max_in_flight, max_connections, idle) = (
+        let (max_in_flight, max_connections, per_peer, idle) = (
             limits.max_in_flight,
             limits.max_connections,
+            limits.max_connections_per_peer,
             limits.idle_timeout.as_secs(),
         );
         let api = Server::new(
@@ -202,7 +203,8 @@ impl Validated {
             }
             tracing::info!(
                 "limits: {max_in_flight} requests in flight (`--max-in-flight`), \
-                 {max_connections} connections (`--max-connections`), {idle} s to send a request \
+                 {max_connections} connections (`--max-connections`), {per_peer} from one peer \
+                 (`--max-connections-per-peer`), {idle} s to send a request \
                  (`--idle-timeout`), {body_limit} bytes of body (`--body-limit`)"
             );
             // Tests and scripts read the bound address (useful with port 0) from stdout.
