@@ -1,10 +1,12 @@
 //! Every route answers as the contract says: decisions, replays and reused ids, dry runs,
 //! holders and cards, unknown programs and routes, bad input and unknown methods.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::fixtures::*;
-use crate::support::files::shipped_programs;
+use crate::support::files::{copy_dir, shipped_policies, shipped_programs};
 use crate::support::server::*;
 
 #[test]
@@ -222,16 +224,107 @@ fn bad_input_gets_a_400_with_a_readable_error_and_changes_nothing() {
 }
 
 #[test]
-fn an_unknown_method_is_a_405_with_a_json_error() {
+fn an_unknown_method_is_a_405_naming_the_methods_the_route_takes() {
     let server = Server::start();
-    let (status, body) = answer(agent().delete(server.url("/v1/decisions")).call());
-    assert_eq!(status, 405, "{body}");
+    for (method, path, takes, allow) in [
+        ("DELETE", "/v1/decisions", "`POST`", "POST"),
+        ("GET", "/v1/decisions", "`POST`", "POST"),
+        (
+            "POST",
+            "/v1/programs/bergen/holders/AK-1001",
+            "`PUT`, `PATCH`",
+            "PUT, PATCH",
+        ),
+        ("PUT", "/healthz", "`GET`, `HEAD`", "GET, HEAD"),
+    ] {
+        let answer = raw(
+            &server,
+            &format!("{method} {path} HTTP/1.1\r\nHost: test"),
+            b"",
+        );
+        assert_eq!(answer.status, 405, "{method} {path}: {}", answer.body);
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(
+            body["error"],
+            format!("`{method} {path}`: this route takes {takes} only"),
+        );
+        assert_eq!(answer.header("allow"), [allow], "{method} {path}");
+    }
+}
+
+#[test]
+fn requests_the_http_layer_cannot_read_are_answered_with_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let server = Server::start_with(
+        Arc::new(dir),
+        &["--allow-unsigned", "--max-header-bytes", "1024"],
+    );
+    let malformed = "cannot read request: its head is malformed: HTTP/1.1 does not allow its \
+                     method, path, version or a header";
+    let padding = "x".repeat(1_500);
+    for (what, head, status, message) in [
+        (
+            "a NUL in a header",
+            "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Note: a\0b".to_string(),
+            400,
+            malformed.to_string(),
+        ),
+        (
+            "a header folded onto the next line",
+            "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Note: a\r\n b".to_string(),
+            400,
+            malformed.to_string(),
+        ),
+        (
+            "two different Content-Lengths",
+            "POST /v1/decisions HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2"
+                .to_string(),
+            400,
+            malformed.to_string(),
+        ),
+        (
+            "a head past --max-header-bytes",
+            format!("GET /healthz HTTP/1.1\r\nHost: test\r\nX-Padding: {padding}"),
+            431,
+            "cannot read request: its head (request line and headers) is larger than 1024 bytes \
+             (`--max-header-bytes`)"
+                .to_string(),
+        ),
+    ] {
+        let answer = raw(&server, &head, b"");
+        assert_eq!(answer.status, status, "{what}: {}", answer.body);
+        assert_eq!(
+            answer.header("content-type"),
+            ["application/json"],
+            "{what}"
+        );
+        assert_eq!(answer.header("connection"), ["close"], "{what}");
+        assert_eq!(
+            answer.header("content-length"),
+            [answer.body.len().to_string().as_str()],
+            "{what}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&answer.body)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", answer.body));
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with(&message), "{what}: {error}");
+    }
+    // The server's own answers pass unchanged, a 400 of the routes included.
+    let answer = raw(
+        &server,
+        "POST /v1/decisions HTTP/1.1\r\nHost: test\r\nContent-Length: 2",
+        b"{}",
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("`DELETE /v1/decisions` is not a route"),
-        "{body}"
+        !answer.body.contains("cannot read request: its head"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        raw(&server, "GET /healthz HTTP/1.1\r\nHost: test", b"").status,
+        200
     );
 }
 

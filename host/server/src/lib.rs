@@ -13,7 +13,7 @@
 //!
 //! Host work in flight is bounded ([`limits`]): past the bound the answer is a 503 with
 //! `Retry-After`, at once. Connections are accepted, bounded per peer, timed out and
-//! stopped by [`listen`];
+//! stopped by [`listen`] (whose errors of the HTTP layer get JSON bodies in `head_errors`);
 //! `/readyz` says whether the server can decide now, `/metrics` what it has done
 //! ([`metrics`]), and `/v1/openapi.json` describes every route ([`openapi`]).
 //!
@@ -32,6 +32,7 @@ mod access;
 mod body;
 mod config;
 mod error;
+mod head_errors;
 mod reload;
 mod routes;
 mod server;

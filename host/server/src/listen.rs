@@ -27,6 +27,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
+use crate::head_errors::JsonErrors;
 use crate::limits::{Limits, SHUTDOWN_GRACE};
 
 /// Connections the kernel may hold, fully open, before the server accepts them. The
@@ -348,15 +349,19 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (http, service, tls) = (http.clone(), service.clone(), tls.clone());
         let (stopped, connections) = (stopped.clone(), connections.clone());
-        let handshake = limits.idle_timeout;
+        let (handshake, head_bytes) = (limits.idle_timeout, limits.max_header_bytes);
         tokio::spawn(async move {
             connections.open.fetch_add(1, Ordering::Relaxed);
             match tls {
-                None => drive(TokioIo::new(stream), &http, service, stopped).await,
+                None => {
+                    let io = TokioIo::new(JsonErrors::new(stream, head_bytes));
+                    drive(io, &http, service, stopped).await
+                }
                 Some(tls) => {
                     match tokio::time::timeout(handshake, tls.acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            drive(TokioIo::new(stream), &http, service, stopped).await
+                            let io = TokioIo::new(JsonErrors::new(stream, head_bytes));
+                            drive(io, &http, service, stopped).await
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),

@@ -15,8 +15,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
             role (`terminal`, `registrar`, `admin`, `guardian`), programs and actions (and a \
             guardian's cards) bound what it may do. \
             Every error answer is `{\"error\": \"…\"}`; an unknown route is a 404 and a known route \
-            with another method a 405, both with that body. Request heads larger than the \
-            server's limit are refused by the HTTP layer with a 431 and no body."
+            with another method a 405 (naming the methods it takes, also in `Allow`), both with \
+            that body; so are the HTTP layer's answers to a request head it cannot read (400, \
+            414, or 431 past the server's limit on heads)."
     ),
     paths(
         crate::routes::decisions::decide,
@@ -58,4 +59,31 @@ impl utoipa::Modify for Bearer {
 /// The description, as JSON.
 pub fn json() -> Result<String, serde_json::Error> {
     Api::openapi().to_pretty_json()
+}
+
+/// The methods each described path takes (`/v1/decisions` → `["POST"]`), paths as the
+/// router writes them: a 405 names them from here, so that they cannot differ from what is
+/// described.
+pub(crate) fn methods(path: &str) -> &'static [&'static str] {
+    static METHODS: std::sync::LazyLock<std::collections::BTreeMap<String, Vec<&'static str>>> =
+        std::sync::LazyLock::new(|| {
+            Api::openapi()
+                .paths
+                .paths
+                .into_iter()
+                .map(|(path, item)| {
+                    let methods = [
+                        ("GET", item.get.is_some()),
+                        ("HEAD", item.head.is_some() || item.get.is_some()),
+                        ("POST", item.post.is_some()),
+                        ("PUT", item.put.is_some()),
+                        ("PATCH", item.patch.is_some()),
+                        ("DELETE", item.delete.is_some()),
+                    ];
+                    let methods = methods.into_iter().filter(|(_, has)| *has);
+                    (path, methods.map(|(method, _)| method).collect())
+                })
+                .collect()
+        });
+    METHODS.get(path).map_or(&[], Vec::as_slice)
 }

@@ -59,15 +59,34 @@ pub(crate) fn path_error(rejection: PathRejection) -> ApiError {
     )
 }
 
-/// A known route asked with another method: a 405, in JSON as every error is.
+/// A known route asked with another method: a 405 naming the methods it takes (from the
+/// API's description) in its JSON error and in `Allow`.
 pub(crate) async fn method_not_allowed(
     method: axum::http::Method,
     uri: axum::http::Uri,
-) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("`{method} {}` is not a route: see the HTTP API", uri.path()),
-    )
+    route: Option<axum::extract::MatchedPath>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let methods = route.map_or(&[][..], |route| crate::openapi::methods(route.as_str()));
+    let takes = methods
+        .iter()
+        .map(|m| format!("`{m}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = if takes.is_empty() {
+        // Every route is described (tests/server/openapi.rs checks it); should one not be,
+        // `Allow` from the router still names its methods.
+        format!("`{method} {}`: this route takes other methods", uri.path())
+    } else {
+        format!("`{method} {}`: this route takes {takes} only", uri.path())
+    };
+    let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response();
+    if let Ok(allow) = axum::http::HeaderValue::from_str(&methods.join(", ")) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    response
 }
 
 /// An unknown route: a 404, in JSON as every error is.
