@@ -176,6 +176,39 @@ fn the_wall_clock_deadline_stops_a_loop_that_has_fuel_to_spare() {
     );
 }
 
+/// A decision's proposal (its evaluation by the caller's thread, outside the lane) that
+/// faulted is never kept: its wall-clock deadline may have run out while a read waited for
+/// the lane's leader, which deciding in order would not have met. The lane decides it
+/// again; a proposal that answered stands as before. The deadline here is met by the loop
+/// itself, every time, so what is kept does not depend on timing.
+#[test]
+fn a_proposal_whose_policy_faulted_is_decided_again_in_the_lane() {
+    let (world, errors) = world(&[("loop", "[limits]\nfuel = 1_000_000_000\ndeadline-ms = 10")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let ledger = world.host.ledger();
+    let stood = || ledger.stats().proposals_stood;
+    let before = stood();
+    let decision = world
+        .host
+        .decide(&attack("hostile-loop", "attack"))
+        .unwrap();
+    assert_eq!(
+        decision.fault,
+        Some(cardrules::FaultKind::Deadline),
+        "{decision:?}"
+    );
+    assert_eq!(
+        stood(),
+        before,
+        "a faulted proposal was kept as the decision"
+    );
+    // The counter does count: an answered proposal on the same host stands.
+    let mut probe = kino("AK-1002");
+    probe.dry_run = true;
+    assert!(world.host.decide(&probe).unwrap().allow);
+    assert_eq!(stood(), before + 1);
+}
+
 #[test]
 fn no_state_survives_between_decisions() {
     let (world, _) = world(&[("counter", "")]);

@@ -118,8 +118,10 @@ pub(crate) struct Proposal {
 /// sees the state as it stands then; if any read key changed after the proposal began
 /// (`seen`), the lane finds it changed and decides again, so a proposal that stands read
 /// everything as it stood at `seen`. `None` when there is nothing worth proposing: the
-/// request id is recorded already (the lane answers from the record), or the host failed
-/// (the lane meets the same error, or not).
+/// request id is recorded already (the lane answers from the record), the host failed
+/// (the lane meets the same error, or not), or the policy faulted. A fault is never kept:
+/// a proposal's evaluation may meet its wall-clock deadline while a read waits for the
+/// lane's leader, which deciding in order would not have met; the lane decides again.
 pub(crate) fn propose(
     sandbox: &Sandbox,
     program: &Program,
@@ -161,6 +163,9 @@ pub(crate) fn propose(
     );
     let reads = evaluated.keys.take()?;
     let evaluation = conclude(program, asked, evaluated).ok()?;
+    if evaluation.0.is_err() {
+        return None;
+    }
     Some(Proposal {
         seen,
         reads,

@@ -19,7 +19,8 @@
 //! changes and remembers the keys each touched (read off the state's undo entries, so no
 //! way of changing the state is missed); if none of the changes since the proposal began
 //! touched a key it read, the evaluation stands; otherwise the job evaluates again, there
-//! and then, as it always did. Everything after the evaluation — the request id looked
+//! and then, as it always did. A proposal whose policy faulted is not offered at all (its
+//! deadline runs on the wall clock, which waiting for reads spent): the job evaluates. Everything after the evaluation — the request id looked
 //! up again (two proposals may carry the same id), the effects applied (and refused if
 //! they no longer fit), the balances answered — runs in the lane on the current state.
 //!
