@@ -105,6 +105,8 @@ impl Server {
             .args(["--ledger", ledger, "--listen", "127.0.0.1:0"])
             .args(["--insecure-no-auth", "--no-watch", "--allow-unsigned"])
             .args(["--snapshot-every", &snapshot_every.to_string()])
+            // The generated journal and its requests are recorded traffic, at fixed times.
+            .args(["--max-lateness", "none"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -328,6 +328,49 @@ fn decide_commits_to_the_default_ledger_and_a_retried_id_commits_nothing_twice()
 }
 
 #[test]
+fn decide_takes_a_till_s_late_request_within_its_programs_bound_and_says_which_it_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = root().join("policies");
+    let at = |hours_ago: i64| {
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago);
+        format!(
+            r#"{{"program":"bergen","card":"AK-1001","action":"redeem","offer":"akvariet","at":"{at}","dry-run":true}}"#
+        )
+    };
+    // An hour late (a till that was offline): decided.
+    let out = decide_bounded(dir.path(), &policies, &at(1), &["--allow-unsigned"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["allow"], true);
+    // A week late, or a day ahead: bad input, naming the bound.
+    for (hours_ago, bound) in [(24 * 7, "`max-lateness`"), (-24, "`max-skew`")] {
+        let out = decide_bounded(dir.path(), &policies, &at(hours_ago), &["--allow-unsigned"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("error: `at` `") && said.contains(bound) && said.contains("`bergen`"),
+            "{said}"
+        );
+    }
+    // A year ago, as recorded traffic: decided, and the log says the bound is off.
+    let out = decide_bounded(
+        dir.path(),
+        &policies,
+        &at(24 * 365),
+        &["--allow-unsigned", "--max-lateness", "none"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`--max-lateness none`: requests are decided at any `at`"),
+        "{}",
+        stderr(&out)
+    );
+    // `none` is the only value: the bounds are the programs'.
+    let out = decide_bounded(dir.path(), &policies, &at(1), &["--max-lateness", "24h"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn malformed_requests_exit_2_and_unknown_cards_get_a_decision() {
     let dir = tempfile::tempdir().unwrap();
     let bad = [
@@ -765,8 +808,19 @@ fn links_among_the_suites_that_are_not_followed_are_named_in_a_warning() {
 }
 
 /// Runs `cardrules decide` on `policies` with `request` on standard input and `args`
-/// (no `--allow-unsigned` unless given).
+/// (no `--allow-unsigned` unless given). The requests are recorded ones, at fixed times
+/// of 2024: decided as recorded (`--max-lateness none`).
 fn decide_in(dir: &Path, policies: &Path, request: &str, args: &[&str]) -> Output {
+    decide_bounded(
+        dir,
+        policies,
+        request,
+        &[&["--max-lateness", "none"], args].concat(),
+    )
+}
+
+/// [`decide_in`] with each program's bounds on `at`, as a till's request is decided.
+fn decide_bounded(dir: &Path, policies: &Path, request: &str, args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cardrules"))
         .args([
             "decide",

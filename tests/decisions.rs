@@ -171,23 +171,92 @@ fn holder_attributes_must_be_declared_and_typed_when_registered() {
 }
 
 #[test]
-fn a_failed_host_call_keeps_its_real_cause_in_the_error() {
-    let host = host();
-    // A check-in in year 9999: the policy asks the calendar for a date it cannot compute.
-    let decision = host
+fn a_time_the_calendar_cannot_use_is_the_callers_error_before_any_policy_runs() {
+    // A check-in in year 9999 was a `policy-error` ("try again later": the calendar could
+    // not compute the year's end); it is bad input, naming the range.
+    for at in ["9999-12-30T21:59:59Z", "9999-12-30T10:00:00+01:00"] {
+        let json = format!(
+            r#"{{"program":"antwerpen","card":"A-3001","action":"check-in","offer":"mas","at":"{at}","dry-run":true}}"#
+        );
+        let refused = cardrules::inputs::request(&json).unwrap_err();
+        assert!(refused.is_bad_input(), "{refused}");
+        assert!(
+            refused.to_string().contains(&format!(
+                "`at`: `{at}` is out of range: times must lie from 1000-01-01T00:00:00Z to \
+                 8999-12-31T23:59:59Z"
+            )),
+            "{refused}"
+        );
+    }
+    // The last time in range decides: no host call overflows on it.
+    let decision = host()
         .decide(&request(serde_json::json!({
             "program": "antwerpen", "card": "A-3001", "action": "check-in", "offer": "mas",
-            "at": "9999-12-30T10:00:00+01:00", "dry-run": true,
+            "at": "8999-12-31T23:59:59Z", "dry-run": true,
         })))
         .unwrap();
-    assert_eq!(decision.reason, "policy-error", "{decision:?}");
-    let error = decision.error.unwrap_or_default();
-    println!("{error}");
-    assert!(
-        error.starts_with("host call `calendar.") || error.starts_with("host call `ledger."),
-        "{error}"
+    assert_ne!(decision.reason, "policy-error", "{decision:?}");
+}
+
+#[test]
+fn a_reported_request_is_bounded_by_its_programs_lateness_and_skew_on_the_hosts_clock() {
+    // The clock is set, not waited for.
+    let now: jiff::Timestamp = "2024-05-07T14:00:00Z".parse().unwrap();
+    let host = serving_all(Arc::new(MemoryLedger::new()), &shipped_policies())
+        .with_clock(Arc::new(cardrules::FixedClock(now)));
+    let kino = |at: &str, id: &str| {
+        request(serde_json::json!({
+            "program": "bergen", "card": "AK-1001", "action": "redeem", "offer": "bergen-kino",
+            "at": at, "id": id,
+        }))
+    };
+    let till = cardrules::Reporter::Till;
+    // 72 hours late, to the second: taken; a second more: refused, naming the bound.
+    let (_, first) = host
+        .decide_as(&kino("2024-05-04T14:00:00Z", "t/1"), till)
+        .unwrap();
+    assert!(first.allow, "{first:?}");
+    let late = host
+        .decide_as(&kino("2024-05-04T13:59:59Z", "t/2"), till)
+        .unwrap_err();
+    assert!(late.is_bad_input(), "{late}");
+    assert_eq!(
+        late.to_string(),
+        "`at` `2024-05-04T13:59:59Z` is 72h 1s late: program `bergen` takes requests at most \
+         72h late (its `max-lateness`)"
     );
-    assert!(!error.contains("wasm backtrace"), "{error}");
+    // The year before, as the attack dated it: refused, nothing decided.
+    let old = host
+        .decide_as(&kino("2023-05-07T14:00:00Z", "t/3"), till)
+        .unwrap_err();
+    assert_eq!(
+        old.to_string(),
+        "`at` `2023-05-07T14:00:00Z` is 8784h late: program `bergen` takes requests at most \
+         72h late (its `max-lateness`)"
+    );
+    // A guardian asks at now, within 5 minutes.
+    let person = cardrules::Reporter::Person;
+    host.decide_as(&kino("2024-05-07T13:56:00Z", "p/1"), person)
+        .unwrap();
+    let earlier = host
+        .decide_as(&kino("2024-05-07T13:00:00Z", "p/2"), person)
+        .unwrap_err();
+    assert!(earlier.to_string().contains("`max-skew`"), "{earlier}");
+    // A retry of a recorded id is answered its decision, however late it comes.
+    let later =
+        serving_all(host.ledger().journal().clone(), &shipped_policies()).with_clock(Arc::new(
+            cardrules::FixedClock(now + jiff::SignedDuration::from_hours(24 * 30)),
+        ));
+    let (_, again) = later
+        .decide_as(&kino("2024-05-04T14:00:00Z", "t/1"), till)
+        .unwrap();
+    assert!(again.replayed && again.allow, "{again:?}");
+    // Suites and replay decide recorded times: `decide` has no bound.
+    assert!(
+        host.decide(&kino("2023-05-07T14:00:00Z", "t/4"))
+            .unwrap()
+            .allow
+    );
 }
 
 #[test]

@@ -720,3 +720,48 @@ fn a_policy_that_lies_in_its_checks_gets_a_policy_error() {
     assert_eq!((checks[0].used, checks[0].limit), (Some(0), Some(4)));
     assert!(!checks[1].passed);
 }
+
+#[test]
+fn the_host_bounds_a_policys_price_like_every_amount() {
+    let (world, _) = world(&[("effects", "")]);
+    for (action, price) in [
+        ("negative-price", "-1"),
+        ("lowest-price", "-9223372036854775808"),
+        ("huge-price", "1000000000000001"),
+    ] {
+        survives(
+            &world,
+            &attack("hostile-effects", action),
+            &[&format!(
+                "the policy returned price {price}, outside 0..=1000000000000000"
+            )],
+        );
+    }
+    // Nothing of them stayed.
+    let tries = world.host.ledger().read("hostile-effects", |s| {
+        s.count(Some("H-1"), "tries", 0, i64::MAX)
+    });
+    assert_eq!(tries.unwrap(), 0);
+    // The bounds themselves are prices.
+    for (action, price) in [("free", 0), ("dearest", 1_000_000_000_000_000)] {
+        let decision = world
+            .host
+            .decide(&attack("hostile-effects", action))
+            .unwrap();
+        assert!(decision.allow, "{decision:?}");
+        assert_eq!(decision.price, Some(price));
+    }
+}
+
+#[test]
+fn a_failed_host_call_keeps_its_real_cause_in_the_error() {
+    let (world, _) = world(&[("hostcalls", "")]);
+    // Months beyond any date the calendar computes.
+    let decision = survives(
+        &world,
+        &attack("hostile-hostcalls", "beyond-the-calendar"),
+        &["host call `calendar.add-months` failed: date out of range: "],
+    );
+    let error = decision.error.unwrap_or_default();
+    assert!(!error.contains("wasm backtrace"), "{error}");
+}

@@ -197,6 +197,9 @@ fn two_builds_decide_the_same(language: &str) {
                 ledger.to_str().unwrap(),
                 "--request",
                 file.to_str().unwrap(),
+                // The same recorded requests on two builds, whenever the test runs.
+                "--max-lateness",
+                "none",
             ]);
             assert!(ok, "{request}: {err}");
             let mut decision: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -225,6 +228,60 @@ fn javascript_policies_build_pass_the_shipped_suites_and_misbehave_safely() {
     two_builds_decide_the_same("js");
     a_new_program_builds_and_passes("js");
     hostile_policies_are_stopped("tests/fixtures/js/hostile", &["js-hostile"]);
+}
+
+#[test]
+fn the_javascript_sdk_refuses_a_price_or_amount_that_is_not_an_integer_naming_it() {
+    if !runs("node", &["--version"]) || !runs("npm", &["--version"]) {
+        return skip("node and npm are not installed");
+    }
+    let (dir, policies) = scratch("tests/fixtures/js/hostile");
+    if !build(&policies, &["js-hostile"]) {
+        return;
+    }
+    for (action, error) in [
+        // Once an allowed free decision.
+        (
+            "nan-price",
+            "TypeError: `price` must be an integer, not NaN",
+        ),
+        // Once rounded to 1.
+        (
+            "fractional-price",
+            "TypeError: `price` must be an integer, not 1.5",
+        ),
+        (
+            "fractional-amount",
+            "TypeError: the amount of effect `count` must be an integer, not 0.5",
+        ),
+        // An integer is the host's to bound, like every amount.
+        (
+            "negative-price",
+            "the policy returned price -1, outside 0..=1000000000000000",
+        ),
+    ] {
+        let file = dir.path().join(format!("{action}.json"));
+        let request = serde_json::json!({
+            "program": "js-hostile", "card": "H-1", "action": action,
+            "at": jiff::Timestamp::now().to_string(), "dry-run": true,
+        });
+        std::fs::write(&file, request.to_string()).unwrap();
+        let (ok, out, err) = cardrules(&[
+            "decide",
+            "--allow-unsigned",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--ledger",
+            dir.path().join("ledger.sqlite").to_str().unwrap(),
+            "--request",
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{action}: {err}");
+        let decision: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(decision["reason"], "policy-error", "{action}: {decision}");
+        let said = decision["error"].as_str().unwrap_or_default();
+        assert!(said.contains(error), "{action}: {said}");
+    }
 }
 
 #[test]

@@ -121,6 +121,32 @@ const wire = (v) => (wide && typeof v === 'number' ? BigInt(v) : v);
 /** @param {number | null | undefined} v */
 const wireOpt = (v) => (v === undefined || v === null ? null : wire(v));
 
+/**
+ * Refuses a number the host would misread as an amount: NaN, 1.5, Infinity, or one past
+ * 2^53 (no longer exact) would otherwise reach it as some other integer, or as none.
+ * @param {string} what @param {unknown} v
+ */
+function integer(what, v) {
+  if (v === null || v === undefined || typeof v === 'bigint' || Number.isSafeInteger(v)) return;
+  const shown = typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+  throw new TypeError(`${what} must be an integer, not ${shown}`);
+}
+
+/**
+ * The decision's price and its effects' amounts and expiries are integers, or the
+ * decision is refused (a `policy-error` naming the value), never rounded.
+ * @param {Decision} d
+ */
+function checkNumbers(d) {
+  integer('`price`', d?.price);
+  for (const e of d?.effects ?? []) {
+    if (e?.val !== null && typeof e?.val === 'object') {
+      if ('amount' in e.val) integer(`the amount of effect \`${e.tag}\``, e.val.amount);
+      if ('expires' in e.val) integer(`the expiry of effect \`${e.tag}\``, e.val.expires);
+    }
+  }
+}
+
 /** @param {Attribute[]} attributes */
 function numAttributes(attributes) {
   for (const a of attributes) {
@@ -401,6 +427,7 @@ export function decide(req, action) {
   let decision;
   try {
     decision = typeof action === 'function' ? action(req) : action;
+    checkNumbers(decision);
   } catch (e) {
     if (!(e instanceof Denied)) {
       explaining = false;

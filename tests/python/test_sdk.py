@@ -191,6 +191,35 @@ class Rules(unittest.TestCase):
         message = panicked.call_args.args[0]
         self.assertTrue(message.startswith("ZeroDivisionError: integer division or modulo by zero (at test_sdk.py:"), message)
 
+    def test_a_price_or_amount_that_is_not_an_integer_is_refused_naming_it(self):
+        cases = [
+            (lambda r: sdk.allow().price(1.5), "`price` must be an integer, not 1.5"),
+            (lambda r: sdk.allow().price(float("nan")), "`price` must be an integer, not nan"),
+            (lambda r: sdk.allow().price(True), "`price` must be an integer, not True"),
+            (
+                lambda r: sdk.allow().consume("DKK", 2.5),
+                "the amount of effect `Consume` must be an integer, not 2.5",
+            ),
+            (
+                lambda r: sdk.allow().count("visits", 0.5),
+                "the amount of effect `Count` must be an integer, not 0.5",
+            ),
+            (
+                lambda r: sdk.allow().grant("DKK", 5, 1.5),
+                "the expiry of effect `Grant` must be an integer, not 1.5",
+            ),
+        ]
+        for action, expected in cases:
+            panicked = mock.Mock()
+            with mock.patch.object(sdk.explain.diagnostics, "panicked", panicked):
+                with self.assertRaises(TypeError) as raised:
+                    sdk.decide(request(), action)
+            self.assertEqual(str(raised.exception), expected)
+            self.assertTrue(panicked.call_args.args[0].startswith(f"TypeError: {expected}"))
+        # Integers pass, whatever their sign: the host bounds them.
+        decision = sdk.decide(request(), lambda r: sdk.allow().price(-1).consume("DKK", 5))
+        self.assertEqual(decision.price, -1)
+
     def test_an_action_must_return_a_decision(self):
         with mock.patch.object(sdk.explain.diagnostics, "panicked", mock.Mock()):
             with self.assertRaises(TypeError):

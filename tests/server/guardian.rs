@@ -536,3 +536,112 @@ fn guardian_changes_survive_a_restart_and_concurrent_changes_lose_nothing() {
     let (_, view): (u16, Value) = server.get("/v1/programs/albertslund/cards/BK-2001");
     assert_eq!(view["attributes"], expected, "rebuilt from the journal");
 }
+
+#[test]
+fn a_till_reports_late_within_its_programs_bound_and_a_guardian_only_at_now() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let (parent, parent_entry) = make_token(&[
+        "--name",
+        "parent-of-bk-2002",
+        "--role",
+        "guardian",
+        "--program",
+        "albertslund",
+        "--card",
+        "BK-2002",
+        "--action",
+        "top-up",
+    ]);
+    let (till, till_entry) = make_token(&[
+        "--name",
+        "storagergard-till",
+        "--role",
+        "terminal",
+        "--program",
+        "albertslund",
+    ]);
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, format!("{parent_entry}\n{till_entry}")).unwrap();
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    // As in production: each program's `max-lateness` (72h) and `max-skew` (5m).
+    let server = Server::start_bounded(
+        Arc::new(dir),
+        &ledger,
+        "127.0.0.1:0",
+        &["--allow-unsigned", "--auth", auth.to_str().unwrap()],
+    );
+    let top_up = |minutes_ago: i64| {
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes_ago);
+        json!({"program": "albertslund", "card": "BK-2002", "action": "top-up",
+               "amount": 1000, "at": at.to_string(), "dry-run": true})
+        .to_string()
+    };
+    let decide = |token: &str, minutes_ago: i64| {
+        call(
+            &server,
+            Some(token),
+            "POST",
+            "/v1/decisions",
+            &top_up(minutes_ago),
+        )
+    };
+    // Now: both.
+    for token in [&till, &parent] {
+        let (status, decision) = decide(token, 0);
+        assert_eq!(status, 200, "{decision}");
+        assert_eq!(decision["allow"], true, "{decision}");
+    }
+    // Two days late: a till that was offline, taken; a guardian's, refused.
+    let (status, decision) = decide(&till, 48 * 60);
+    assert_eq!(status, 200, "{decision}");
+    let (status, refused) = decide(&parent, 48 * 60);
+    assert_eq!(status, 400, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("`at` `")
+            && error.contains("is 48h")
+            && error.contains(
+                "before now: a guardian's request is taken at now, within 5m \
+                 (program `albertslund`'s `max-skew`)"
+            ),
+        "{error}"
+    );
+    // An hour late is still not now, for a guardian.
+    assert_eq!(decide(&parent, 60).0, 400);
+    // A year late (the card's limits dated away): refused for the till too.
+    let (status, refused) = decide(&till, 365 * 24 * 60);
+    assert_eq!(status, 400, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "late: program `albertslund` takes requests at most 72h late (its `max-lateness`)"
+        ),
+        "{error}"
+    );
+    // An hour ahead of the clock: refused for both, naming the skew.
+    for token in [&till, &parent] {
+        let (status, refused) = decide(token, -60);
+        assert_eq!(status, 400, "{refused}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            error.contains("ahead of the host's clock: program `albertslund` takes requests at most 5m ahead (its `max-skew`)"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_server_for_recorded_traffic_turns_the_bound_off_and_says_so_in_its_log() {
+    // The harness serves the tests' recorded traffic of 2024 with `--max-lateness none`.
+    let server = Server::start();
+    let (status, decision) = server.post("/v1/decisions", &purchase("albertslund", "purchase"));
+    assert_eq!(status, 200, "{decision}");
+    assert!(
+        server
+            .log()
+            .contains("`--max-lateness none`: requests are decided at any `at`"),
+        "{}",
+        server.log()
+    );
+}

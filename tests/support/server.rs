@@ -46,7 +46,23 @@ impl Server {
     }
 
     /// Starts a server over `dir/policies` and `ledger` on `listen` with `extra` flags.
+    /// The tests send traffic recorded once, at fixed times of 2024 (the demo holders'
+    /// ages, quotas and limits depend on them), so the server decides them as recorded:
+    /// `--max-lateness none`. [`Server::start_bounded`] serves with each program's bounds.
     pub fn start_listening(
+        dir: Arc<tempfile::TempDir>,
+        ledger: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
+        let recorded = [&["--max-lateness", "none"], extra].concat();
+        Server::start_bounded(dir, ledger, listen, &recorded)
+    }
+
+    /// Starts a server over `dir/policies` and `ledger` on `listen` with `extra` flags,
+    /// bounding each request's `at` as in production (its program's `max-lateness` and
+    /// `max-skew`).
+    pub fn start_bounded(
         dir: Arc<tempfile::TempDir>,
         ledger: &str,
         listen: &str,

@@ -53,6 +53,22 @@ impl TrustArgs {
     }
 }
 
+/// Whether a request's `at` is bounded by its program's `max-lateness` and `max-skew`.
+#[derive(clap::Args)]
+pub struct LatenessArgs {
+    /// `none`: decide requests at any `at`, however late or early (for recorded traffic
+    /// only) [default: each program's `max-lateness` and `max-skew`].
+    #[arg(long, value_name = "none", value_parser = ["none"])]
+    max_lateness: Option<String>,
+}
+
+impl LatenessArgs {
+    /// Whether requests' times are bounded (the server and `decide` log when they are not).
+    pub fn bounded(&self) -> bool {
+        self.max_lateness.is_none()
+    }
+}
+
 /// How `serve` talks to the network: TLS and the bounds that keep it answering.
 #[derive(clap::Args)]
 pub struct NetArgs {
@@ -143,6 +159,8 @@ pub enum Command {
         /// The request as JSON; `-` reads standard input.
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
+        #[command(flatten)]
+        lateness: LatenessArgs,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -398,6 +416,8 @@ pub struct ServeArgs {
     pub shadow: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub lateness: LatenessArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use cardrules::{Host, MemoryLedger, Request, Sandbox, Trust};
+use cardrules::{Host, MemoryLedger, Reporter, Request, Sandbox, Trust};
 use clap::Parser;
 
 mod args;
@@ -87,10 +87,18 @@ fn main() -> ExitCode {
             dry_run,
             explain,
             request,
+            lateness,
             trust,
-        } => trust
-            .resolve(false)
-            .and_then(|trust| decide(&policies, &ledger, (dry_run, explain), &request, trust)),
+        } => trust.resolve(false).and_then(|trust| {
+            let bounded = lateness.bounded();
+            decide(
+                &policies,
+                &ledger,
+                (dry_run, explain, bounded),
+                &request,
+                trust,
+            )
+        }),
         Command::Serve(serve_args) => serve_args
             .trust
             .resolve(false)
@@ -222,7 +230,7 @@ fn chain(e: &anyhow::Error) -> String {
 fn decide(
     policies: &Path,
     ledger: &LedgerSpec,
-    (dry_run, explain): (bool, bool),
+    (dry_run, explain, bounded): (bool, bool, bool),
     request_path: &Path,
     trust: Trust,
 ) -> anyhow::Result<u8> {
@@ -248,7 +256,14 @@ fn decide(
         eprintln!("warning: {error}");
     }
     host.register_demo_holders(&request.program)?;
-    let decision = host.decide(&request)?;
+    // The command reports what a till or a desk saw: bounded like the server's tills.
+    let decision = match bounded {
+        true => host.decide_as(&request, Reporter::Till)?.1,
+        false => {
+            tracing::warn!("{}", cardrules::timing::UNBOUNDED);
+            host.decide(&request)?
+        }
+    };
     println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(exit::OK)
 }
@@ -266,6 +281,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         insecure_no_auth,
         shadow,
         net,
+        lateness,
         trust: _,
     } = args;
     let config = cardrules_server::Config {
@@ -287,6 +303,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         max_header_bytes: net.max_header_bytes,
         queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
         snapshot_every: net.snapshot_every,
+        bound_times: lateness.bounded(),
     };
     cardrules_server::Server::run(config)?;
     Ok(exit::OK)

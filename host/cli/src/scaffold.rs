@@ -347,6 +347,11 @@ languages = [{languages}]
 component = "{program}.wasm"
 # The assets effects may name; an effect naming another is refused (policy-error).
 assets = []
+# How late a till may report a request (its `at` before the host's clock: a till that
+# was offline sends its backlog), and how far ahead of it a clock may run; a guardian asks
+# at now, within the skew. Outside them a request is a 400. Suites decide their own times.
+max-lateness = "72h"
+max-skew = "5m"
 
 # What a card's allowances ask (`GET …/cards/{{card}}/allowances`): `visit` for every
 # offer of the catalogue; `per-card = [...]` names actions asked once, without an offer.

@@ -524,6 +524,15 @@ fn check_answer(program: &Program, answer: Answer, party: u32) -> Result<Answer,
             "the policy returned reason `{reason}`, which it does not declare"
         )));
     }
+    // A price is an amount like any other: the host bounds it as it bounds requests and
+    // balances, whatever the policy's language could hold (an i64::MIN, a -1).
+    if let Some(price) = answer.price
+        && !(0..=MAX_UNITS).contains(&price)
+    {
+        return Err(PolicyFault::answer(format!(
+            "the policy returned price {price}, outside 0..={MAX_UNITS}"
+        )));
+    }
     if !answer.allow {
         // A denial keeps its notes and its checks, and nothing else.
         return Ok(Answer {

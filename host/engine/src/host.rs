@@ -18,6 +18,7 @@ use crate::model::{AttributeValue, CardState, Decision, Holder, Request};
 use crate::policy::Sandbox;
 use crate::program::Program;
 use crate::program::signing::Trust;
+use crate::timing::{Clock, Reporter};
 
 /// A card as `GET …/cards/{card}` (and `PUT` or `PATCH …/holders/{card}`) shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -45,6 +46,8 @@ pub struct Host {
     /// Whether decisions are evaluated by their callers before the lane (see
     /// [`Host::with_proposals`]).
     proposing: bool,
+    /// What "now" is, for the bounds on a reported request's `at` ([`Host::decide_as`]).
+    clock: Arc<dyn Clock>,
 }
 
 impl Host {
@@ -59,7 +62,15 @@ impl Host {
             ledger: Arc::new(Ledger::new(journal)),
             trust: Trust::nobody(),
             proposing: true,
+            clock: crate::timing::system_clock(),
         }
+    }
+
+    /// The same host, telling the time by `clock` (the system's by default): tests set
+    /// the time instead of waiting for it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Host {
+        self.clock = clock;
+        self
     }
 
     /// The same host, with each decision evaluated by its caller's thread on the state as
@@ -297,6 +308,27 @@ impl Host {
     /// metrics and logs: under hot reload, looking the program up again afterwards could
     /// find a newer one).
     pub fn decide_by(&self, request: &Request) -> Result<(Arc<Program>, Decision)> {
+        self.decide_reported(request, None)
+    }
+
+    /// [`Host::decide_by`] for a request that `reporter` reports now: its `at` must lie
+    /// within its program's `max-lateness` and `max-skew` of the host's clock (see
+    /// [`crate::timing`]), else it is the caller's error, naming the bound. A retry of a
+    /// recorded id is answered its decision whenever it comes: nothing new is decided.
+    pub fn decide_as(
+        &self,
+        request: &Request,
+        reporter: Reporter,
+    ) -> Result<(Arc<Program>, Decision)> {
+        self.decide_reported(request, Some(reporter))
+    }
+
+    /// Decides `request`, its `at` bounded if a `reporter` reports it.
+    fn decide_reported(
+        &self,
+        request: &Request,
+        reporter: Option<Reporter>,
+    ) -> Result<(Arc<Program>, Decision)> {
         let program = self.program(&request.program)?;
         let party = decide::check_request(&program, request)?;
         // The fingerprint is what a decision is recorded and compared under, computed here,
@@ -320,6 +352,14 @@ impl Host {
                 Some(position)
             }
         };
+        if let Some(reporter) = reporter {
+            program.files.manifest.time_bounds().check(
+                program.id(),
+                reporter,
+                request.at,
+                self.clock.now(),
+            )?;
+        }
         let asked = Asked {
             request,
             party,

@@ -59,6 +59,7 @@ pub fn holders(toml: &str) -> Result<Vec<Holder>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::parse_instant;
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -93,6 +94,61 @@ mod tests {
             r#"{"program":"bergen","card":"AK-1","action":"redeem","at":"2024-03-01T18:00:00Z","colour":1}"#,
         ));
         assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn times_outside_the_hosts_range_or_offsets_are_refused_as_such() {
+        let at = |at: &str| {
+            message(request(&format!(
+                r#"{{"program":"antwerpen","card":"A-3001","action":"check-in","at":"{at}"}}"#
+            )))
+        };
+        // In jiff's range but too close to its end for the calendar: out of range, named.
+        for far in [
+            "9999-12-30T21:59:59Z",
+            "9000-01-01T00:00:00Z",
+            "0999-12-31T23:59:59Z",
+            "-009999-01-02T01:59:59Z",
+        ] {
+            let e = at(far);
+            assert!(
+                e.contains(&format!(
+                    "`at`: `{far}` is out of range: times must lie from \
+                     1000-01-01T00:00:00Z to 8999-12-31T23:59:59Z"
+                )),
+                "{e}"
+            );
+        }
+        // Beyond what jiff holds at all: still a time, out of range.
+        let e = parse_instant("9999-12-31T00:00:00Z").unwrap_err();
+        assert!(e.contains("is out of range"), "{e}");
+        assert!(!e.contains("not an RFC 3339"), "{e}");
+        // Offsets beyond ±18:00.
+        for offset in ["+18:01", "-19:00", "+25:59"] {
+            let e = at(&format!("2024-03-01T18:00:00{offset}"));
+            assert!(
+                e.contains("beyond the ±18:00 a time may be written with"),
+                "{e}"
+            );
+        }
+        // The edges are times.
+        for edge in [
+            "1000-01-01T00:00:00Z",
+            "8999-12-31T23:59:59Z",
+            "2024-03-01T18:00:00+18:00",
+            "2024-03-01T18:00:00-18:00",
+        ] {
+            assert!(parse_instant(edge).is_ok(), "{edge}");
+        }
+        assert_eq!(
+            parse_instant("2024-03-01T18:00:00+01:00").unwrap(),
+            "2024-03-01T17:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        // What is not a time says so.
+        for text in ["2024-03-01", "2024-03-01T18:00:00", "yesterday"] {
+            let e = parse_instant(text).unwrap_err();
+            assert!(e.contains("is not an RFC 3339 time with an offset"), "{e}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod replay;
 pub mod sample;
 pub mod shadow;
 pub mod suite;
+pub mod timing;
 
 pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
@@ -39,8 +40,8 @@ pub use error::{Error, Result, Source};
 pub use host::{CardView, Host};
 pub use ledger::{Journal, Ledger, MemoryLedger};
 pub use model::{
-    AttributeValue, CardState, Check, Decision, Holder, Offer, PolicyRef, Read, Request,
-    parse_instant,
+    AttributeValue, CardState, Check, Decision, Holder, INSTANTS, MAX_OFFSET_SECONDS, Offer,
+    PolicyRef, Read, Request, parse_instant,
 };
 pub use policy::{
     CompiledPolicy, FaultKind, Limits, MAX_MEMORY_BYTES, PolicyFault, PolicyInfo, Sandbox,
@@ -50,3 +51,4 @@ pub use program::manifest::Manifest;
 pub use program::schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
 pub use program::signing::{self, Trust};
 pub use program::{POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
+pub use timing::{Clock, FixedClock, Reporter, SystemClock, TimeBounds};

@@ -167,10 +167,71 @@ impl<'de> Deserialize<'de> for Moment {
     }
 }
 
-/// Parses an RFC 3339 time with an offset, e.g. `2024-03-01T18:00:00+01:00`.
+/// The instants the host accepts in any input (a request's `at`, a query's `since` or
+/// `until`, a suite's or a catalogue's times), in seconds since the epoch: years 1000 to
+/// 8999 (UTC), a thousand years inside what the calendar computes either way, so that no
+/// day, week, year or months later a policy derives from an accepted time overflows a
+/// host call.
+pub const INSTANTS: std::ops::RangeInclusive<i64> = -30_610_224_000..=221_845_391_999;
+
+/// The largest offset from UTC a time may be written with (±18:00, as RFC 3339's
+/// offsets and every zone in use stay within it), in seconds.
+pub const MAX_OFFSET_SECONDS: i32 = 18 * 3600;
+
+/// Parses an RFC 3339 time with an offset, e.g. `2024-03-01T18:00:00+01:00`: the one
+/// place times are read from text, bounded to [`INSTANTS`] and offsets within
+/// ±18:00 ([`MAX_OFFSET_SECONDS`]).
 pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
-    text.parse::<Timestamp>()
-        .map_err(|e| format!("`{text}` is not an RFC 3339 time with an offset: {e}"))
+    use jiff::fmt::temporal::Pieces;
+    let not_a_time =
+        |e: jiff::Error| format!("`{text}` is not an RFC 3339 time with an offset: {e}");
+    let pieces = Pieces::parse(text).map_err(not_a_time)?;
+    let (Some(time), Some(offset)) = (pieces.time(), pieces.offset()) else {
+        // Without a time or an offset it names no instant: jiff's own words say which.
+        return Err(match text.parse::<Timestamp>() {
+            Err(e) => not_a_time(e),
+            Ok(_) => format!("`{text}` is not an RFC 3339 time with an offset"),
+        });
+    };
+    let offset = offset.to_numeric_offset();
+    if offset.seconds().abs() > MAX_OFFSET_SECONDS {
+        return Err(format!(
+            "`{text}` has an offset beyond the ±18:00 a time may be written with"
+        ));
+    }
+    offset
+        .to_timestamp(jiff::civil::DateTime::from_parts(pieces.date(), time))
+        .ok()
+        .filter(|instant| INSTANTS.contains(&instant.as_second()))
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is out of range: times must lie from {} to {}",
+                instant_text(*INSTANTS.start()),
+                instant_text(*INSTANTS.end())
+            )
+        })
+}
+
+/// An instant of [`INSTANTS`] as RFC 3339 text.
+fn instant_text(second: i64) -> String {
+    Timestamp::from_second(second)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| second.to_string())
+}
+
+/// A request's `at`, read by [`parse_instant`] and named in its error.
+fn request_at<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+    struct At;
+    impl Visitor<'_> for At {
+        type Value = Timestamp;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an RFC 3339 time with an offset")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Timestamp, E> {
+            parse_instant(text).map_err(|e| E::custom(format!("`at`: {e}")))
+        }
+    }
+    deserializer.deserialize_str(At)
 }
 
 /// What a point of sale asks: one request of docs/contract.md.
@@ -181,6 +242,7 @@ pub struct Request {
     pub program: String,
     pub card: String,
     pub action: String,
+    #[serde(deserialize_with = "request_at")]
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer: Option<String>,

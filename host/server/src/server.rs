@@ -36,6 +36,8 @@ pub struct Options {
     /// TLS (`--tls-cert`, `--tls-key`); `None`: plain HTTP.
     pub tls: Option<Tls>,
     pub limits: Limits,
+    /// Bound each request's `at` by its program's `max-lateness` and `max-skew`.
+    pub bound_times: bool,
 }
 
 /// What the routes share.
@@ -50,6 +52,8 @@ pub(crate) struct AppState {
     /// The bound on host work in flight.
     pub(crate) gate: Arc<Gate>,
     pub(crate) limits: Limits,
+    /// Bound each request's `at` by its program's `max-lateness` and `max-skew`.
+    pub(crate) bound_times: bool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) requests: Arc<Requests>,
     /// Set once the server is stopping.
@@ -87,6 +91,7 @@ impl Server {
                 shadow: options.shadow,
                 gate,
                 limits: options.limits,
+                bound_times: options.bound_times,
                 metrics,
                 requests: Arc::new(Requests::default()),
                 stopping: Arc::new(AtomicBool::new(false)),

@@ -109,6 +109,7 @@ impl Validated {
             insecure_no_auth,
             shadow,
             snapshot_every,
+            bound_times,
             ..
         } = config;
         tracing::info!("ledger: {ledger}");
@@ -167,6 +168,7 @@ impl Validated {
                 shadow,
                 tls,
                 limits,
+                bound_times,
             },
         );
         runtime.block_on(async {
@@ -207,6 +209,9 @@ impl Validated {
                  (`--max-connections-per-peer`), {idle} s to send a request \
                  (`--idle-timeout`), {body_limit} bytes of body (`--body-limit`)"
             );
+            if !bound_times {
+                tracing::warn!("{}", cardrules::timing::UNBOUNDED);
+            }
             // Tests and scripts read the bound address (useful with port 0) from stdout.
             println!("listening on {scheme}://{address}");
             std::io::stdout().flush()?;

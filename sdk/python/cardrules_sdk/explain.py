@@ -204,6 +204,27 @@ def _report(error: BaseException) -> None:
             pass
 
 
+def _integer(what: str, value) -> None:
+    """Refuses a number the host would misread as an amount (1.5, NaN, True): it must be
+    an `int`, never rounded; the error names the value."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    raise TypeError(f"{what} must be an integer, not {value!r}")
+
+
+def _check_numbers(decision: Decision) -> None:
+    """The decision's price and its effects' amounts and expiries are integers."""
+    _integer("`price`", decision.price)
+    for effect in decision.effects:
+        value = getattr(effect, "value", None)
+        for field, what in (("amount", "amount"), ("expires", "expiry")):
+            if hasattr(value, field):
+                _integer(
+                    f"the {what} of effect `{type(effect).__name__.removeprefix('Effect_')}`",
+                    getattr(value, field),
+                )
+
+
 def decide(req: Request, action: Union[Callable[[Request], Outcome], Outcome]) -> Decision:
     """The decision of a checked action, allowed or denied.
 
@@ -240,6 +261,11 @@ def decide(req: Request, action: Union[Callable[[Request], Outcome], Outcome]) -
         )
         _report(error)
         raise error
+    try:
+        _check_numbers(decision)
+    except TypeError as error:
+        _report(error)
+        raise
     if req.explain:
         seen: Dict[Tuple[Period, int], int] = {}
         decision.checks.extend(

@@ -3,7 +3,8 @@
 //! And one action per guard of the host (each after a `tries` count that must not stay):
 //! negative consume and transfer, zero and negative grants, a transfer to an unknown card
 //! or to the acting card, a move to an existing card, an undeclared reason, and more
-//! persons admitted than asked.
+//! persons admitted than asked, and prices outside 0 to 10^15 (beside the bounds, `free`
+//! and `dearest`, which are prices).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 
 use cardrules_sdk::prelude::*;
@@ -51,6 +52,13 @@ fn evaluate(req: Request) -> Decision {
         )),
         "undeclared-reason" => allow().count("tries", 1).reason("free-money"),
         "over-admit" => allow().count("tries", 1).admitted(req.party + 1),
+        // Prices the host bounds like every amount (0 to 10^15).
+        "negative-price" => allow().count("tries", 1).price(-1),
+        "lowest-price" => allow().count("tries", 1).price(i64::MIN),
+        "huge-price" => allow().count("tries", 1).price(1_000_000_000_000_001),
+        // And the bounds themselves, which are prices.
+        "free" => allow().price(0),
+        "dearest" => allow().price(1_000_000_000_000_000),
         _ => allow().count("tries", 1).grant("GOLD", 1_000, None),
     }
 }

@@ -4,7 +4,8 @@
 //! `find-holder`, `config`, `local`, `period-of`, `add-months`): each call costs the host
 //! far more than the few instructions around it, so the host charges fuel for it, and the
 //! loop ends on fuel long before the deadline. `measure-N` makes exactly N `count-in` calls
-//! and allows, to time them.
+//! and allows, to time them; `beyond-the-calendar` asks for a date the calendar cannot
+//! compute, once.
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 
 use cardrules_sdk::prelude::*;
@@ -41,6 +42,11 @@ fn evaluate(req: Request) -> Decision {
             total = total.wrapping_add(ledger::count_in(Some(&card), "visits", Period::Year, at));
         }
         return allow().note(&format!("sum:{total}"));
+    }
+    // One call the calendar cannot answer (a date far beyond any it computes): the host
+    // call fails, and the decision's error names that call and its cause.
+    if action == "beyond-the-calendar" {
+        return allow().note(&format!("at:{}", calendar::add_months(at, i32::MAX)));
     }
     let mut sink = 0u64;
     loop {

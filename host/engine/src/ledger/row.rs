@@ -105,10 +105,25 @@ pub fn decode_decided(
     request: &str,
     decision: &str,
 ) -> Result<(Request, Decision)> {
-    let request: Request = serde_json::from_str(request).map_err(|e| corrupt(program, seq, e))?;
+    let request: Request = match serde_json::from_str(request) {
+        Ok(request) => request,
+        Err(e) => recorded_out_of_range(request).ok_or_else(|| corrupt(program, seq, e))?,
+    };
     let decision: Decision =
         serde_json::from_str(decision).map_err(|e| corrupt(program, seq, e))?;
     Ok((request, decision))
+}
+
+/// A request recorded by a release that took any `at` jiff can hold (before
+/// [`crate::model::INSTANTS`] bounded it, e.g. a year-9999 request that ended in a
+/// `policy-error`), read back with that time: the journal is read as it was written.
+fn recorded_out_of_range(json: &str) -> Option<Request> {
+    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let at: jiff::Timestamp = value.get("at")?.as_str()?.parse().ok()?;
+    value["at"] = serde_json::Value::from("2000-01-01T00:00:00Z");
+    let mut request: Request = serde_json::from_value(value).ok()?;
+    request.at = at;
+    Some(request)
 }
 
 /// An event that cannot be read back.
@@ -219,6 +234,25 @@ mod tests {
             .to_string();
         assert!(
             error.starts_with("ledger: event 9 of `bergen` is corrupt: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_request_recorded_beyond_todays_range_of_times_is_read_back_as_written() {
+        // A release before the bound journaled this one (it ended in a `policy-error`);
+        // a statement or a replay still reads it.
+        let request = r#"{"program":"antwerpen","card":"A-3001","action":"check-in","at":"9999-12-30T21:59:59Z"}"#;
+        let decision = r#"{"allow":false,"reason":"policy-error","message":"try again later","admitted":0,"price":null,"notes":[],"balances":{},"policy":{"program":"antwerpen","version":"1","digest":"sha256:ab"}}"#;
+        let (request, _) = decode_decided("antwerpen", 3, request, decision).unwrap();
+        assert_eq!(request.at.to_string(), "9999-12-30T21:59:59Z");
+        assert_eq!(request.card, "A-3001");
+        // Anything else wrong with it is still corrupt.
+        let error = decode_decided("antwerpen", 3, r#"{"at":"9999-12-30T21:59:59Z"}"#, decision)
+            .expect_err("no program")
+            .to_string();
+        assert!(
+            error.starts_with("ledger: event 3 of `antwerpen` is corrupt: "),
             "{error}"
         );
     }

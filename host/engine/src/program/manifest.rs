@@ -34,6 +34,20 @@ pub struct Manifest {
     pub assets: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// How late a till may report a request: how far before the host's clock its `at`
+    /// may lie (`"72h"`: a till offline over a long weekend); see [`crate::timing`].
+    #[serde(
+        default = "default_max_lateness",
+        deserialize_with = "crate::timing::duration"
+    )]
+    pub max_lateness: jiff::SignedDuration,
+    /// How far ahead of the host's clock a request's `at` may lie (`"5m"`), and how far
+    /// from now a guardian's may.
+    #[serde(
+        default = "default_max_skew",
+        deserialize_with = "crate::timing::duration"
+    )]
+    pub max_skew: jiff::SignedDuration,
     /// Values the policy reads with `config`; each must be declared in `[schema.config]`.
     #[serde(default)]
     pub config: BTreeMap<String, AttributeValue>,
@@ -46,6 +60,24 @@ pub struct Manifest {
     /// What a card's allowances ask the policy (`GET …/allowances`).
     #[serde(default)]
     pub allowances: AllowanceActions,
+}
+
+fn default_max_lateness() -> jiff::SignedDuration {
+    crate::timing::DEFAULT_MAX_LATENESS
+}
+
+fn default_max_skew() -> jiff::SignedDuration {
+    crate::timing::DEFAULT_MAX_SKEW
+}
+
+impl Manifest {
+    /// The bounds on a reported request's `at` (`max-lateness`, `max-skew`).
+    pub fn time_bounds(&self) -> crate::timing::TimeBounds {
+        crate::timing::TimeBounds {
+            max_lateness: self.max_lateness,
+            max_skew: self.max_skew,
+        }
+    }
 }
 
 /// `[allowances]`: the actions a card's allowances ask about. Each must be an action the

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use cardrules::Request;
+use cardrules::{Reporter, Request};
 
 use crate::access::Access;
 use crate::auth::Route;
@@ -49,7 +49,18 @@ pub(crate) async fn decide(
     let started = Instant::now();
     // The version that decided is the one metrics and the log name, even if a reload
     // serves another by now.
-    let decision = blocking(&state, move || host.decide_by(&request)).await;
+    // A guardian (a parent's portal) asks now; every other caller reports what a till or
+    // a desk saw, perhaps late.
+    let reporter = match access.is_guardian() {
+        true => Reporter::Person,
+        false => Reporter::Till,
+    };
+    let bound = state.bound_times;
+    let decision = blocking(&state, move || match bound {
+        true => host.decide_as(&request, reporter),
+        false => host.decide_by(&request),
+    })
+    .await;
     let (served, decision) = decision?;
     state
         .metrics
