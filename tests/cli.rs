@@ -327,6 +327,55 @@ fn decide_commits_to_the_default_ledger_and_a_retried_id_commits_nothing_twice()
     );
 }
 
+/// The command checks ids as the server does (one rule, in the engine): a bad one exits 2
+/// naming the field, for `decide` and for a card read by `history`.
+#[test]
+fn ids_no_ledger_can_key_exit_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        (serde_json::json!(""), "error: `new-card` is empty"),
+        (
+            serde_json::json!("../A-3002"),
+            "error: `new-card` `../A-3002` holds `/`",
+        ),
+        (
+            serde_json::json!("A-9\u{0}"),
+            "error: `new-card` `A-9\\0` holds the control character U+0000",
+        ),
+        (
+            serde_json::json!(" A-9"),
+            "error: `new-card` ` A-9` begins or ends with whitespace",
+        ),
+    ];
+    for (new_card, message) in bad {
+        let request = serde_json::json!({"program": "antwerpen", "card": "A-3001",
+            "action": "replace-card", "at": "2025-04-03T09:00:00+02:00",
+            "new-card": new_card})
+        .to_string();
+        let out = decide(dir.path(), &request, &[]);
+        assert_eq!(out.status.code(), Some(2), "{request}: {}", stdout(&out));
+        assert!(
+            stderr(&out).lines().any(|line| line.starts_with(message)),
+            "{request}: {}",
+            stderr(&out)
+        );
+    }
+    let long = "A".repeat(129);
+    let policies = root().join("policies");
+    let args = [
+        "history",
+        "--program",
+        "antwerpen",
+        "--card",
+        &long,
+        "--policies",
+        policies.to_str().unwrap(),
+    ];
+    let out = cardrules(&args, dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("`card` `AAAA"), "{}", stderr(&out));
+}
+
 #[test]
 fn decide_takes_a_till_s_late_request_within_its_programs_bound_and_says_which_it_is_not() {
     let dir = tempfile::tempdir().unwrap();

@@ -292,3 +292,115 @@ fn a_dry_run_with_a_recorded_id_replays_that_decision_or_refuses_the_id() {
         .unwrap_err();
     assert!(matches!(reused, Error::IdReused(_)), "{reused}");
 }
+
+/// Ids are checked at the door, whatever field they come in: empty, over 128 bytes, with
+/// a control character, with whitespace around, or (card numbers and program ids, which
+/// are path segments) with a `/`: the caller's error naming the field, nothing decided.
+#[test]
+fn ids_no_ledger_can_key_are_refused_naming_the_field() {
+    let host = host();
+    let replace = serde_json::json!({
+        "program": "antwerpen", "card": "A-3001", "action": "replace-card",
+        "at": "2025-04-03T09:00:00+02:00", "new-card": "A-3001-NEW",
+    });
+    let long = "9".repeat(60_000);
+    let refused = [
+        ("new-card", serde_json::json!("")),
+        ("new-card", serde_json::json!(" ")),
+        ("new-card", serde_json::json!("../BK-2001")),
+        ("new-card", serde_json::json!(long)),
+        ("new-card", serde_json::json!("A-3001-NEW\n")),
+        ("card", serde_json::json!("A-3001\u{0}")),
+        ("to-card", serde_json::json!("x".repeat(129))),
+        ("offer", serde_json::json!(" mas")),
+        ("id", serde_json::json!("till-7/\u{0}")),
+        ("program", serde_json::json!("antwerpen\u{0}")),
+    ];
+    for (field, value) in refused {
+        let mut json = replace.clone();
+        json[field] = value;
+        let e = host.decide(&request(json)).unwrap_err();
+        assert!(e.is_bad_input(), "{field}: {e}");
+        assert!(e.to_string().starts_with(&format!("`{field}` ")), "{e}");
+        assert!(e.to_string().len() < 200, "{e}");
+    }
+    // Nothing was decided: the card was not moved anywhere.
+    let card = host.card("antwerpen", "A-3001", 0).unwrap().unwrap();
+    assert_eq!(card.state, cardrules::CardState::Active);
+    // The same rule for a holder's card, a card read and a program named in a path.
+    let mut holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
+        "card": "A/1", "birth-date": "2015-06-01", "municipality": "antwerpen",
+    }))
+    .unwrap();
+    for card in ["A/1", "", " A-1", "A-\u{7f}1", &"A".repeat(200)] {
+        holder.card = card.to_string();
+        let e = host.register("antwerpen", &holder).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().starts_with("`card` "),
+            "{e}"
+        );
+    }
+    let e = host.card("antwerpen", "A-3001\u{0}", 0).unwrap_err();
+    assert!(
+        e.is_bad_input() && e.to_string().starts_with("`card` "),
+        "{e}"
+    );
+    let Err(e) = host.program("..") else {
+        panic!("`..` is no program id");
+    };
+    assert!(
+        e.is_bad_input() && e.to_string().starts_with("`program` "),
+        "{e}"
+    );
+    // Ordinary ids still work, up to 128 bytes.
+    let mut json = replace.clone();
+    json["new-card"] = "N".repeat(128).into();
+    json["id"] = "till-7/0001".into();
+    let moved = host.decide(&request(json)).unwrap();
+    assert!(moved.allow, "{moved:?}");
+}
+
+/// A card moved to a new card stays replaced: registering it again (a nightly sync of the
+/// population register would) is refused naming the card its holder has now, and
+/// changes nothing.
+#[test]
+fn a_replaced_card_cannot_be_registered_again() {
+    let host = host();
+    let replace = |card: &str, new_card: &str| {
+        request(serde_json::json!({
+            "program": "antwerpen", "card": card, "action": "replace-card",
+            "at": "2025-04-03T09:00:00+02:00", "new-card": new_card,
+        }))
+    };
+    assert!(host.decide(&replace("A-3001", "A-3001-NEW")).unwrap().allow);
+    assert!(
+        host.decide(&replace("A-3001-NEW", "A-3001-NEWER"))
+            .unwrap()
+            .allow
+    );
+    let holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
+        "card": "A-3001", "birth-date": "1988-02-17", "municipality": "antwerpen",
+        "statuses": ["antwerpenaar"],
+    }))
+    .unwrap();
+    for old in ["A-3001", "A-3001-NEW"] {
+        let mut again = holder.clone();
+        again.card = old.to_string();
+        let e = host.register("antwerpen", &again).unwrap_err();
+        assert!(matches!(e, Error::Replaced { .. }), "{e:?}");
+        assert!(e.is_bad_input());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "card `{old}` of program `antwerpen` was replaced by card `A-3001-NEWER`: a \
+                 replaced card stays replaced; register the holder on `A-3001-NEWER`"
+            )
+        );
+        let card = host.card("antwerpen", old, 0).unwrap().unwrap();
+        assert_eq!(card.state, cardrules::CardState::Blocked);
+    }
+    // The holder's card now may be registered (its facts replaced) as before.
+    let mut now = holder.clone();
+    now.card = "A-3001-NEWER".into();
+    assert!(!host.register("antwerpen", &now).unwrap());
+}

@@ -459,6 +459,78 @@ fn every_effect_guard_turns_a_bad_effect_into_a_policy_error_and_commits_nothing
     }
 }
 
+/// Within one decision, a `move-card` leaves the old card replaced: a later effect that
+/// would make it active again, give it money or move it again is the policy's error and
+/// nothing of the decision stays; a count (a marker) may still be recorded on it.
+#[test]
+fn after_a_move_no_effect_brings_the_replaced_card_back() {
+    let (world, _) = world(&[("effects", "")]);
+    let guards = [
+        (
+            "move-then-activate",
+            "effect 3 (`set-state`) comes after `move-card` to `H-NEW`",
+        ),
+        (
+            "move-then-grant",
+            "effect 3 (`grant`) comes after `move-card` to `H-NEW`",
+        ),
+        (
+            "move-then-move",
+            "effect 3 (`move-card`) comes after `move-card` to `H-NEW`",
+        ),
+        (
+            "move-to-path",
+            "effect 2: `new-card` `../H-2` holds `/`: a card number is a path segment",
+        ),
+        ("transfer-to-empty", "effect 2: `to-card` is empty"),
+    ];
+    for (action, expected) in guards {
+        survives(&world, &attack("hostile-effects", action), &[expected]);
+    }
+    // Nothing of them stayed: H-1 active with its money, no new card.
+    let view = world
+        .host
+        .card("hostile-effects", "H-1", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.state, cardrules::CardState::Active);
+    assert_eq!(view.balances, [("DKK".to_string(), 100)].into());
+    for card in ["H-NEW", "H-OTHER"] {
+        assert!(
+            world
+                .host
+                .card("hostile-effects", card, 0)
+                .unwrap()
+                .is_none()
+        );
+    }
+    // A count after the move is allowed and stays on the old card, which stays blocked.
+    let moved = world
+        .host
+        .decide(&attack("hostile-effects", "move-then-count"))
+        .unwrap();
+    assert!(moved.allow, "{moved:?}");
+    assert_eq!(moved.state, Some(cardrules::CardState::Blocked));
+    let (old, new) = world
+        .host
+        .ledger()
+        .read("hostile-effects", |s| {
+            (
+                s.count(Some("H-1"), "replaced", 0, i64::MAX),
+                s.count(Some("H-NEW"), "replaced", 0, i64::MAX),
+            )
+        })
+        .unwrap();
+    assert_eq!((old, new), (1, 0));
+    let new_card = world
+        .host
+        .card("hostile-effects", "H-NEW", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(new_card.state, cardrules::CardState::Active);
+    assert_eq!(new_card.balances, [("DKK".to_string(), 100)].into());
+}
+
 /// How long deciding `request` takes, and the decision.
 fn timed(world: &World, request: &Request) -> (Duration, Decision) {
     let started = Instant::now();

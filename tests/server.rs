@@ -2,7 +2,7 @@
 //! (`routes`), what an answer guarantees across races, restarts, SIGTERM and SIGKILL
 //! (`durability`), two hosts on one PostgreSQL ledger (`postgres`), hot reload, signed
 //! updates and shadows (`reload`), tokens and TLS (`auth`), a parent's portal (`guardian`), overload (`limits`),
-//! `/metrics` (`metrics`) and the OpenAPI description (`openapi`).
+//! ids, replaced cards and repeated keys at the door (`ids`), `/metrics` (`metrics`) and the OpenAPI description (`openapi`).
 //!
 //! One test crate (the modules are in `tests/server/`), so the tests run side by side as
 //! they always have; the harness that starts and calls the server is `tests/support/`.
@@ -18,6 +18,8 @@ mod auth;
 mod durability;
 #[path = "server/guardian.rs"]
 mod guardian;
+#[path = "server/ids.rs"]
+mod ids;
 #[path = "server/limits.rs"]
 mod limits;
 #[path = "server/metrics.rs"]

@@ -192,3 +192,57 @@ fn two_hosts_on_one_postgres_ledger_cannot_both_win_and_lose_nothing_to_a_sigkil
     let (_, card) = survivor.get("/v1/programs/albertslund/cards/LOAD-1");
     assert_eq!(card["balances"]["DKK"], START - allowed * PRICE);
 }
+
+/// On PostgreSQL a NUL in an id was stored as U+FFFD in the key columns, so that card
+/// `Z\u{0}` and card `Z\u{FFFD}` shared a statement, and an id of 4 000 characters made
+/// the index refuse its row: such ids are refused at the door now, before the ledger.
+#[test]
+fn ids_postgres_could_not_key_are_refused_before_the_ledger() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let server = host_on(&database);
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+    let answer = server.put("/v1/programs/bergen/holders/Z%00", holder);
+    assert_eq!(answer.0, 400, "{}", answer.1);
+    assert!(
+        answer.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("`card` `Z\\0` holds the control character U+0000"),
+        "{}",
+        answer.1
+    );
+    assert_eq!(
+        server
+            .put("/v1/programs/bergen/holders/Z%EF%BF%BD", holder)
+            .0,
+        201
+    );
+    let visit = |card: &str, id: &str| {
+        json!({"program": "bergen", "card": card, "action": "redeem",
+               "offer": "bergen-kino", "at": "2024-03-01T18:00:00+01:00", "id": id})
+        .to_string()
+    };
+    for (card, id, field) in [
+        ("Z\u{0}", "till-1/1", "card"),
+        ("Z\u{FFFD}", "till-1/\u{0}", "id"),
+        ("Z\u{FFFD}", &"7".repeat(4_000), "id"),
+    ] {
+        let answer = server.post("/v1/decisions", &visit(card, id));
+        assert_eq!(answer.0, 400, "{}", answer.1);
+        let error = answer.1["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(&format!("`{field}` ")), "{error}");
+    }
+    // The card that exists decides and keeps its own statement.
+    let decision = server.decide(&serde_json::from_str(&visit("Z\u{FFFD}", "till-1/2")).unwrap());
+    assert_eq!(decision["allow"], true, "{decision}");
+    let (status, history) = server.get("/v1/programs/bergen/cards/Z%EF%BF%BD/history");
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
+    assert_eq!(server.get("/v1/programs/bergen/cards/Z%00").0, 400);
+}

@@ -138,6 +138,9 @@ fn questions(program: &Program, query: &AllowanceQuery) -> Result<Vec<(String, O
             }
         )));
     }
+    if let Some(offer) = &query.offer {
+        crate::ids::check(crate::ids::Kind::Offer, "offer", offer)?;
+    }
     if let Some(offer) = &query.offer
         && !program.files.catalogue.contains_key(offer)
     {

@@ -45,6 +45,7 @@ impl Host {
         at: i64,
     ) -> Result<CardView> {
         let program = self.program(program)?;
+        crate::ids::check(crate::ids::Kind::Card, "card", card)?;
         if who == Setter::Guardian {
             guardian_may_change(&program, changes.keys())?;
         }

@@ -13,8 +13,9 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
+use crate::ids;
 use crate::ledger::reads::{ReadSet, Seen};
-use crate::ledger::{Change, MAX_UNITS, Reader, Recorded, Staged, State, View};
+use crate::ledger::{Change, Effect, MAX_UNITS, Reader, Recorded, Staged, State, View};
 use crate::model::{Check, Decision, Read, Request};
 use crate::policy::{
     Answer, Evaluated, Input, PolicyFault, Prepared, Reported, Sandbox, Witnessed,
@@ -39,6 +40,19 @@ pub(crate) struct Asked<'a> {
 
 /// Checks what the caller sent before anything is decided; returns the party size.
 pub(crate) fn check_request(program: &Program, request: &Request) -> Result<u32> {
+    ids::check(ids::Kind::Program, "program", &request.program)?;
+    ids::check(ids::Kind::Card, "card", &request.card)?;
+    let optional = [
+        (ids::Kind::Card, "to-card", &request.to_card),
+        (ids::Kind::Card, "new-card", &request.new_card),
+        (ids::Kind::Offer, "offer", &request.offer),
+        (ids::Kind::Request, "id", &request.id),
+    ];
+    for (kind, field, value) in optional {
+        if let Some(value) = value {
+            ids::check(kind, field, value)?;
+        }
+    }
     let party = request.party.unwrap_or(1);
     if party == 0 {
         return Err(Error::invalid("`party` must be at least 1"));
@@ -548,15 +562,45 @@ fn check_answer(program: &Program, answer: Answer, party: u32) -> Result<Answer,
         )));
     }
     let assets = &program.files.manifest.assets;
+    // The card the acting card moved to, once an effect moved it.
+    let mut moved: Option<&str> = None;
     for (index, effect) in answer.effects.iter().enumerate() {
+        let n = index + 1;
         if let Some(asset) = effect.asset()
             && !assets.iter().any(|declared| declared == asset)
         {
             return Err(PolicyFault::answer(format!(
-                "effect {} names asset `{asset}`, which program `{}` does not declare in `assets`",
-                index + 1,
+                "effect {n} names asset `{asset}`, which program `{}` does not declare in `assets`",
                 program.id()
             )));
+        }
+        // Card numbers a policy names enter the ledger as a caller's do: by the same rule.
+        let named = match effect {
+            Effect::Transfer { to_card, .. } => Some(("to-card", to_card)),
+            Effect::MoveCard { new_card } => Some(("new-card", new_card)),
+            _ => None,
+        };
+        if let Some((field, card)) = named
+            && let Some(why) = ids::problem(ids::Kind::Card, card)
+        {
+            return Err(PolicyFault::answer(format!("effect {n}: `{field}` {why}")));
+        }
+        // Effects act on the acting card. Once it has moved, the holder, its balances and
+        // its usage are on the new card and the old one stays blocked for good: only a
+        // count may still be recorded on it (a marker that it was replaced, as
+        // Albertslund's `replaced`); a state, a grant, a consumption, a transfer, a
+        // forfeit or another move would bring the replaced card back to life.
+        if let Some(new_card) = moved
+            && !matches!(effect, Effect::Count { .. })
+        {
+            return Err(PolicyFault::answer(format!(
+                "effect {n} (`{}`) comes after `move-card` to `{new_card}`: after a move, \
+                 effects may only count on the replaced card",
+                effect.name()
+            )));
+        }
+        if let Effect::MoveCard { new_card } = effect {
+            moved = Some(new_card);
         }
     }
     Ok(answer)

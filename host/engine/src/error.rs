@@ -48,6 +48,16 @@ pub enum Error {
     /// The same request id was used before for a different request.
     #[error("request id `{0}` was already used for a different request")]
     IdReused(String),
+    /// A holder was registered on a card that was replaced: its holder is on `by` now.
+    #[error(
+        "card `{card}` of program `{program}` was replaced by card `{by}`: a replaced card \
+         stays replaced; register the holder on `{by}`"
+    )]
+    Replaced {
+        program: String,
+        card: String,
+        by: String,
+    },
     /// The ledger failed; nothing was committed.
     #[error("ledger: {context}: {source}")]
     Ledger {
@@ -126,7 +136,8 @@ impl Error {
             | Error::UnknownProgram(_)
             | Error::UnknownCard { .. }
             | Error::Forbidden(_)
-            | Error::IdReused(_) => true,
+            | Error::IdReused(_)
+            | Error::Replaced { .. } => true,
             // A path that is not there, or not what it should be, was the caller's to give;
             // a disk that fails is not.
             Error::Read { source, .. } => matches!(

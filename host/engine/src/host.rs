@@ -13,6 +13,7 @@ use crate::allowance::{self, AllowanceQuery, Allowances};
 use crate::decide::{self, Asked};
 use crate::error::{Error, Result};
 use crate::history::{self, History, HistoryPage};
+use crate::ids;
 use crate::ledger::{Change, HistoryQuery, Journal, Ledger, Staged, View};
 use crate::model::{AttributeValue, CardState, Decision, Holder, Request};
 use crate::policy::Sandbox;
@@ -130,8 +131,10 @@ impl Host {
             .insert(program.id().to_string(), program);
     }
 
-    /// The loaded program `id`.
+    /// The loaded program `id`. The one door of program ids (requests, routes, commands):
+    /// one that no program could have is the caller's error, not an unknown program.
     pub fn program(&self, id: &str) -> Result<Arc<Program>> {
+        ids::check(ids::Kind::Program, "program", id)?;
         if let Some(program) = self.programs.read().get(id) {
             return Ok(program.clone());
         }
@@ -174,8 +177,18 @@ impl Host {
         let program = self.program(program)?;
         program.check_holder(holder)?;
         let holder = holder.clone();
+        let id = program.id().to_string();
         self.ledger.submit(program.id(), move |tx| {
             let state = tx.state();
+            // Registering a replaced card would make it active again, beside its holder's
+            // new card, and with none of the usage that moved with the holder.
+            if let Some(by) = state.replaced_by(&holder.card) {
+                return Err(Error::Replaced {
+                    program: id.clone(),
+                    card: holder.card.clone(),
+                    by: by.to_string(),
+                });
+            }
             let created = state.holder(&holder.card).is_none();
             let change = Change::Registered {
                 holder: holder.clone(),
@@ -222,6 +235,7 @@ impl Host {
     /// A card's state, statuses and balances at `at`, if the card is known.
     pub fn card(&self, program: &str, card: &str, at: i64) -> Result<Option<CardView>> {
         let program = self.program(program)?;
+        ids::check(ids::Kind::Card, "card", card)?;
         self.ledger.read(program.id(), |state| {
             state.holder(card).map(|holder| CardView {
                 program: program.id().to_string(),
@@ -243,6 +257,7 @@ impl Host {
         query: &AllowanceQuery,
     ) -> Result<Option<Allowances>> {
         let program = self.program(program)?;
+        ids::check(ids::Kind::Card, "card", card)?;
         let sandbox = self.sandbox.clone();
         self.ledger.examine(program.id(), |state| {
             allowance::allowances_on(&sandbox, &program, card, query, state)
@@ -258,6 +273,7 @@ impl Host {
         page: &HistoryPage,
     ) -> Result<Option<History>> {
         let program = self.program(program)?;
+        ids::check(ids::Kind::Card, "card", card)?;
         let id = program.id();
         let after = match &page.after {
             Some(cursor) => history::position(id, card, cursor)?,

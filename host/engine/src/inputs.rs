@@ -27,7 +27,78 @@ pub fn request(json: &str) -> Result<Request> {
 
 /// A holder, as the body of `PUT /v1/programs/{program}/holders/{card}` (with its card).
 pub fn holder(json: &str) -> Result<Holder> {
-    serde_json::from_str(json).map_err(|e| Error::invalid(format!("cannot parse holder: {e}")))
+    self::json(json, "holder")
+}
+
+/// A JSON body read into `T`, refusing an object that names a key twice, at any depth,
+/// as a request's fields are (``duplicate field `card` ``, serde's own words): a repeated
+/// key is never resolved silently by keeping the last. `what` names the input in the
+/// error (``cannot parse holder change: …``).
+pub fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    let invalid = |e: serde_json::Error| Error::invalid(format!("cannot parse {what}: {e}"));
+    let Unique(value) = serde_json::from_str(text).map_err(invalid)?;
+    T::deserialize(value).map_err(invalid)
+}
+
+/// A JSON value whose objects name each key once.
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // JSON has no NaN or infinity: every number it parses is one.
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate field `{key}`"
+                )));
+            }
+            let Unique(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
 }
 
 /// A suite file: parsed, its offers indexed (no empty or repeated ids), at least one step.
@@ -161,6 +232,50 @@ mod tests {
         assert_eq!(holder.card, "AK-1");
         let again = super::holder(&serde_json::to_string(&holder).unwrap()).unwrap();
         assert_eq!(again, holder);
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_at_any_depth_as_in_a_request() {
+        let e = message(request(
+            r#"{"program":"bergen","card":"AK-1","card":"AK-2","action":"redeem","at":"2024-03-01T18:00:00Z"}"#,
+        ));
+        assert!(
+            e.starts_with("cannot parse request: duplicate field `card`"),
+            "{e}"
+        );
+        let e = message(holder(
+            r#"{"card":"AK-1","birth-date":"2013-04-12","municipality":"bergen","municipality":"oslo"}"#,
+        ));
+        assert!(
+            e.starts_with("cannot parse holder: duplicate field `municipality`"),
+            "{e}"
+        );
+        let e = message(holder(
+            r#"{"card":"AK-1","birth-date":"2013-04-12","municipality":"bergen","balances":{"NOK":5,"NOK":9}}"#,
+        ));
+        assert!(
+            e.starts_with("cannot parse holder: duplicate field `NOK`"),
+            "{e}"
+        );
+        let e = message(json::<serde_json::Value>(
+            r#"{"attributes":{"daily-limit":1},"attributes":{"daily-limit":2}}"#,
+            "holder change",
+        ));
+        assert!(
+            e.starts_with("cannot parse holder change: duplicate field `attributes` at line 1"),
+            "{e}"
+        );
+        let e = message(json::<serde_json::Value>(
+            r#"{"attributes":{"a":[{"x":1,"x":1}]}}"#,
+            "holder change",
+        ));
+        assert!(e.contains("duplicate field `x`"), "{e}");
+        let value: serde_json::Value =
+            json(r#"{"a":[1,-2,3.5,"x",true,null,{"b":{}}]}"#, "x").unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a":[1,-2,3.5,"x",true,null,{"b":{}}]})
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod decide;
 mod error;
 pub mod history;
 mod host;
+pub mod ids;
 pub mod inputs;
 pub mod ledger;
 pub mod loader;

@@ -77,7 +77,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Oversized> {
     Ok(bytes)
 }
 
-/// Reads a JSON body of at most `limit` bytes into `T`.
+/// Reads a JSON body of at most `limit` bytes into `T`, refusing a key named twice as a
+/// request's are (the engine's one JSON reader for bodies).
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     body: Body,
     limit: usize,
@@ -85,6 +86,5 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> ApiResult<T> {
     let text = body_text(body, limit, timeout, what).await?;
-    serde_json::from_str(&text)
-        .map_err(|e| ApiError::bad_request(format!("cannot parse {what}: {e}")))
+    Ok(cardrules::inputs::json(&text, what)?)
 }

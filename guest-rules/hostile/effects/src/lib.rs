@@ -3,8 +3,9 @@
 //! And one action per guard of the host (each after a `tries` count that must not stay):
 //! negative consume and transfer, zero and negative grants, a transfer to an unknown card
 //! or to the acting card, a move to an existing card, an undeclared reason, and more
-//! persons admitted than asked, and prices outside 0 to 10^15 (beside the bounds, `free`
-//! and `dearest`, which are prices).
+//! persons admitted than asked, prices outside 0 to 10^15 (beside the bounds, `free`
+//! and `dearest`, which are prices), effects after a move that would touch the replaced
+//! card, and card numbers no caller could send (`move-to-path`, `transfer-to-empty`).
 //! Built in CI with the real policies; `tests/hostile.rs` shows the host surviving it.
 
 use cardrules_sdk::prelude::*;
@@ -50,6 +51,28 @@ fn evaluate(req: Request) -> Decision {
         "move-to-existing" => allow().count("tries", 1).effect(Effect::MoveCard(
             req.new_card.clone().unwrap_or_else(|| "H-2".into()),
         )),
+        // After a move the old card is the replaced one: these bring it back to life.
+        "move-then-activate" => allow()
+            .count("tries", 1)
+            .effect(Effect::MoveCard("H-NEW".into()))
+            .effect(Effect::SetState(CardState::Active)),
+        "move-then-grant" => allow()
+            .count("tries", 1)
+            .effect(Effect::MoveCard("H-NEW".into()))
+            .grant("DKK", 1_000, None),
+        "move-then-move" => allow()
+            .count("tries", 1)
+            .effect(Effect::MoveCard("H-NEW".into()))
+            .effect(Effect::MoveCard("H-OTHER".into())),
+        // A marker after the move stays on the old card (Albertslund's `replaced`).
+        "move-then-count" => allow()
+            .effect(Effect::MoveCard("H-NEW".into()))
+            .count("replaced", 1),
+        // Card numbers no caller could send.
+        "move-to-path" => allow()
+            .count("tries", 1)
+            .effect(Effect::MoveCard("../H-2".into())),
+        "transfer-to-empty" => allow().count("tries", 1).effect(transfer("", 10)),
         "undeclared-reason" => allow().count("tries", 1).reason("free-money"),
         "over-admit" => allow().count("tries", 1).admitted(req.party + 1),
         // Prices the host bounds like every amount (0 to 10^15).

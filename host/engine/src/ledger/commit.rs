@@ -568,6 +568,23 @@ impl Ledger {
                         })
                         .collect();
                 }
+                // A refusal may be bound to one decision's rows (PostgreSQL refuses a row
+                // its index cannot hold, say): decided again one job at a time, each
+                // committed alone, only the jobs the journal refuses alone fail. A journal
+                // out of reach fails them all at once (nothing is row-specific about it,
+                // and trying each alone would multiply the wait).
+                Err(e) if jobs.len() > 1 && !matches!(e, Error::Unavailable { .. }) => {
+                    drop(shared);
+                    tracing::warn!(
+                        "the journal refused a batch of {} jobs of `{}`; committing them one at a time: {e}",
+                        jobs.len(),
+                        lane.program
+                    );
+                    for job in jobs.iter_mut() {
+                        self.run(lane, std::slice::from_mut(job));
+                    }
+                    return;
+                }
                 Err(e) => {
                     break jobs.iter().map(|_| Err(copy(&e))).collect();
                 }
@@ -595,6 +612,43 @@ impl Ledger {
             return outcome;
         }
         let group = std::mem::take(&mut *self.waiting.lock());
+        match self.append(&group) {
+            Ok(outcomes) => {
+                for (p, outcome) in group.iter().zip(outcomes) {
+                    *p.outcome.lock() = Some(Ok(outcome));
+                }
+            }
+            // One batch the journal refuses (its rows, not the journal's reach) must not
+            // fail the others appended with it: nothing was written, so each is appended
+            // alone, and only those refused alone fail (their lanes then find the job).
+            Err(e) if group.len() > 1 && !matches!(e, Error::Unavailable { .. }) => {
+                tracing::warn!(
+                    "the journal refused a group of {} batches; appending them one at a time: {e}",
+                    group.len()
+                );
+                for p in &group {
+                    let outcome = self.append(std::slice::from_ref(p)).and_then(|outcomes| {
+                        outcomes.into_iter().next().ok_or_else(|| {
+                            Error::host("ledger", "the journal answered for no batch")
+                        })
+                    });
+                    *p.outcome.lock() = Some(outcome);
+                }
+            }
+            Err(e) => {
+                for p in &group {
+                    *p.outcome.lock() = Some(Err(copy(&e)));
+                }
+            }
+        }
+        drop(appending);
+        let outcome = pending.outcome.lock().take();
+        outcome.unwrap_or_else(|| Err(Error::host("ledger", "a batch was not appended")))
+    }
+
+    /// Appends `group` in one atomic, durable write of the journal, counting it in the
+    /// stats and telling the observer; one outcome per batch, or why nothing was written.
+    fn append(&self, group: &[Arc<Pending>]) -> Result<Vec<Appended>> {
         let batches: Vec<Batch<'_>> = group
             .iter()
             .map(|p| Batch {
@@ -604,7 +658,16 @@ impl Ledger {
             })
             .collect();
         let began = std::time::Instant::now();
-        let result = self.journal.append(&batches);
+        let result = self.journal.append(&batches).and_then(|outcomes| {
+            if outcomes.len() == group.len() {
+                Ok(outcomes)
+            } else {
+                Err(Error::host(
+                    "ledger",
+                    "the journal answered for the wrong number of batches",
+                ))
+            }
+        });
         let elapsed = began.elapsed();
         let took = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         if let Some(observer) = self.observer.get() {
@@ -617,48 +680,29 @@ impl Ledger {
                     .fold((0, 0), |(batches, changes), n| (batches + 1, changes + n))
             };
             let (appended, changes) = match &result {
-                Ok(outcomes) if outcomes.len() == group.len() => done(outcomes),
-                _ => (0, 0),
+                Ok(outcomes) => done(outcomes),
+                Err(_) => (0, 0),
             };
             observer.committed(&Commit {
                 batches: group.len(),
                 appended,
                 changes,
                 took: elapsed,
-                failed: !matches!(&result, Ok(outcomes) if outcomes.len() == group.len()),
+                failed: result.is_err(),
             });
         }
-        match &result {
-            Ok(outcomes) if outcomes.len() == group.len() => {
-                let mut stats = self.stats.lock();
-                stats.commits += 1;
-                stats.append_us = stats.append_us.saturating_add(took);
-                for (p, outcome) in group.iter().zip(outcomes) {
-                    if *outcome == Appended::Done {
-                        stats.batches += 1;
-                        stats.changes += p.changes.len() as u64;
-                    }
-                    *p.outcome.lock() = Some(Ok(*outcome));
-                }
-            }
-            Ok(_) => {
-                let e = Error::host(
-                    "ledger",
-                    "the journal answered for the wrong number of batches",
-                );
-                for p in &group {
-                    *p.outcome.lock() = Some(Err(copy(&e)));
-                }
-            }
-            Err(e) => {
-                for p in &group {
-                    *p.outcome.lock() = Some(Err(copy(e)));
+        if let Ok(outcomes) = &result {
+            let mut stats = self.stats.lock();
+            stats.commits += 1;
+            stats.append_us = stats.append_us.saturating_add(took);
+            for (p, outcome) in group.iter().zip(outcomes) {
+                if *outcome == Appended::Done {
+                    stats.batches += 1;
+                    stats.changes += p.changes.len() as u64;
                 }
             }
         }
-        drop(appending);
-        let outcome = pending.outcome.lock().take();
-        outcome.unwrap_or_else(|| Err(Error::host("ledger", "a batch was not appended")))
+        result
     }
 }
 
@@ -804,6 +848,185 @@ mod tests {
         let proposal = propose(&here, "B-1");
         let (_, stood) = decide(&here, "B-1", proposal);
         assert!(stood);
+    }
+
+    /// A journal that refuses, as a database refuses a row its index cannot hold, every
+    /// append holding a change of card `REFUSED`; it can hold appends at a door, and it
+    /// remembers the size of each append it refused.
+    struct Refusing {
+        inner: MemoryLedger,
+        door: Mutex<()>,
+        /// Appends that reached the door.
+        arrived: AtomicU64,
+        refused: Mutex<Vec<(usize, usize)>>,
+    }
+
+    impl Refusing {
+        fn new() -> Refusing {
+            Refusing {
+                inner: MemoryLedger::new(),
+                door: Mutex::new(()),
+                arrived: AtomicU64::new(0),
+                refused: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Journal for Refusing {
+        fn read(&self, program: &str, after: u64) -> Result<Vec<super::super::Event>> {
+            self.inner.read(program, after)
+        }
+        fn stats(&self) -> Result<super::super::JournalStats> {
+            self.inner.stats()
+        }
+        fn append(&self, batches: &[Batch<'_>]) -> Result<Vec<Appended>> {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            drop(self.door.lock());
+            let changes = batches.iter().map(|b| b.changes.len()).sum();
+            if batches
+                .iter()
+                .any(|b| b.changes.iter().any(|c| c.card() == "REFUSED"))
+            {
+                self.refused.lock().push((batches.len(), changes));
+                return Err(Error::ledger(
+                    "cannot append",
+                    "index row size exceeds the maximum for index",
+                ));
+            }
+            self.inner.append(batches)
+        }
+        fn describe(&self) -> String {
+            "a refusing journal".into()
+        }
+    }
+
+    fn try_register(ledger: &Ledger, program: &str, card: &str) -> Result<()> {
+        let holder = holder(card);
+        ledger.submit(program, move |tx| {
+            let change = Change::Registered {
+                holder: holder.clone(),
+                at: None,
+            };
+            tx.state()
+                .apply_change(&change)
+                .map_err(|refused| Error::invalid(refused.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: (),
+            })
+        })
+    }
+
+    fn cards_in_journal(journal: &dyn Journal, program: &str) -> Vec<String> {
+        let events = journal.read(program, 0).expect("reads");
+        events.iter().map(|e| e.change.card().to_string()).collect()
+    }
+
+    /// Jobs of one program decided in one batch: the journal refuses the batch for one
+    /// job's row, and only that job fails; the others are committed, one at a time.
+    #[test]
+    fn a_job_the_journal_refuses_fails_alone_and_its_batch_is_committed() {
+        let journal = Arc::new(Refusing::new());
+        let ledger = Arc::new(Ledger::new(journal.clone()));
+        try_register(&ledger, "bergen", "B-0").expect("registers");
+        let (done, finished) = mpsc::channel();
+        ledger
+            .read("bergen", |_| {
+                // Queued while the lane is held: the three run as one batch.
+                for card in ["B-1", "REFUSED", "B-2"] {
+                    let (ledger, done) = (ledger.clone(), done.clone());
+                    std::thread::spawn(move || {
+                        let _ = done.send((card, try_register(&ledger, "bergen", card)));
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            })
+            .expect("reads");
+        let mut outcomes: Vec<(&str, Result<()>)> = (0..3)
+            .map(|_| {
+                finished
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("answered")
+            })
+            .collect();
+        outcomes.sort_by_key(|(card, _)| *card);
+        assert_eq!(
+            journal.refused.lock().first(),
+            Some(&(1, 3)),
+            "the three were appended as one batch first"
+        );
+        for (card, outcome) in &outcomes {
+            match *card {
+                "REFUSED" => {
+                    let e = outcome.as_ref().expect_err("the refused job fails");
+                    assert!(e.to_string().contains("index row size"), "{e}");
+                }
+                _ => assert!(outcome.is_ok(), "{card}: {outcome:?}"),
+            }
+        }
+        let mut cards = cards_in_journal(journal.as_ref(), "bergen");
+        cards.sort();
+        assert_eq!(cards, ["B-0", "B-1", "B-2"]);
+        // The state is the journal's: the refused card is not there, the others are.
+        let known = ledger
+            .read("bergen", |s| {
+                ["B-1", "B-2", "REFUSED"].map(|c| s.holder(c).is_some())
+            })
+            .expect("reads");
+        assert_eq!(known, [true, true, false]);
+    }
+
+    /// Batches of several programs in one append: one program's batch refused does not
+    /// fail another program's.
+    #[test]
+    fn a_batch_the_journal_refuses_does_not_fail_the_batches_appended_with_it() {
+        let journal = Arc::new(Refusing::new());
+        let ledger = Arc::new(Ledger::new(journal.clone()));
+        for program in ["a", "b", "c"] {
+            try_register(&ledger, program, "X-0").expect("registers");
+        }
+        let (done, finished) = mpsc::channel();
+        let door = journal.door.lock();
+        // `a`'s append waits at the door, holding the group commit; `b` and `c` wait for it
+        // and are then appended together.
+        let spawn = |program: &'static str, card: &'static str| {
+            let (ledger, done) = (ledger.clone(), done.clone());
+            std::thread::spawn(move || {
+                let _ = done.send((program, try_register(&ledger, program, card)));
+            });
+        };
+        let before = journal.arrived.load(Ordering::SeqCst);
+        spawn("a", "A-1");
+        let waited = std::time::Instant::now();
+        while journal.arrived.load(Ordering::SeqCst) == before {
+            assert!(waited.elapsed() < Duration::from_secs(20), "a appends");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        spawn("b", "B-1");
+        spawn("c", "REFUSED");
+        while ledger.waiting.lock().len() < 2 {
+            assert!(waited.elapsed() < Duration::from_secs(20), "b and c wait");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(door);
+        let mut outcomes: Vec<(&str, Result<()>)> = (0..3)
+            .map(|_| {
+                finished
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("answered")
+            })
+            .collect();
+        outcomes.sort_by_key(|(program, _)| *program);
+        assert_eq!(
+            journal.refused.lock().first(),
+            Some(&(2, 2)),
+            "`b` and `c` were appended together first"
+        );
+        assert!(outcomes[0].1.is_ok(), "{outcomes:?}");
+        assert!(outcomes[1].1.is_ok(), "{outcomes:?}");
+        assert!(outcomes[2].1.is_err(), "{outcomes:?}");
+        assert_eq!(cards_in_journal(journal.as_ref(), "b"), ["X-0", "B-1"]);
+        assert_eq!(cards_in_journal(journal.as_ref(), "c"), ["X-0"]);
     }
 
     /// A job queued while a reader holds the program's state finds the state taken and

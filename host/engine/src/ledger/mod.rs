@@ -102,6 +102,19 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// The effect's name, as the policy world spells it (`move-card`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::Count { .. } => "count",
+            Effect::Grant { .. } => "grant",
+            Effect::Consume { .. } => "consume",
+            Effect::Transfer { .. } => "transfer",
+            Effect::Forfeit { .. } => "forfeit",
+            Effect::SetState { .. } => "set-state",
+            Effect::MoveCard { .. } => "move-card",
+        }
+    }
+
     /// The asset the effect moves, if it moves one.
     pub fn asset(&self) -> Option<&str> {
         match self {

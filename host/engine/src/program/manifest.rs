@@ -170,6 +170,12 @@ pub fn index_offers(offers: Vec<Offer>, source: &Path) -> Result<HashMap<String,
                 source.display()
             )));
         }
+        if let Some(why) = crate::ids::problem(crate::ids::Kind::Offer, &offer.id) {
+            return Err(Error::invalid(format!(
+                "`{}`: the `id` of an offer {why}",
+                source.display()
+            )));
+        }
         if let Some(old) = index.insert(offer.id.clone(), offer) {
             return Err(Error::invalid(format!(
                 "`{}`: offer `{}` is listed twice",
@@ -324,6 +330,9 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
             "`policy.toml` names program `{}`, but its directory is `{name}`",
             manifest.program
         )));
+    }
+    if let Some(why) = crate::ids::problem(crate::ids::Kind::Program, &manifest.program) {
+        return Err(Error::invalid(format!("`policy.toml`: `program` {why}")));
     }
     if manifest.languages.is_empty() {
         return Err(Error::invalid("`policy.toml` lists no languages"));

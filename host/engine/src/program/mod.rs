@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
+use crate::ids;
 use crate::ledger::MAX_UNITS;
 use crate::model::{AttributeValue, Holder, Offer, PolicyRef};
 use crate::policy::{CompiledPolicy, Context, Sandbox};
@@ -166,8 +167,8 @@ impl Program {
         // balances are checked here, once: a served program's demo holders can always be
         // registered.
         for holder in &program.files.holders {
-            program
-                .check_balances(holder)
+            ids::check(ids::Kind::Card, "card", &holder.card)
+                .and_then(|()| program.check_balances(holder))
                 .map_err(|e| Error::load(&id, format!("`holders.toml`: {e}")))?;
         }
         Ok(program)
@@ -229,6 +230,7 @@ impl Program {
     /// declares and within the ledger's range. A failure is the caller's (bad input: HTTP
     /// 400, exit 2).
     pub fn check_holder(&self, holder: &Holder) -> Result<()> {
+        ids::check(ids::Kind::Card, "card", &holder.card)?;
         self.files
             .manifest
             .schema

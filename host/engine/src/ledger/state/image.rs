@@ -148,6 +148,10 @@ impl State {
                 state.lots.insert(name.clone(), lots);
             }
             if !card.previous.is_empty() {
+                for old in &card.previous {
+                    let news = state.replaced_by.entry(old.clone()).or_default();
+                    news.push(name.clone());
+                }
                 state.previous.insert(name, card.previous);
             }
         }

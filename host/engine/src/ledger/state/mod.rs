@@ -140,6 +140,9 @@ pub struct State {
     recall: Option<Recall>,
     /// card → the cards it replaced (moved to it), in order: its holder's earlier cards.
     previous: HashMap<String, Vec<String>>,
+    /// card → the cards it was moved to, in order (the reverse of `previous`): a replaced
+    /// card is never registered again.
+    replaced_by: HashMap<String, Vec<String>>,
     /// The journal position this state includes: the program's last event applied.
     seq: u64,
     undo: Vec<Undo>,
@@ -359,7 +362,15 @@ impl State {
                 }
                 Undo::Previous(card) => {
                     if let Some(cards) = self.previous.get_mut(&card) {
-                        cards.pop();
+                        if let Some(old) = cards.pop() {
+                            // The latest move of `old` is this one: undone first.
+                            if let Some(news) = self.replaced_by.get_mut(&old) {
+                                news.pop();
+                                if news.is_empty() {
+                                    self.replaced_by.remove(&old);
+                                }
+                            }
+                        }
                         if cards.is_empty() {
                             self.previous.remove(&card);
                         }
@@ -546,7 +557,26 @@ impl State {
             .entry(new.to_string())
             .or_default()
             .push(old.to_string());
+        self.replaced_by
+            .entry(old.to_string())
+            .or_default()
+            .push(new.to_string());
         self.undo.push(Undo::Previous(new.to_string()));
+    }
+
+    /// The card `card`'s holder has now, if `card` was replaced (moved to a new card,
+    /// perhaps replaced in turn): `None` for a card that never moved.
+    pub fn replaced_by(&self, card: &str) -> Option<&str> {
+        let mut now = self.replaced_by.get(card)?.last()?;
+        // A card moves only to a card no holder has, so the chain has no cycles; the
+        // bound is a guard all the same, as in `lineage`.
+        for _ in 0..10_000 {
+            match self.replaced_by.get(now).and_then(|news| news.last()) {
+                Some(next) => now = next,
+                None => break,
+            }
+        }
+        Some(now)
     }
 
     /// Records `decision` under `request_id`, so that a retry gets it back before it is
