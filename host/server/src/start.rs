@@ -166,6 +166,7 @@ impl Validated {
                 shadow,
                 tls,
                 limits,
+                policies: Some(policies.clone()),
             },
         );
         runtime.block_on(async {
