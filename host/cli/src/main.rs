@@ -403,10 +403,14 @@ fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
             dir.display()
         ),
         lang => println!(
-            "build with `cardrules build --policies {} {}` (the first build installs the pinned {} toolchain), then run its suite: `cardrules test {}`",
+            "build with `cardrules build --policies {} {}` (the first build installs {}), then run its suite: `cardrules test {}`",
             s.policies.display(),
             s.program,
-            lang.name(),
+            match lang {
+                builder::Language::Rust => "the `wasm32-wasip2` target if your Rust toolchain lacks it",
+                builder::Language::Python => "the pinned Python toolchain",
+                builder::Language::Js => "the pinned JavaScript toolchain",
+            },
             dir.display()
         ),
     }
