@@ -98,8 +98,10 @@ fn files() -> Vec<(PathBuf, Vec<u8>)> {
     walk(&WIT, Path::new("wit"), &mut out);
     walk(&SDK_PYTHON, Path::new("sdk/python"), &mut out);
     walk(&SDK_JS, Path::new("sdk/js"), &mut out);
-    // `src/lib.rs` names the world as `../../wit/0.2.0`: from `sdk/rust/`, the kit's `wit/`.
+    // The crate carries its worlds (`guest-rules/sdk/wit` links to the repository's), as
+    // its package on crates.io would.
     walk(&SDK_RUST, Path::new("sdk/rust/src"), &mut out);
+    walk(&WIT, Path::new("sdk/rust/wit"), &mut out);
     out.push((
         PathBuf::from("sdk/rust/Cargo.toml"),
         rust_sdk_manifest().into_bytes(),
@@ -228,6 +230,7 @@ mod tests {
             "sdk/js/package.json",
             "sdk/rust/Cargo.toml",
             "sdk/rust/src/lib.rs",
+            "sdk/rust/wit/0.2.0/policy.wit",
             "tools/js/build.mjs",
             "tools/python/build.sh",
         ] {
