@@ -357,6 +357,9 @@ fn the_examples_build_outside_the_repository(language: &str) {
     );
     for program in std::fs::read_dir(outside.repo().join("policies")).unwrap() {
         let program = program.unwrap().path();
+        if !program.is_dir() {
+            continue;
+        }
         for entry in std::fs::read_dir(&program).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "wasm") {

@@ -158,6 +158,12 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
                 .with_context(|| format!("cannot create `{}`", dir.display()))?;
         }
         std::fs::write(&to, bytes).with_context(|| format!("cannot write `{}`", to.display()))?;
+        // The build drivers run one another.
+        if to.extension().is_some_and(|e| e == "sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make `{}` executable", to.display()))?;
+        }
     }
     match std::fs::rename(&scratch, &kit) {
         Ok(()) => Ok(kit),
@@ -262,6 +268,9 @@ mod tests {
         let again = ensure().unwrap();
         assert_eq!(first, again);
         assert!(first.join("sdk/rust/src/lib.rs").is_file());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(first.join("tools/python/install.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "the drivers must be executable");
         let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("kit"))
             .unwrap()
             .filter_map(|e| e.ok())
