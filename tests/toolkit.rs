@@ -204,10 +204,11 @@ expect = { allow = false, reason = "visit-limit" }
     );
 }
 
-/// A visit by `card` now, through the city host.
-fn visit(server: &Server, token: &str, card: &str, id: &str) -> Value {
+/// A visit by `card` at `at`, through the city host.
+fn visit(server: &Server, token: &str, card: &str, id: &str, at: &str) -> Value {
     let request = json!({
         "id": id, "program": "fritid", "card": card, "action": "visit", "offer": "town-museum",
+        "at": at,
     });
     let (status, answer) = call(server, Some(token), "POST", "/v1/decisions", &request.to_string());
     assert_eq!(status, 200, "{answer}\n{}", server.log());
@@ -289,10 +290,12 @@ fn a_municipality_authors_and_publishes(language: &str) {
     // Written for the next start too.
     assert!(city.path().join("policies/fritid/policy.sig").is_file());
 
-    // The city decides with the new rule: two visits this year, the third refused.
-    assert_eq!(visit(&server, &secret, "DEMO-1", "v1")["allow"], true);
-    assert_eq!(visit(&server, &secret, "DEMO-1", "v2")["allow"], true);
-    let third = visit(&server, &secret, "DEMO-1", "v3");
+    // The city decides with the new rule: two visits this year, the third refused (all at
+    // one moment of now, so that no year ends between them).
+    let now = jiff::Timestamp::now().to_string();
+    assert_eq!(visit(&server, &secret, "DEMO-1", "v1", &now)["allow"], true);
+    assert_eq!(visit(&server, &secret, "DEMO-1", "v2", &now)["allow"], true);
+    let third = visit(&server, &secret, "DEMO-1", "v3", &now);
     assert_eq!(third["allow"], false, "{third}");
     assert_eq!(third["reason"], "visit-limit", "{third}");
 
@@ -318,7 +321,7 @@ fn a_municipality_authors_and_publishes(language: &str) {
     outside.ok(&["sign", "--key", "fritid.key", failing.join("fritid").to_str().unwrap()]);
     let refused = outside.run(&["publish", "--to", &server.base, "--token", "city.token", failing.join("fritid").to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
-    let fourth = visit(&server, &secret, "DEMO-1", "v4");
+    let fourth = visit(&server, &secret, "DEMO-1", "v4", &now);
     assert_eq!(fourth["reason"], "visit-limit", "{fourth}");
     assert_eq!(fourth["policy"], third["policy"], "another version answered");
     // And what is on the city's disk is still the published version.

@@ -108,6 +108,12 @@ pub fn serve_dir(host: &Host, policies: &Path) -> Result<Vec<Arc<Program>>> {
     Ok(served)
 }
 
+/// How long a published version may take to load, compile and pass its suites: longer
+/// than a hot reload's [`RELOAD_TIME_BOX`], since a Python or JavaScript component carries
+/// its interpreter (tens of megabytes to compile) and the publisher waits for the answer
+/// on its own connection, holding up no other program.
+pub const PUBLISH_TIME_BOX: Duration = Duration::from_secs(120);
+
 /// The most files a published program may have (manifest, component, catalogue, demo
 /// holders, signature and its suites): a bound on what one upload makes the host write.
 pub const MAX_PUBLISHED_FILES: usize = 512;
@@ -145,7 +151,7 @@ pub fn publish(host: &Host, policies: &Path, program: &str, files: &Bundle) -> R
     write_bundle(&staged, files)?;
     // Whatever is wrong with the version itself is a refusal of it (`Load`); `Invalid`
     // stays for what is wrong with the upload's shape, above.
-    let served = update(host, &staged).map_err(|e| match e {
+    let served = update_within(host, &staged, PUBLISH_TIME_BOX).map_err(|e| match e {
         Error::Invalid(_) => Error::load(program, e),
         other => other,
     })?;
