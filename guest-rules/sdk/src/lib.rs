@@ -108,7 +108,7 @@ pub use explain::{
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/0.2.0",
+        path: "wit/0.2.0",
         world: "cardrules:policy/policy@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_policy",

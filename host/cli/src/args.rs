@@ -240,8 +240,9 @@ pub enum Command {
         #[command(flatten)]
         trust: TrustArgs,
     },
-    /// Scaffold a program: its guest crate and its policies directory, with a starter rule
-    /// proved both ways by a suite; builds with `cargo build --release` as it is.
+    /// Scaffold a program: a project of its own under the policies directory (in Rust,
+    /// Python or JavaScript), with a starter rule proved both ways by a suite; builds with
+    /// `cardrules build` as it is, in any directory.
     New {
         /// The program id: lowercase letters, digits and hyphens.
         program: String,
@@ -254,9 +255,11 @@ pub enum Command {
         /// The policies directory.
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
-        /// Where program crates live.
-        #[arg(long, default_value = "guest-rules/programs")]
-        guests: PathBuf,
+        /// Inside a cardrules checkout: where its program crates live [default:
+        /// `guest-rules/programs` when it exists; elsewhere a Rust program directory is
+        /// a crate of its own].
+        #[arg(long)]
+        guests: Option<PathBuf>,
         /// The policy's language: `rust` (a guest crate), `python` (`policy.py`) or `js`
         /// (`policy.js`).
         #[arg(long, default_value = "rust")]
@@ -271,6 +274,19 @@ pub enum Command {
         policies: PathBuf,
         /// Only these programs [default: every program under the policies directory].
         programs: Vec<String>,
+    },
+    /// Send a built, signed program directory to a running host, which verifies it, runs
+    /// its suites and serves it, or refuses it and keeps the running version: exit 0 when
+    /// active, 1 when refused (the reason on stderr), 2 on bad input.
+    Publish {
+        /// The host's base URL, e.g. `https://city.example:8443`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding a registrar or admin token of that host.
+        #[arg(long, value_name = "FILE")]
+        token: std::path::PathBuf,
+        /// The program directory (its `policy.toml`, component, catalogue, suites, `policy.sig`).
+        dir: std::path::PathBuf,
     },
     /// Make a signing key pair: NAME.key (secret) and NAME.pub (for operators' trust files).
     Keygen {

@@ -16,8 +16,10 @@ use clap::Parser;
 mod args;
 mod bench;
 mod builder;
+mod kit;
 mod ledger;
 mod portal;
+mod publish;
 mod replay;
 mod scaffold;
 mod test;
@@ -170,6 +172,7 @@ fn main() -> ExitCode {
         }),
         Command::Build { policies, programs } => builder::build(&policies, &programs),
         Command::Keygen { out } => keygen(&out),
+        Command::Publish { to, token, dir } => publish::publish(&to, &token, &dir),
         Command::Sign { key, programs } => sign(&key, &programs),
         Command::Allowances {
             program,
@@ -405,20 +408,27 @@ fn replay_ledger(
 fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
     let written =
         scaffold::create(&s).with_context(|| format!("cannot scaffold program `{}`", s.program))?;
-    for path in written {
+    for path in &written {
         println!("created {}", path.display());
     }
     let dir = s.policies.join(&s.program);
+    let in_checkout = written
+        .iter()
+        .any(|path| !path.starts_with(&s.policies));
     match s.lang {
-        builder::Language::Rust => println!(
+        builder::Language::Rust if in_checkout => println!(
             "build with `cargo build --release`, then run its suite: `cardrules test {}`",
             dir.display()
         ),
         lang => println!(
-            "build with `cardrules build --policies {} {}` (the first build installs the pinned {} toolchain), then run its suite: `cardrules test {}`",
+            "build with `cardrules build --policies {} {}` (the first build installs {}), then run its suite: `cardrules test {}`",
             s.policies.display(),
             s.program,
-            lang.name(),
+            match lang {
+                builder::Language::Rust => "the `wasm32-wasip2` target if your Rust toolchain lacks it",
+                builder::Language::Python => "the pinned Python toolchain",
+                builder::Language::Js => "the pinned JavaScript toolchain",
+            },
             dir.display()
         ),
     }

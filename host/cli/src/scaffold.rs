@@ -1,6 +1,10 @@
-//! `cardrules new`: a new program as two directories — its guest crate under
-//! `guest-rules/programs/PROGRAM/` and its files under `policies/PROGRAM/` — that build
-//! with the normal `cargo build --release` and pass `cardrules test` with no other edit.
+//! `cardrules new`: a new program, a project of the municipality's own under
+//! `policies/PROGRAM/` that `cardrules build` builds and `cardrules test` passes with no
+//! other edit: in Rust a crate depending on `cardrules-sdk` by version, in Python a
+//! `pyproject.toml` depending on `cardrules-sdk`, in JavaScript a `package.json`
+//! depending on `@cardrules/sdk`. Inside a cardrules checkout (a `guest-rules/programs/`
+//! here, or `--guests`), a Rust program's crate goes there instead, beside the shipped
+//! programs, and builds with the checkout's `cargo build --release`.
 //! The starter rule book has one action, `visit`, with one rule, proved both ways.
 
 use std::path::{Path, PathBuf};
@@ -16,8 +20,10 @@ pub struct Scaffold {
     pub languages: Vec<String>,
     /// Where the program's directory goes (`policies/`).
     pub policies: PathBuf,
-    /// Where the guest crate goes (`guest-rules/programs/`), for Rust.
-    pub guests: PathBuf,
+    /// Where the guest crate goes for Rust inside a cardrules checkout
+    /// (`guest-rules/programs/`); `None`: there if it exists, else the program directory
+    /// is the crate.
+    pub guests: Option<PathBuf>,
     /// The policy's language.
     pub lang: Language,
 }
@@ -72,19 +78,24 @@ pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     let program_dir = s.policies.join(&s.program);
-    let crate_dir = s.guests.join(&s.program);
     if program_dir.exists() {
         bail!("`{}` exists already", program_dir.display());
     }
-    let mut files: Vec<(PathBuf, String)> = match s.lang {
-        Language::Rust => {
+    let checkout_guests = PathBuf::from("guest-rules/programs");
+    let guests = s
+        .guests
+        .clone()
+        .or_else(|| checkout_guests.is_dir().then_some(checkout_guests));
+    let mut files: Vec<(PathBuf, String)> = match (s.lang, guests) {
+        (Language::Rust, Some(guests)) => {
+            let crate_dir = guests.join(&s.program);
             if crate_dir.exists() {
                 bail!("`{}` exists already", crate_dir.display());
             }
-            if !s.guests.is_dir() {
+            if !guests.is_dir() {
                 bail!(
-                    "`{}` is not a directory: run `cardrules new` at the root of a cardrules repository",
-                    s.guests.display()
+                    "`{}` is not a directory: give `--guests` the `guest-rules/programs` of a cardrules checkout, or leave it out",
+                    guests.display()
                 );
             }
             vec![
@@ -92,8 +103,18 @@ pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
                 (crate_dir.join("src/lib.rs"), lib_rs(&s.program)),
             ]
         }
-        Language::Js => vec![(program_dir.join("policy.js"), policy_js(&s.program))],
-        Language::Python => vec![(program_dir.join("policy.py"), policy_py(&s.program))],
+        (Language::Rust, None) => vec![
+            (program_dir.join("Cargo.toml"), project_cargo_toml(&s.program)),
+            (program_dir.join("src/lib.rs"), lib_rs(&s.program)),
+        ],
+        (Language::Js, _) => vec![
+            (program_dir.join("policy.js"), policy_js(&s.program)),
+            (program_dir.join("package.json"), package_json(&s.program)),
+        ],
+        (Language::Python, _) => vec![
+            (program_dir.join("policy.py"), policy_py(&s.program)),
+            (program_dir.join("pyproject.toml"), pyproject_toml(&s.program)),
+        ],
     };
     files.extend([
         (program_dir.join("policy.toml"), policy_toml(s)),
@@ -130,6 +151,79 @@ crate-type = ["cdylib"]
 [dependencies]
 cardrules-sdk.workspace = true
 "#
+    )
+}
+
+/// A Rust program of the municipality's own: a crate of its own workspace (also inside
+/// another repository's), the `cardrules-sdk` crate by version, and the release profile
+/// that makes small components.
+fn project_cargo_toml(program: &str) -> String {
+    format!(
+        r#"[package]
+name = "{program}"
+description = "The cardrules policy of program `{program}`"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+cardrules-sdk = "{sdk}"
+
+# Small, fast components: the host instantiates a policy afresh for every decision.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+
+# A workspace of its own, wherever the program directory lies.
+[workspace]
+"#,
+        sdk = crate::kit::RUST_SDK_VERSION,
+    )
+}
+
+/// A Python program's project: the SDK it is written against, for editors and type
+/// checkers (`cardrules build` bundles the SDK the binary carries).
+fn pyproject_toml(program: &str) -> String {
+    format!(
+        r#"[project]
+name = "{program}"
+description = "The cardrules policy of program `{program}`"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["cardrules-sdk=={sdk}"]
+
+# Built by `cardrules build` (componentize-py), not by a Python build backend: this file
+# names the SDK for editors and type checkers.
+[tool.cardrules]
+module = "policy"
+"#,
+        sdk = crate::kit::PYTHON_SDK_VERSION,
+    )
+}
+
+/// A JavaScript program's project: the SDK it is written against, for editors (the SDK's
+/// JSDoc); `cardrules build` bundles the SDK the binary carries.
+fn package_json(program: &str) -> String {
+    format!(
+        r#"{{
+  "name": "{program}",
+  "description": "The cardrules policy of program `{program}`",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "main": "policy.js",
+  "dependencies": {{
+    "@cardrules/sdk": "{sdk}"
+  }}
+}}
+"#,
+        sdk = crate::kit::JS_SDK_VERSION,
     )
 }
 

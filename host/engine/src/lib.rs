@@ -48,7 +48,7 @@ pub use policy::{
     CompiledPolicy, FaultKind, Limits, MAX_MEMORY_BYTES, PolicyFault, PolicyInfo, Sandbox,
 };
 pub use program::files::program_dirs;
-pub use program::manifest::Manifest;
+pub use program::manifest::{Manifest, ProgramBytes, SIGNATURE_FILE, read_program_bytes};
 pub use program::schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
 pub use program::signing::{self, Trust};
 pub use program::{POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};

@@ -107,3 +107,135 @@ pub fn serve_dir(host: &Host, policies: &Path) -> Result<Vec<Arc<Program>>> {
     }
     Ok(served)
 }
+
+/// How long a published version may take to load, compile and pass its suites: longer
+/// than a hot reload's [`RELOAD_TIME_BOX`], since a Python or JavaScript component carries
+/// its interpreter (tens of megabytes to compile) and the publisher waits for the answer
+/// on its own connection, holding up no other program.
+pub const PUBLISH_TIME_BOX: Duration = Duration::from_secs(120);
+
+/// The most files a published program may have (manifest, component, catalogue, demo
+/// holders, signature and its suites): a bound on what one upload makes the host write.
+pub const MAX_PUBLISHED_FILES: usize = 512;
+
+/// A program published by upload ([`publish`]): each file the host reads from a program
+/// directory, by its path relative to it (`/`-separated), and `policy.sig`.
+pub type Bundle = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// Serves a program sent as `files` (a municipality's `cardrules publish`), exactly as a
+/// hot reload would serve it from disk: the files are laid out in a scratch directory
+/// named `program`, loaded and verified against the host's trust, gated on their own
+/// suites ([`update`]), and only once served written to `policies/program/`, so that the
+/// next start serves them too. A refused upload changes nothing: the running version, if
+/// any, keeps serving, and the error says why.
+pub fn publish(host: &Host, policies: &Path, program: &str, files: &Bundle) -> Result<Arc<Program>> {
+    let bad = |why: String| Error::invalid(format!("cannot publish program `{program}`: {why}"));
+    // The id names a directory under `policies`: a plain name, never hidden.
+    if !plain_name(program) || program.starts_with('.') {
+        return Err(bad("the program id is not a plain name (letters, digits, `.`, `_` and `-`)".into()));
+    }
+    if files.len() > MAX_PUBLISHED_FILES {
+        return Err(bad(format!(
+            "{} files, more than the limit of {MAX_PUBLISHED_FILES}",
+            files.len()
+        )));
+    }
+    for path in files.keys() {
+        check_bundle_path(path).map_err(|why| bad(format!("file `{path}`: {why}")))?;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("cardrules-publish-")
+        .tempdir()
+        .map_err(|e| Error::host("cannot make a scratch directory to publish into", e))?;
+    let staged = scratch.path().join(program);
+    write_bundle(&staged, files)?;
+    // Whatever is wrong with the version itself is a refusal of it (`Load`); `Invalid`
+    // stays for what is wrong with the upload's shape, above.
+    let served = update_within(host, &staged, PUBLISH_TIME_BOX).map_err(|e| match e {
+        Error::Invalid(_) => Error::load(program, e),
+        other => other,
+    })?;
+    persist(&policies.join(program), files).map_err(|e| {
+        Error::host(
+            format!(
+                "program `{program}` is served, but cannot be written to `{}` for the next start",
+                policies.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(served)
+}
+
+/// A bundle's path: relative, `/`-separated, of plain names (letters, digits, `.`, `_`,
+/// `-`), never `.` or `..`, at most 8 deep.
+fn check_bundle_path(path: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() > 8 {
+        return Err("more than 8 directories deep".into());
+    }
+    if !parts.into_iter().all(plain_name) {
+        return Err("not a relative path of plain names (letters, digits, `.`, `_` and `-`)".into());
+    }
+    Ok(())
+}
+
+/// A file or directory name of letters, digits, `.`, `_` and `-`; never `.` or `..`.
+fn plain_name(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 128
+        && part != "."
+        && part != ".."
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn write_bundle(dir: &Path, files: &Bundle) -> Result<()> {
+    for (path, bytes) in files {
+        let to = dir.join(path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::host(format!("cannot create `{}`", parent.display()), e))?;
+        }
+        std::fs::write(&to, bytes)
+            .map_err(|e| Error::host(format!("cannot write `{}`", to.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Writes `files` into the program directory `dir`, each file whole (written beside, then
+/// renamed), the manifest and signature last; then removes the files the host read from
+/// the previous version that the new one does not have (a suite taken out).
+fn persist(dir: &Path, files: &Bundle) -> std::io::Result<()> {
+    use crate::program::manifest::{MANIFEST_FILE, SIGNATURE_FILE};
+    let previous: Vec<String> = crate::program::manifest::read_program_bytes(dir)
+        .map(|read| read.files.into_keys().collect())
+        .unwrap_or_default();
+    let last = |path: &&String| path.as_str() == MANIFEST_FILE || path.as_str() == SIGNATURE_FILE;
+    let (late, early): (Vec<&String>, Vec<&String>) = files.keys().partition(last);
+    for path in early.into_iter().chain(late) {
+        let to = dir.join(path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let beside = to.with_file_name(format!(
+            ".{}.publishing",
+            to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ));
+        std::fs::write(&beside, &files[path])?;
+        std::fs::rename(&beside, &to)?;
+    }
+    for path in previous {
+        if !files.contains_key(&path) {
+            std::fs::remove_file(dir.join(&path))?;
+        }
+    }
+    if !files.contains_key(SIGNATURE_FILE) {
+        match std::fs::remove_file(dir.join(SIGNATURE_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}

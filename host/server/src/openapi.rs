@@ -22,6 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         crate::routes::decisions::decide,
         crate::routes::programs::programs,
+        crate::routes::publish::publish,
         crate::routes::cards::register,
         crate::routes::cards::update_holder,
         crate::routes::cards::card,

@@ -1,6 +1,7 @@
 //! The server's shared parts: what `serve` was given ([`Options`]), the state the routes
 //! share, and the router that ties routes, authentication and request logs together.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,7 +18,7 @@ use crate::auth::Tokens;
 use crate::limits::{Gate, Limits};
 use crate::listen::{self, Connections, Requests, Tls};
 use crate::metrics::Metrics;
-use crate::routes::{cards, decisions, operations, portal, programs};
+use crate::routes::{cards, decisions, operations, portal, programs, publish};
 use crate::routes::{method_not_allowed, not_found};
 use crate::signals::shutdown_signal;
 
@@ -38,6 +39,8 @@ pub struct Options {
     pub limits: Limits,
     /// Bound each request's `at` by its program's `max-lateness` and `max-skew`.
     pub bound_times: bool,
+    /// Where published programs are written (`--policies`); `None`: uploads are refused.
+    pub policies: Option<PathBuf>,
 }
 
 /// What the routes share.
@@ -58,6 +61,10 @@ pub(crate) struct AppState {
     pub(crate) requests: Arc<Requests>,
     /// Set once the server is stopping.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// Where published programs are written.
+    pub(crate) policies: Option<PathBuf>,
+    /// Held while a published version is checked and written: one at a time.
+    pub(crate) publishing: Arc<parking_lot::Mutex<()>>,
 }
 
 /// The server's shared parts, made once by [`Server::new`] (or [`Server::run`], from a
@@ -95,6 +102,8 @@ impl Server {
                 metrics,
                 requests: Arc::new(Requests::default()),
                 stopping: Arc::new(AtomicBool::new(false)),
+                policies: options.policies,
+                publishing: Arc::default(),
             },
             tls: options.tls,
             connections,
@@ -142,6 +151,7 @@ fn router(state: AppState) -> Router {
             "/v1/programs/{program}/holders/{card}",
             put(cards::register).patch(cards::update_holder),
         )
+        .route("/v1/programs/{program}/policy", put(publish::publish))
         .route("/v1/programs/{program}/cards/{card}", get(cards::card))
         .route(
             "/v1/programs/{program}/cards/{card}/allowances",

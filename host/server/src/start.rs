@@ -116,11 +116,21 @@ impl Validated {
         let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust));
         host.ledger().snapshot_every(snapshot_every);
         let served = load_programs(&host, &policies)?;
-        if served == 0 {
+        // An empty policies directory is a city host waiting for its first `publish` (or a
+        // program copied in, with hot reload); programs that are there but all refused are
+        // a mistake to stop at.
+        let present = cardrules::program_dirs(&policies)?.len();
+        if served == 0 && present > 0 {
             return Err(StartError::msg(format!(
                 "no program under `{}` could be loaded",
                 policies.display()
             )));
+        }
+        if present == 0 {
+            tracing::warn!(
+                "no programs under `{}` yet: publish one (`cardrules publish`) or add one there",
+                policies.display()
+            );
         }
         let shadow = match shadow {
             None => None,
@@ -169,6 +179,7 @@ impl Validated {
                 tls,
                 limits,
                 bound_times,
+                policies: Some(policies.clone()),
             },
         );
         runtime.block_on(async {

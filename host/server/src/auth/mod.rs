@@ -144,6 +144,8 @@ pub enum Route {
     Programs,
     /// `GET /metrics`
     Metrics,
+    /// `PUT /v1/programs/{program}/policy`
+    Publish,
 }
 
 impl Route {
@@ -158,11 +160,12 @@ impl Route {
             Route::History => "GET /v1/programs/{program}/cards/{card}/history",
             Route::Programs => "GET /v1/programs",
             Route::Metrics => "GET /metrics",
+            Route::Publish => "PUT /v1/programs/{program}/policy",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -171,6 +174,7 @@ impl Route {
         Route::History,
         Route::Programs,
         Route::Metrics,
+        Route::Publish,
     ];
 }
 
@@ -185,7 +189,15 @@ impl Role {
         use Route::*;
         match self {
             Role::Terminal => &[Decide, Card, Allowances, History],
-            Role::Registrar => &[Decide, Card, Allowances, History, Register, UpdateHolder],
+            Role::Registrar => &[
+                Decide,
+                Card,
+                Allowances,
+                History,
+                Register,
+                UpdateHolder,
+                Publish,
+            ],
             Role::Admin => &Route::ALL,
             Role::Guardian => &[Decide, Card, Allowances, History, UpdateHolder],
         }

@@ -14,6 +14,7 @@ pub(crate) mod decisions;
 pub(crate) mod operations;
 pub(crate) mod portal;
 pub(crate) mod programs;
+pub(crate) mod publish;
 
 /// Runs blocking host work on the blocking pool, if a place is free within the bound on
 /// work in flight; otherwise a 503 with `Retry-After`, at once. The place is held until
