@@ -126,7 +126,10 @@ impl Calendar {
     /// of a shorter month.
     pub fn add_months(&self, at: i64, months: i32) -> Result<i64, Error> {
         let z = self.zoned(at)?;
-        let later = z.checked_add(i64::from(months).months()).map_err(range)?;
+        // `try_months`, not `months()`: a span past jiff's ±239 976 months panics, and a
+        // policy chooses `months`.
+        let span = jiff::Span::new().try_months(months).map_err(range)?;
+        let later = z.checked_add(span).map_err(range)?;
         Ok(later.timestamp().as_second())
     }
 
