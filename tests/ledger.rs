@@ -276,3 +276,137 @@ fn the_ledger_command_shows_stats_and_verifies_snapshots() {
     assert_eq!(code, Some(2));
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// Runs `cardrules` with `args`: exit code, stdout, stderr.
+fn cardrules(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A holder of `program` with card `card`, as a registrar would send it.
+fn holder(program: &str, card: &str) -> cardrules::Holder {
+    serde_json::from_value(serde_json::json!({
+        "card": card, "birth-date": "2012-05-01", "municipality": program
+    }))
+    .unwrap()
+}
+
+/// `cardrules ledger verify` on a ledger whose journal is damaged after it was written:
+/// an event that cannot be read and an event missing after the latest snapshot (a start
+/// of that program fails on it) are differences, exit 1, each named — never exit 0, never
+/// a tool error. `sql` runs a statement on the ledger's own tables (`events`, or
+/// `cardrules_events` on PostgreSQL).
+fn verify_names_a_damaged_journal(ledger: &str, journal: Arc<dyn Journal>, sql: &dyn Fn(&str)) {
+    let sandbox = Arc::new(Sandbox::new().unwrap());
+    let host = host(&sandbox, journal);
+    host.ledger().snapshot_every(0);
+    let info = host.ledger().write_snapshot("bergen").unwrap();
+    for card in ["BK-9001", "BK-9002", "BK-9003"] {
+        host.register("bergen", &holder("bergen", card)).unwrap();
+    }
+    host.register("albertslund", &holder("albertslund", "AK-9001"))
+        .unwrap();
+    drop(host);
+    let (code, out, err) = cardrules(&["ledger", "verify", "--ledger", ledger]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // An event of albertslund's that no longer reads (edited by hand, or a newer host's).
+    sql(
+        "UPDATE {events} SET body = '{\"kind\":\"edited' WHERE program = 'albertslund' AND seq = 1",
+    );
+    let (code, out, err) = cardrules(&["ledger", "verify", "--ledger", ledger]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("albertslund: the journal cannot be rebuilt: ")
+            && out.contains("event 1 of `albertslund` is corrupt"),
+        "{out}"
+    );
+    assert!(out.contains("bergen: the snapshot at event"), "{out}");
+
+    // An event of bergen's missing just after its snapshot.
+    let gone = info.seq + 1;
+    sql(&format!(
+        "DELETE FROM {{events}} WHERE program = 'bergen' AND seq = {gone}"
+    ));
+    let (code, out, err) = cardrules(&[
+        "ledger",
+        "verify",
+        "--ledger",
+        ledger,
+        "--program",
+        "bergen",
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let expected = format!(
+        "bergen: the journal cannot be rebuilt: ledger: journal of `bergen`: event {} follows {}",
+        gone + 1,
+        info.seq
+    );
+    assert!(out.contains(&expected), "{out}");
+}
+
+#[test]
+fn verify_names_a_damaged_journal_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger.sqlite");
+    let journal: Arc<dyn Journal> = Arc::new(SqliteLedger::open(&file).unwrap());
+    let sql = |statement: &str| {
+        let connection = rusqlite::Connection::open(&file).unwrap();
+        connection
+            .execute(&statement.replace("{events}", "events"), [])
+            .unwrap();
+    };
+    verify_names_a_damaged_journal(file.to_str().unwrap(), journal, &sql);
+}
+
+#[test]
+fn verify_names_a_damaged_journal_on_postgres() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let journal: Arc<dyn Journal> =
+        Arc::new(cardrules_postgres::PostgresLedger::open(&database.url).unwrap());
+    let sql = |statement: &str| {
+        let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&statement.replace("{events}", "cardrules_events"))
+            .unwrap();
+    };
+    verify_names_a_damaged_journal(&database.url, journal, &sql);
+}
+
+/// Demo holders are registered into an empty journal only: a program whose journal has
+/// events already (from the registrar, from an older version) gets none of them written
+/// again on a start, whatever state the start found; an empty one gets them all.
+#[test]
+fn demo_holders_are_registered_only_into_an_empty_journal() {
+    use cardrules::ledger::{Appended, Batch, Change};
+    let journal: Arc<dyn Journal> = Arc::new(cardrules::MemoryLedger::new());
+    let registered = Change::Registered {
+        holder: holder("bergen", "BK-7777"),
+        at: None,
+    };
+    let appended = journal
+        .append(&[Batch {
+            program: "bergen",
+            after: 0,
+            changes: std::slice::from_ref(&registered),
+        }])
+        .unwrap();
+    assert_eq!(appended, vec![Appended::Done]);
+    let sandbox = Arc::new(Sandbox::new().unwrap());
+    let host = host(&sandbox, journal.clone());
+    assert_eq!(host.register_demo_holders("bergen").unwrap(), 0);
+    assert!(host.register_demo_holders("albertslund").unwrap() > 0);
+    assert_eq!(journal.read("bergen", 0).unwrap().len(), 1);
+    assert!(host.card("bergen", "BK-2001", 0).unwrap().is_none());
+    assert!(host.card("bergen", "BK-7777", 0).unwrap().is_some());
+    assert!(host.card("albertslund", "BK-2001", 0).unwrap().is_some());
+}

@@ -234,3 +234,104 @@ fn sigterm_stops_promptly_with_a_half_sent_request_open() {
     assert!(took < Duration::from_secs(8), "SIGTERM took {took:?}");
     assert!(log_of(&dir).contains("shut down"), "{}", log_of(&dir));
 }
+
+/// A journal event this build cannot apply (a newer host's, an edited row) makes its
+/// program decide nothing, and `/readyz` says which program and why; the other programs
+/// keep deciding. `open` opens another handle on the server's ledger.
+fn a_refused_event_stops_its_program_and_readyz_says_why(
+    ledger: &str,
+    open: &dyn Fn() -> Arc<dyn cardrules::Journal>,
+) {
+    use cardrules::ledger::{Appended, Batch, Change, Effect};
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::files::copy_dir(
+        &crate::support::files::shipped_policies(),
+        &dir.path().join("policies"),
+    );
+    let dir = Arc::new(dir);
+    let server = Server::start_on(dir.clone(), ledger, &["--allow-unsigned"]);
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    server.terminate();
+
+    // Event after bergen's last: a grant, then a consumption beyond what it leaves (a
+    // build that applied the grant and kept it would allow it on the 3rd load).
+    let journal = open();
+    let last = journal.read("bergen", 0).unwrap().len() as u64;
+    let refused = Change::Decided {
+        card: "BK-2001".into(),
+        at: 1_709_312_400,
+        request_id: None,
+        request: "{}".into(),
+        decision: "{}".into(),
+        effects: vec![
+            Effect::Grant {
+                asset: "DKK".into(),
+                amount: 100,
+                expires: None,
+            },
+            Effect::Consume {
+                asset: "DKK".into(),
+                amount: 250,
+            },
+        ],
+        digest: "sha256:newer".into(),
+        fuel: 0,
+    };
+    let appended = journal
+        .append(&[Batch {
+            program: "bergen",
+            after: last,
+            changes: std::slice::from_ref(&refused),
+        }])
+        .unwrap();
+    assert_eq!(appended, vec![Appended::Done]);
+    drop(journal);
+
+    let server = Server::start_on(dir, ledger, &["--allow-unsigned"]);
+    let event = last + 1;
+    for _ in 0..4 {
+        let (status, answer) = server.post("/v1/decisions", &kino("BK-2001", None).to_string());
+        assert_eq!(status, 500, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("event {event}")) && error.contains("cannot be applied"),
+            "{answer}"
+        );
+    }
+    let (status, card) = server.get("/v1/programs/bergen/cards/BK-2001");
+    assert_eq!(status, 500, "{card}");
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["ready"], false);
+    let reasons = ready["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!(
+            "program `bergen` cannot decide: ledger: journal of `bergen`, event {event}: cannot be applied: effect 2: "
+        )),
+        "{ready}"
+    );
+    let (status, answer) = server.post("/v1/decisions", &purchase("albertslund", "purchase"));
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn a_refused_journal_event_stops_its_program_and_readyz_says_why_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger.sqlite");
+    let open = || -> Arc<dyn cardrules::Journal> {
+        Arc::new(cardrules_sqlite::SqliteLedger::open(&file).unwrap())
+    };
+    a_refused_event_stops_its_program_and_readyz_says_why(file.to_str().unwrap(), &open);
+}
+
+#[test]
+fn a_refused_journal_event_stops_its_program_and_readyz_says_why_on_postgres() {
+    let Some(database) = crate::support::postgres::Database::fresh() else {
+        return;
+    };
+    let open = || -> Arc<dyn cardrules::Journal> {
+        Arc::new(cardrules_postgres::PostgresLedger::open(&database.url).unwrap())
+    };
+    a_refused_event_stops_its_program_and_readyz_says_why(&database.url, &open);
+}

@@ -165,7 +165,10 @@ pub fn stats(spec: &LedgerSpec, json: bool) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
-/// `cardrules ledger verify`: each program's latest snapshot against its journal.
+/// `cardrules ledger verify`: each program's journal rebuilt from its first event to its
+/// last, and its latest snapshot against it. Exit 1 for any difference (a snapshot that
+/// differs or cannot be used, an event missing, unreadable or refused), 2 when the ledger
+/// cannot be read at all.
 pub fn verify(spec: &LedgerSpec, only: &[String]) -> anyhow::Result<u8> {
     use cardrules::ledger::snapshot::{self, Verdict};
     let journal = open_existing(spec)?;
@@ -185,13 +188,16 @@ pub fn verify(spec: &LedgerSpec, only: &[String]) -> anyhow::Result<u8> {
         let verdict = snapshot::verify(journal.as_ref(), program)
             .with_context(|| format!("cannot verify `{program}`"))?;
         let took = began.elapsed();
+        failed |= verdict.differs();
         match verdict {
-            Verdict::NoSnapshot => println!("{program}: no snapshot; nothing to compare"),
+            Verdict::NoSnapshot => println!(
+                "{program}: no snapshot; the journal applies from its first event to its last ({took:.1?})"
+            ),
             Verdict::Same { seq } => println!(
-                "{program}: the snapshot at event {seq} equals the state rebuilt from the journal ({took:.1?})"
+                "{program}: the snapshot at event {seq} equals the state rebuilt from the journal, \
+                 which applies to its last event ({took:.1?})"
             ),
             Verdict::Differs { seq, difference } => {
-                failed = true;
                 println!(
                     "{program}: the snapshot at event {seq} differs from the state rebuilt from the journal; first difference:"
                 );
@@ -200,8 +206,10 @@ pub fn verify(spec: &LedgerSpec, only: &[String]) -> anyhow::Result<u8> {
                 }
             }
             Verdict::Unusable { seq, why } => {
-                failed = true;
                 println!("{program}: the snapshot at event {seq} cannot be used: {why}");
+            }
+            Verdict::Broken { why } => {
+                println!("{program}: the journal cannot be rebuilt: {why}");
             }
         }
     }

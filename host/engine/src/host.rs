@@ -204,13 +204,18 @@ impl Host {
         })
     }
 
-    /// Registers each of the program's demo holders that is not in the ledger yet (they
-    /// were checked when the program was loaded).
+    /// Registers the program's demo holders (checked when the program was loaded) into an
+    /// empty journal only: they are for a new ledger. A journal with events says itself
+    /// who its holders are; registering them again there would write them into it on the
+    /// word of whatever state a start found.
     pub fn register_demo_holders(&self, program: &str) -> Result<usize> {
         let program = self.program(program)?;
         let demo = program.clone();
         self.ledger.submit(program.id(), move |tx| {
             let state = tx.state();
+            if state.seq() > 0 {
+                return Ok(Staged::nothing(0));
+            }
             let mut changes = Vec::new();
             for holder in &demo.files.holders {
                 if state.holder(&holder.card).is_none() {

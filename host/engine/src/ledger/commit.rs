@@ -238,6 +238,9 @@ pub(super) struct Lane {
     pub(super) settled: AtomicU64,
     /// The position from which a new snapshot is asked for.
     pub(super) snapshot_due: AtomicU64,
+    /// Why the last catch-up with the journal failed, if it did: the program decides
+    /// nothing until one succeeds (see [`Ledger::cannot_decide`]).
+    pub(super) failed: Mutex<Option<String>>,
 }
 
 /// A batch waiting for the committer.
@@ -251,7 +254,7 @@ struct Pending {
 /// Programs' states over one journal, with lanes and group commit (see the module docs).
 pub struct Ledger {
     pub(super) journal: Arc<dyn Journal>,
-    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    pub(super) lanes: Mutex<HashMap<String, Arc<Lane>>>,
     waiting: Mutex<Vec<Arc<Pending>>>,
     /// Held by whoever is appending; the others queue their batches meanwhile.
     appending: Mutex<()>,
@@ -364,6 +367,7 @@ impl Ledger {
                     started: AtomicBool::new(false),
                     settled: AtomicU64::new(0),
                     snapshot_due: AtomicU64::new(u64::MAX),
+                    failed: Mutex::new(None),
                 })
             })
             .clone()
@@ -466,6 +470,7 @@ impl Ledger {
         if shared.state.seq() != before {
             shared.versions.invalidate();
         }
+        *lane.failed.lock() = caught_up.as_ref().err().map(ToString::to_string);
         caught_up?;
         // Tallies over all cards that proposals or jobs asked for since the last load.
         shared.state.widen();

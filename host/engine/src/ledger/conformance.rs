@@ -30,6 +30,8 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     request_ids_are_found_in_the_journal_however_old(fresh, twin);
     a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(fresh, twin);
     counts_over_all_cards_are_every_cards_entries(fresh, twin);
+    a_snapshot_starts_only_its_own_programs_journal(fresh, twin);
+    a_journal_event_that_cannot_be_applied_changes_nothing(fresh);
 }
 
 fn holder(card: &str) -> Holder {
@@ -672,7 +674,7 @@ fn a_host_starts_from_the_latest_snapshot_and_skips_damaged_ones(
         snapshot::verify(journal.as_ref(), "p").unwrap(),
         snapshot::Verdict::Unusable { seq: 24, .. }
     ));
-    let mut newer = Snapshot::of("p", &State::default()).unwrap();
+    let mut newer = Snapshot::of(journal.as_ref(), "p", &State::default()).unwrap();
     newer.seq = 25;
     newer.format = snapshot::FORMAT + 1;
     journal.save_snapshot(&newer).unwrap();
@@ -761,4 +763,156 @@ fn counts_over_all_cards_are_every_cards_entries(fresh: &Fresh<'_>, twin: &Twin<
     let restarted = Ledger::new(twin(&journal));
     assert_eq!(all(&restarted, 0, 100), (6, 3));
     assert_eq!(all(&restarted, 0, 45), (5, 2));
+}
+
+/// How a fresh ledger over `journal` starts `program`: its state, the snapshot it started
+/// from and how many events it read.
+fn start_of(journal: &Arc<dyn Journal>, program: &str) -> (String, Option<u64>, u64) {
+    let ledger = Ledger::new(journal.clone());
+    ledger.snapshot_every(0);
+    let state = ledger.read(program, |s| s.canonical()).unwrap();
+    let start = ledger.snapshot_info()[0].1.start.unwrap();
+    (state, start.snapshot.map(|s| s.seq), start.replayed)
+}
+
+/// A snapshot is used only on the journal it was taken from: not filed under another
+/// program (same bytes, same checksum), not on a journal restored from an older backup
+/// that ends before it, not on a journal that took another course after such a restore,
+/// and not in the format before snapshots named their program and event. Each start
+/// rebuilds from the journal instead, as the journal gives it.
+fn a_snapshot_starts_only_its_own_programs_journal(fresh: &Fresh<'_>, twin: &Twin<'_>) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    live.snapshot_every(0);
+    for card in ["A", "B", "C", "D"] {
+        register(&live, "p", funded(card, "DKK", 100));
+    }
+    for card in ["Q1", "Q2", "Q3", "Q4"] {
+        register(&live, "q", holder(card));
+    }
+    let written = live.write_snapshot("p").unwrap();
+    assert_eq!(written.seq, 4);
+    assert_eq!(start_of(&twin(&journal), "p").1, Some(4), "its own journal");
+
+    // Filed under `q`, at a position `q`'s journal has: refused, `q` is rebuilt from its
+    // own events.
+    let theirs = journal.snapshots("p", 1).unwrap().remove(0);
+    journal
+        .save_snapshot(&Snapshot {
+            program: "q".into(),
+            ..theirs.clone()
+        })
+        .unwrap();
+    let q_alone = live.read("q", |s| s.canonical()).unwrap();
+    assert_eq!(start_of(&twin(&journal), "q"), (q_alone, None, 4));
+    assert!(matches!(
+        snapshot::verify(journal.as_ref(), "q").unwrap(),
+        snapshot::Verdict::Unusable { seq: 4, why } if why.contains("not of `q`")
+    ));
+
+    // The journal restored from a backup of two events, the snapshot (at event 4) kept.
+    let restored = fresh();
+    let backup = Ledger::new(restored.clone());
+    backup.snapshot_every(0);
+    register(&backup, "p", funded("A", "DKK", 100));
+    register(&backup, "p", funded("B", "DKK", 100));
+    restored.save_snapshot(&theirs).unwrap();
+    let two = backup.read("p", |s| s.canonical()).unwrap();
+    assert_eq!(start_of(&twin(&restored), "p"), (two, None, 2));
+    match snapshot::verify(restored.as_ref(), "p").unwrap() {
+        snapshot::Verdict::Unusable { seq: 4, why } => {
+            assert!(why.contains("beyond the end of the journal"), "{why}")
+        }
+        other => panic!("a snapshot beyond the journal's end: {other:?}"),
+    }
+    // … and going on from there with other events: event 4 is not the snapshot's.
+    register(&backup, "p", funded("X", "DKK", 7));
+    register(&backup, "p", funded("Y", "DKK", 7));
+    register(&backup, "p", funded("Z", "DKK", 7));
+    let diverged = backup.read("p", |s| s.canonical()).unwrap();
+    assert!(!diverged.contains("card C") && diverged.contains("card Z"));
+    assert_eq!(start_of(&twin(&restored), "p"), (diverged, None, 5));
+    match snapshot::verify(restored.as_ref(), "p").unwrap() {
+        snapshot::Verdict::Unusable { seq: 4, why } => {
+            assert!(why.contains("took another course"), "{why}")
+        }
+        other => panic!("a snapshot of another course: {other:?}"),
+    }
+
+    // A snapshot of the format before (its body the bare state) is not read.
+    let state = live.read("p", |s| s.image()).unwrap();
+    let body = serde_json::to_vec(&state).unwrap();
+    let old = Snapshot {
+        format: 1,
+        checksum: crate::program::signing::digest(&body),
+        body,
+        ..theirs
+    };
+    let again = fresh();
+    let ledger = Ledger::new(again.clone());
+    for card in ["A", "B", "C", "D"] {
+        register(&ledger, "p", funded(card, "DKK", 100));
+    }
+    again.save_snapshot(&old).unwrap();
+    let four = ledger.read("p", |s| s.canonical()).unwrap();
+    assert_eq!(start_of(&twin(&again), "p"), (four, None, 4));
+}
+
+/// An event the host cannot apply (written by a newer host, or edited) is taken back
+/// whole when a state catches up: the effects before the refused one do not stay, so that
+/// loading again and again never adds them up; the program decides nothing meanwhile, and
+/// says why.
+fn a_journal_event_that_cannot_be_applied_changes_nothing(fresh: &Fresh<'_>) {
+    let journal = fresh();
+    let writer = Ledger::new(journal.clone());
+    register(&writer, "p", holder("A"));
+    // Event 2: a grant of 100, then a consumption of 250 that only 3 loads' phantom
+    // grants would allow.
+    let refused = Change::Decided {
+        card: "A".into(),
+        at: 10,
+        request_id: None,
+        request: "{}".into(),
+        decision: "{}".into(),
+        effects: vec![grant("DKK", 100, None), consume("DKK", 250)],
+        digest: "sha256:newer".into(),
+        fuel: 0,
+    };
+    let appended = journal
+        .append(&[Batch {
+            program: "p",
+            after: 1,
+            changes: std::slice::from_ref(&refused),
+        }])
+        .unwrap();
+    assert_eq!(appended, vec![Appended::Done]);
+
+    let ledger = Ledger::new(journal.clone());
+    ledger.snapshot_every(0);
+    for _ in 0..5 {
+        let error = ledger.read("p", |s| s.balance("A", "DKK", 20)).unwrap_err();
+        let error = error.to_string();
+        assert!(
+            error.contains("event 2") && error.contains("cannot be applied"),
+            "{error}"
+        );
+    }
+    let decided = ledger.submit("p", |tx: &mut Tx<'_>| {
+        let balance = tx.state().balance("A", "DKK", 30);
+        Ok(Staged::nothing(balance))
+    });
+    assert!(decided.is_err(), "decided on {decided:?}");
+    let failed = ledger.cannot_decide();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "p");
+    assert!(failed[0].1.contains("event 2"), "{}", failed[0].1);
+
+    // The state a catch-up leaves is the journal's up to the event before.
+    let mut state = State::default();
+    for _ in 0..3 {
+        assert!(catch_up(journal.as_ref(), "p", &mut state, None).is_err());
+        assert_eq!(state.seq(), 1);
+        assert_eq!(state.balance("A", "DKK", 20), 0);
+        assert!(state.lots("A").is_empty());
+    }
 }

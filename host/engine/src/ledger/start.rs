@@ -143,6 +143,29 @@ impl Ledger {
         }
     }
 
+    /// The programs whose state cannot be caught up with the journal, and why: an event
+    /// this build cannot read or apply, a gap, an unreachable journal. They decide nothing
+    /// (every job fails at its catch-up) until the journal can be read again; each is
+    /// tried once more here, so that one that recovered is not reported.
+    pub fn cannot_decide(&self) -> Vec<(String, String)> {
+        let failing: Vec<String> = self
+            .lanes
+            .lock()
+            .values()
+            .filter(|lane| lane.failed.lock().is_some())
+            .map(|lane| lane.program.clone())
+            .collect();
+        let mut failed: Vec<(String, String)> = failing
+            .into_iter()
+            .filter_map(|program| {
+                let why = self.read(&program, |_| ()).err()?;
+                Some((program, why.to_string()))
+            })
+            .collect();
+        failed.sort();
+        failed
+    }
+
     /// Starts `lane`'s state: from the program's latest usable snapshot and the events
     /// after it; asks for a snapshot when the start read many events.
     pub(super) fn start(&self, lane: &Lane, state: &mut State) -> Result<()> {
@@ -198,7 +221,8 @@ impl Ledger {
 /// Applies the events of `program`'s journal after `state`'s position to it, a page at a
 /// time, up to position `until` if given; returns how many were applied. Every event must
 /// follow the one before and apply cleanly: a journal that does not is reported, never
-/// skipped.
+/// skipped, and the event that does not apply leaves nothing behind (the state stays at
+/// the event before it, as the journal gives it).
 pub fn catch_up(
     journal: &dyn Journal,
     program: &str,
@@ -227,12 +251,15 @@ pub fn catch_up(
                 ));
             }
             let mark = state.mark();
-            state.apply_change(&event.change).map_err(|refused| {
-                Error::ledger(
+            if let Err(refused) = state.apply_change(&event.change) {
+                // Taken back whole: effects before the refused one must not stay, or every
+                // later catch-up would apply them again on top.
+                state.rollback(mark);
+                return Err(Error::ledger(
                     format!("journal of `{program}`, event {}", event.seq),
                     format!("cannot be applied: {refused}"),
-                )
-            })?;
+                ));
+            }
             state.advance(1);
             state.settle(mark);
             applied += 1;
@@ -266,7 +293,7 @@ pub(super) fn write_snapshot(journal: &dyn Journal, program: &str) -> Result<Sna
     {
         return Ok(base);
     }
-    let snapshot = Snapshot::of(program, &state)?;
+    let snapshot = Snapshot::of(journal, program, &state)?;
     journal.save_snapshot(&snapshot)?;
     tracing::info!(
         program,

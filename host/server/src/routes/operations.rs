@@ -56,8 +56,9 @@ pub(crate) struct Readiness {
 }
 
 /// Readiness: 200 when a decision asked now would be taken; 503 (with why) when no
-/// program is loaded, every place for work in flight is taken, work has been waiting
-/// longer than the alarm, or the server is stopping.
+/// program is loaded, a program's state cannot be caught up with its journal (it decides
+/// nothing then), every place for work in flight is taken, work has been waiting longer
+/// than the alarm, or the server is stopping.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to decide", body = Readiness),
@@ -73,6 +74,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
     if programs == 0 {
         reasons.push("no program is loaded".to_string());
+    }
+    // Outside the bound on work in flight: readiness is asked when the server is full too.
+    let ledger = state.host.clone();
+    match tokio::task::spawn_blocking(move || ledger.ledger().cannot_decide()).await {
+        Ok(failed) => reasons.extend(
+            failed
+                .into_iter()
+                .map(|(program, why)| format!("program `{program}` cannot decide: {why}")),
+        ),
+        Err(e) => reasons.push(format!("cannot tell whether every program can decide: {e}")),
     }
     if in_flight >= max_in_flight {
         reasons.push(format!(

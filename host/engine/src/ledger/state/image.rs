@@ -6,13 +6,13 @@
 //! none before its position. Everything is sorted, so that one state always gives the
 //! same bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::ids::Recent;
 use super::{State, Tally};
-use crate::ledger::LotRow;
+use crate::ledger::{LotRow, MAX_UNITS};
 use crate::model::Holder;
 
 /// One card's part of the state.
@@ -89,9 +89,16 @@ impl State {
         }
     }
 
-    /// The state an image holds; `Err` says why the image cannot be a state (it breaks a
-    /// rule every state keeps), so that a damaged snapshot is never taken for a state.
+    /// The state an image holds; `Err` says why the image cannot be a state. A state read
+    /// from an image passes the rules a state built from events keeps — every lot holds
+    /// 1 to `MAX_UNITS` units under an id given once, a card holds at most `MAX_UNITS` of
+    /// an asset (so no balance is negative and no sum wraps), counters total at most
+    /// `MAX_UNITS`, each card appears once — so that a damaged or forged snapshot is
+    /// refused as corrupt, never taken for a state.
     pub(crate) fn from_image(image: Image) -> Result<State, String> {
+        if image.next_lot < 0 {
+            return Err(format!("its last lot id {} is negative", image.next_lot));
+        }
         let mut state = State {
             seq: image.seq,
             next_lot: image.next_lot,
@@ -101,8 +108,15 @@ impl State {
         // counter → its total over every card (tallies over all cards are built when a
         // count asks for one: see `State::widen`).
         let mut totals: HashMap<String, u64> = HashMap::new();
+        let mut lot_ids = HashSet::new();
+        let mut last_card: Option<String> = None;
         for card in image.cards {
             let name = card.card;
+            // Written sorted, each card once: a card out of order or repeated would replace
+            // what came before it.
+            if last_card.as_ref().is_some_and(|last| *last >= name) {
+                return Err(format!("card `{name}` is repeated or out of order"));
+            }
             if let Some(holder) = card.holder {
                 if holder.card != name || !holder.balances.is_empty() {
                     return Err(format!("the holder of card `{name}` does not fit it"));
@@ -116,8 +130,14 @@ impl State {
                         "counter `{counter}` of card `{name}` is empty or out of order"
                     ));
                 }
+                if counters.contains_key(&counter) {
+                    return Err(format!("counter `{counter}` of card `{name}` is repeated"));
+                }
                 let mut tally = Tally::default();
                 for &(_, amount) in &entries {
+                    if amount == 0 {
+                        return Err(format!("counter `{counter}` of card `{name}` counts 0"));
+                    }
                     tally.total = checked_total(tally.total, amount)
                         .ok_or_else(|| format!("counter `{counter}` of card `{name}` overflows"))?;
                 }
@@ -132,6 +152,28 @@ impl State {
                 state.tallies.insert(name.clone(), counters);
             }
             if !card.lots.is_empty() {
+                // asset → units of the card, expired or not: what a grant keeps within
+                // `MAX_UNITS` (each lot is, so the sum cannot wrap before it is checked).
+                let mut held: HashMap<&str, i64> = HashMap::new();
+                for (id, asset, amount, _) in &card.lots {
+                    if *id > state.next_lot || *id <= 0 || !lot_ids.insert(*id) {
+                        return Err(format!(
+                            "lot {id} of card `{name}` has an id never given, or given twice"
+                        ));
+                    }
+                    if !(1..=MAX_UNITS).contains(amount) {
+                        return Err(format!(
+                            "lot {id} of card `{name}` holds {amount} `{asset}`, not 1 to {MAX_UNITS}"
+                        ));
+                    }
+                    let sum = held.entry(asset).or_default();
+                    *sum += amount;
+                    if *sum > MAX_UNITS {
+                        return Err(format!(
+                            "card `{name}` holds more than {MAX_UNITS} `{asset}`"
+                        ));
+                    }
+                }
                 let lots = card
                     .lots
                     .into_iter()
@@ -142,18 +184,20 @@ impl State {
                         expires,
                     })
                     .collect::<Vec<_>>();
-                if lots.iter().any(|l| l.id > state.next_lot || l.id <= 0) {
-                    return Err(format!("a lot of card `{name}` has an id never given"));
-                }
                 state.lots.insert(name.clone(), lots);
             }
             if !card.previous.is_empty() {
+                let unique: HashSet<&String> = card.previous.iter().collect();
+                if unique.len() != card.previous.len() || unique.contains(&name) {
+                    return Err(format!("the earlier cards of `{name}` repeat a card"));
+                }
                 for old in &card.previous {
                     let news = state.replaced_by.entry(old.clone()).or_default();
                     news.push(name.clone());
                 }
                 state.previous.insert(name, card.previous);
             }
+            last_card = Some(name);
         }
         for (counter, total) in totals {
             state.totals.insert(counter, total);
@@ -166,5 +210,5 @@ impl State {
 fn checked_total(total: u64, amount: u64) -> Option<u64> {
     total
         .checked_add(amount)
-        .filter(|&sum| sum <= super::MAX_UNITS as u64)
+        .filter(|&sum| sum <= MAX_UNITS as u64)
 }

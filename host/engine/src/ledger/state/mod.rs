@@ -18,6 +18,7 @@ mod touched;
 use super::{Change, Effect, Journal, LotRow, MAX_UNITS, Recorded, Refused};
 use crate::error::{Error, Result};
 use crate::model::Holder;
+pub(crate) use image::Image;
 
 /// What the policy may read of its program's ledger, and nothing that writes.
 pub trait View: Send {
