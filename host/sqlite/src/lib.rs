@@ -20,6 +20,7 @@ use cardrules::ledger::{
 };
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 /// The schema this build writes and reads (`PRAGMA user_version`). Version 1 was the
@@ -62,6 +63,10 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_by_card ON events (program, card, seq);
 ";
 
+/// A page of a program's journal: what every batch of its lane reads first.
+const READ_PAGE: &str =
+    "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
 /// How much of the file reads may map (SQLite's `mmap_size`; the OS pages it in and out).
 const MMAP_BYTES: i64 = 1 << 30;
 
@@ -91,6 +96,10 @@ impl SqliteLedger {
             // Reads map the file instead of copying pages in, one call each: a card's
             // statement touches a page per entry, spread over the whole journal.
             conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+            // One plan per statement, whatever its parameters: otherwise binding a
+            // `LIMIT ?` (a page of the journal, read by every batch of every lane) expires
+            // the cached statement, and each run parses and plans it again.
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
             Ok(conn)
         };
         let writer = connect().map_err(|e| fail(&format!("cannot open `{shown}`"), e))?;
@@ -233,9 +242,7 @@ impl Journal for SqliteLedger {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_reader(|conn| {
             let mut statement = conn
-                .prepare_cached(
-                    "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                )
+                .prepare_cached(READ_PAGE)
                 .map_err(|e| fail(&context, e))?;
             let rows = statement
                 .query_map(params![program, after, limit], |row| {
@@ -542,6 +549,28 @@ mod tests {
             Arc::new(SqliteLedger::open(Path::new(path)).expect("a second handle opens"))
         };
         cardrules::ledger::conformance::run_all(&fresh, &twin);
+    }
+
+    /// A lane reads a page of its journal before every batch: its statement is planned
+    /// once per connection, not again on every run (a `LIMIT ?` bound to a value used to
+    /// expire it, and parsing it again took a third of an HTTP dry run's instructions).
+    #[test]
+    fn reading_a_page_of_the_journal_does_not_prepare_its_statement_again() {
+        let (ledger, _guard) = SqliteLedger::temporary().expect("a temporary ledger opens");
+        for limit in [10, 10, 3] {
+            ledger
+                .read_page("bergen", 0, limit)
+                .expect("a page is read");
+        }
+        let prepared_again = ledger
+            .with_reader(|conn| {
+                let statement = conn
+                    .prepare_cached(READ_PAGE)
+                    .map_err(|e| fail("cannot prepare", e))?;
+                Ok(statement.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+            .expect("the statement is cached");
+        assert_eq!(prepared_again, 0);
     }
 
     #[test]
