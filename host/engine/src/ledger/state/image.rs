@@ -195,7 +195,7 @@ impl State {
                     let news = state.replaced_by.entry(old.clone()).or_default();
                     news.push(name.clone());
                 }
-                state.previous.insert(name, card.previous);
+                state.previous.insert(name.clone(), card.previous);
             }
             last_card = Some(name);
         }
