@@ -64,7 +64,9 @@ impl Outside {
     }
 
     fn command(&self) -> Command {
-        let real_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let real_home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let mut command = Command::new(&self.bin);
         command
             .current_dir(self.repo())
@@ -79,8 +81,7 @@ impl Outside {
             )
             .env(
                 "RUSTUP_HOME",
-                std::env::var_os("RUSTUP_HOME")
-                    .unwrap_or_else(|| real_home.join(".rustup").into()),
+                std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home.join(".rustup").into()),
             );
         command
     }
@@ -142,7 +143,11 @@ fn add_yearly_visit_rule(program: &Path, language: &str) {
         }
         "python" => {
             let source = program.join("policy.py");
-            edit(&source, "    Outcome,\n", "    Outcome,\n    Period,\n    Until,\n    ledger,\n    within,\n");
+            edit(
+                &source,
+                "    Outcome,\n",
+                "    Outcome,\n    Period,\n    Until,\n    ledger,\n    within,\n",
+            );
             edit(
                 &source,
                 r#"[OK, "card-inactive", UNKNOWN_ACTION, BAD_REQUEST]"#,
@@ -161,7 +166,11 @@ fn add_yearly_visit_rule(program: &Path, language: &str) {
         }
         "js" => {
             let source = program.join("policy.js");
-            edit(&source, "  required,\n}", "  required, Until, ledger, within,\n}");
+            edit(
+                &source,
+                "  required,\n}",
+                "  required, Until, ledger, within,\n}",
+            );
             edit(
                 &source,
                 "[OK, 'card-inactive', UNKNOWN_ACTION, BAD_REQUEST]",
@@ -210,7 +219,13 @@ fn visit(server: &Server, token: &str, card: &str, id: &str, at: &str) -> Value 
         "id": id, "program": "fritid", "card": card, "action": "visit", "offer": "town-museum",
         "at": at,
     });
-    let (status, answer) = call(server, Some(token), "POST", "/v1/decisions", &request.to_string());
+    let (status, answer) = call(
+        server,
+        Some(token),
+        "POST",
+        "/v1/decisions",
+        &request.to_string(),
+    );
     assert_eq!(status, 200, "{answer}\n{}", server.log());
     answer
 }
@@ -219,7 +234,14 @@ fn a_municipality_authors_and_publishes(language: &str) {
     let outside = Outside::new();
     let repo = outside.repo();
     let made = outside.ok(&[
-        "new", "fritid", "--lang", language, "--time-zone", "Europe/Oslo", "--languages", "nb,en",
+        "new",
+        "fritid",
+        "--lang",
+        language,
+        "--time-zone",
+        "Europe/Oslo",
+        "--languages",
+        "nb,en",
     ]);
     assert!(made.contains("cardrules build"), "{made}");
     let program = repo.join("policies/fritid");
@@ -237,13 +259,25 @@ fn a_municipality_authors_and_publishes(language: &str) {
         let built = outside.run(&["build", "fritid"]);
         let err = String::from_utf8_lossy(&built.stderr);
         assert!(built.status.success(), "{language}: build failed:\n{err}");
-        let line = err.lines().rev().find(|l| l.starts_with("built ")).unwrap_or("");
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("built "))
+            .unwrap_or("");
         eprintln!("{language}, {which}: {line}");
     }
     let tested = outside.ok(&[
-        "test", "--allow-unsigned", "--coverage", "--min-coverage", "100", "policies/fritid",
+        "test",
+        "--allow-unsigned",
+        "--coverage",
+        "--min-coverage",
+        "100",
+        "policies/fritid",
     ]);
-    assert!(tested.trim_end().ends_with("4 passed, 0 failed"), "{tested}");
+    assert!(
+        tested.trim_end().ends_with("4 passed, 0 failed"),
+        "{tested}"
+    );
 
     // Signed by the municipality's key; the city trusts that key for `fritid`.
     outside.ok(&["keygen", "--out", "fritid"]);
@@ -259,7 +293,13 @@ fn a_municipality_authors_and_publishes(language: &str) {
     )
     .unwrap();
     let token = support::server::cardrules(&[
-        "token", "--name", "fritid-registrar", "--role", "registrar", "--program", "fritid",
+        "token",
+        "--name",
+        "fritid-registrar",
+        "--role",
+        "registrar",
+        "--program",
+        "fritid",
     ]);
     let secret = token
         .lines()
@@ -278,7 +318,14 @@ fn a_municipality_authors_and_publishes(language: &str) {
     let auth = city.path().join("auth.toml").display().to_string();
     let server = Server::start_with(city.clone(), &["--trust", &trust, "--auth", &auth]);
 
-    let published = outside.run(&["publish", "--to", &server.base, "--token", "city.token", "policies/fritid"]);
+    let published = outside.run(&[
+        "publish",
+        "--to",
+        &server.base,
+        "--token",
+        "city.token",
+        "policies/fritid",
+    ]);
     assert_eq!(
         published.status.code(),
         Some(0),
@@ -303,8 +350,20 @@ fn a_municipality_authors_and_publishes(language: &str) {
     let unsigned = outside.dir.path().join("unsigned");
     support::files::copy_dir(&program, &unsigned.join("fritid"));
     std::fs::remove_file(unsigned.join("fritid/policy.sig")).unwrap();
-    let refused = outside.run(&["publish", "--to", &server.base, "--token", "city.token", unsigned.join("fritid").to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    let refused = outside.run(&[
+        "publish",
+        "--to",
+        &server.base,
+        "--token",
+        "city.token",
+        unsigned.join("fritid").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("refused"),
         "{}",
@@ -318,14 +377,35 @@ fn a_municipality_authors_and_publishes(language: &str) {
         r#"expect = { allow = false, reason = "visit-limit" }"#,
         r#"expect = { allow = true, reason = "ok" }"#,
     );
-    outside.ok(&["sign", "--key", "fritid.key", failing.join("fritid").to_str().unwrap()]);
-    let refused = outside.run(&["publish", "--to", &server.base, "--token", "city.token", failing.join("fritid").to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    outside.ok(&[
+        "sign",
+        "--key",
+        "fritid.key",
+        failing.join("fritid").to_str().unwrap(),
+    ]);
+    let refused = outside.run(&[
+        "publish",
+        "--to",
+        &server.base,
+        "--token",
+        "city.token",
+        failing.join("fritid").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let fourth = visit(&server, &secret, "DEMO-1", "v4", &now);
     assert_eq!(fourth["reason"], "visit-limit", "{fourth}");
-    assert_eq!(fourth["policy"], third["policy"], "another version answered");
+    assert_eq!(
+        fourth["policy"], third["policy"],
+        "another version answered"
+    );
     // And what is on the city's disk is still the published version.
-    let on_disk = std::fs::read_to_string(city.path().join("policies/fritid/suites/visits.toml")).unwrap();
+    let on_disk =
+        std::fs::read_to_string(city.path().join("policies/fritid/suites/visits.toml")).unwrap();
     assert!(on_disk.contains(r#"reason = "visit-limit""#));
 }
 
@@ -371,7 +451,13 @@ fn the_examples_build_outside_the_repository(language: &str) {
         }
     }
     outside.ok(&["build"]);
-    let tested = outside.ok(&["test", "--allow-unsigned", "--coverage", "--min-coverage", "100"]);
+    let tested = outside.ok(&[
+        "test",
+        "--allow-unsigned",
+        "--coverage",
+        "--min-coverage",
+        "100",
+    ]);
     assert!(tested.trim_end().ends_with(" 0 failed"), "{tested}");
 }
 

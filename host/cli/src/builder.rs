@@ -85,7 +85,9 @@ pub fn root(policies: &Path) -> anyhow::Result<Root> {
         .iter()
         .flat_map(|start| start.ancestors())
         .find(|dir| {
-            dir.join("wit").is_dir() && dir.join("tools").is_dir() && dir.join("guest-rules").is_dir()
+            dir.join("wit").is_dir()
+                && dir.join("tools").is_dir()
+                && dir.join("guest-rules").is_dir()
         })
         .map(Path::to_path_buf);
     match checkout {
@@ -209,7 +211,10 @@ fn build_one(root: &Root, dir: &Path, program: &str, language: Language) -> anyh
             command.arg(&driver).arg(dir);
             // The Python driver names a missing `python3.11` itself (`PYTHON` may name another).
             if language == Language::Js {
-                kit::require("node", "JavaScript policies are built with Node.js 18 or later")?;
+                kit::require(
+                    "node",
+                    "JavaScript policies are built with Node.js 18 or later",
+                )?;
                 kit::require("npm", "the JavaScript toolchain is installed with npm")?;
             }
             // Outside a checkout the Python toolchain goes to the per-user cache, one per
@@ -283,8 +288,8 @@ fn build_project(root: &Root, dir: &Path, program: &str) -> anyhow::Result<PathB
         Root::Checkout(path) => path.join("guest-rules/sdk"),
         Root::Kit(path) => path.join("sdk/rust"),
     };
-    let dir = std::path::absolute(dir)
-        .with_context(|| format!("cannot resolve `{}`", dir.display()))?;
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve `{}`", dir.display()))?;
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(target) => PathBuf::from(target),
         None => dir

@@ -22,9 +22,18 @@ static SDK_RUST: Dir = include_dir!("$CARGO_MANIFEST_DIR/../../guest-rules/sdk/s
 /// The build drivers and toolchain pins, one by one: `tools/js` holds an installed
 /// toolchain (`node_modules`) in a checkout that has built a JavaScript policy.
 const TOOLS: &[(&str, &str)] = &[
-    ("tools/js/build.sh", include_str!("../../../tools/js/build.sh")),
-    ("tools/js/build.mjs", include_str!("../../../tools/js/build.mjs")),
-    ("tools/js/package.json", include_str!("../../../tools/js/package.json")),
+    (
+        "tools/js/build.sh",
+        include_str!("../../../tools/js/build.sh"),
+    ),
+    (
+        "tools/js/build.mjs",
+        include_str!("../../../tools/js/build.mjs"),
+    ),
+    (
+        "tools/js/package.json",
+        include_str!("../../../tools/js/package.json"),
+    ),
     (
         "tools/js/package-lock.json",
         include_str!("../../../tools/js/package-lock.json"),
@@ -142,7 +151,10 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
         all.extend_from_slice(bytes);
     }
     let digest = cardrules::signing::digest(&all);
-    let short = digest.trim_start_matches("sha256:").get(..12).unwrap_or("kit");
+    let short = digest
+        .trim_start_matches("sha256:")
+        .get(..12)
+        .unwrap_or("kit");
     let kits = cache_dir()?.join("kit");
     let kit = kits.join(format!("{}-{short}", env!("CARGO_PKG_VERSION")));
     if kit.is_dir() {
@@ -194,8 +206,13 @@ fn tempfile_dir(parent: &Path) -> anyhow::Result<PathBuf> {
 /// directory per pin under the cache, shared by every kit that pins the same.
 pub fn toolchain_dir(name: &str, pins: &str) -> anyhow::Result<PathBuf> {
     let digest = cardrules::signing::digest(pins.as_bytes());
-    let short = digest.trim_start_matches("sha256:").get(..12).unwrap_or("pin");
-    Ok(cache_dir()?.join("toolchains").join(format!("{name}-{short}")))
+    let short = digest
+        .trim_start_matches("sha256:")
+        .get(..12)
+        .unwrap_or("pin");
+    Ok(cache_dir()?
+        .join("toolchains")
+        .join(format!("{name}-{short}")))
 }
 
 /// The pinned Python toolchain list, as the kit carries it.
@@ -248,12 +265,19 @@ mod tests {
     #[test]
     fn new_projects_name_the_versions_the_sdk_packages_have() {
         let text = |p: &str| {
-            let (_, bytes) = files().into_iter().find(|(path, _)| path == Path::new(p)).unwrap();
+            let (_, bytes) = files()
+                .into_iter()
+                .find(|(path, _)| path == Path::new(p))
+                .unwrap();
             String::from_utf8(bytes).unwrap()
         };
         let pyproject: toml::Table = text("sdk/python/pyproject.toml").parse().unwrap();
-        assert_eq!(pyproject["project"]["version"].as_str(), Some(PYTHON_SDK_VERSION));
-        let package: serde_json::Value = serde_json::from_str(&text("sdk/js/package.json")).unwrap();
+        assert_eq!(
+            pyproject["project"]["version"].as_str(),
+            Some(PYTHON_SDK_VERSION)
+        );
+        let package: serde_json::Value =
+            serde_json::from_str(&text("sdk/js/package.json")).unwrap();
         assert_eq!(package["version"].as_str(), Some(JS_SDK_VERSION));
         let krate: toml::Table = text("sdk/rust/Cargo.toml").parse().unwrap();
         assert_eq!(krate["package"]["version"].as_str(), Some(RUST_SDK_VERSION));
@@ -269,7 +293,10 @@ mod tests {
         assert_eq!(first, again);
         assert!(first.join("sdk/rust/src/lib.rs").is_file());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(first.join("tools/python/install.sh")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(first.join("tools/python/install.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "the drivers must be executable");
         let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("kit"))
             .unwrap()

@@ -412,9 +412,7 @@ fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
         println!("created {}", path.display());
     }
     let dir = s.policies.join(&s.program);
-    let in_checkout = written
-        .iter()
-        .any(|path| !path.starts_with(&s.policies));
+    let in_checkout = written.iter().any(|path| !path.starts_with(&s.policies));
     match s.lang {
         builder::Language::Rust if in_checkout => println!(
             "build with `cargo build --release`, then run its suite: `cardrules test {}`",
@@ -425,7 +423,8 @@ fn new_program(s: scaffold::Scaffold) -> anyhow::Result<u8> {
             s.policies.display(),
             s.program,
             match lang {
-                builder::Language::Rust => "the `wasm32-wasip2` target if your Rust toolchain lacks it",
+                builder::Language::Rust =>
+                    "the `wasm32-wasip2` target if your Rust toolchain lacks it",
                 builder::Language::Python => "the pinned Python toolchain",
                 builder::Language::Js => "the pinned JavaScript toolchain",
             },

@@ -59,10 +59,7 @@ pub fn publish(to: &str, token_file: &Path, dir: &Path) -> anyhow::Result<u8> {
         .timeout_global(Some(TIMEOUT))
         .build()
         .into();
-    eprintln!(
-        "publishing `{program}` ({} files) to {base}…",
-        files.len()
-    );
+    eprintln!("publishing `{program}` ({} files) to {base}…", files.len());
     let sent = agent
         .put(&url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -84,7 +81,12 @@ pub fn publish(to: &str, token_file: &Path, dir: &Path) -> anyhow::Result<u8> {
         .to_string();
     match status {
         200 => {
-            let field = |name: &str| body.get(name).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+            let field = |name: &str| {
+                body.get(name)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string()
+            };
             println!(
                 "active: `{program}` version {} ({}) at {base}",
                 field("version"),

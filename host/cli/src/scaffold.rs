@@ -104,7 +104,10 @@ pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
             ]
         }
         (Language::Rust, None) => vec![
-            (program_dir.join("Cargo.toml"), project_cargo_toml(&s.program)),
+            (
+                program_dir.join("Cargo.toml"),
+                project_cargo_toml(&s.program),
+            ),
             (program_dir.join("src/lib.rs"), lib_rs(&s.program)),
         ],
         (Language::Js, _) => vec![
@@ -113,7 +116,10 @@ pub fn create(s: &Scaffold) -> anyhow::Result<Vec<PathBuf>> {
         ],
         (Language::Python, _) => vec![
             (program_dir.join("policy.py"), policy_py(&s.program)),
-            (program_dir.join("pyproject.toml"), pyproject_toml(&s.program)),
+            (
+                program_dir.join("pyproject.toml"),
+                pyproject_toml(&s.program),
+            ),
         ],
     };
     files.extend([

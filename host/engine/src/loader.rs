@@ -128,11 +128,18 @@ pub type Bundle = std::collections::BTreeMap<String, Vec<u8>>;
 /// suites ([`update`]), and only once served written to `policies/program/`, so that the
 /// next start serves them too. A refused upload changes nothing: the running version, if
 /// any, keeps serving, and the error says why.
-pub fn publish(host: &Host, policies: &Path, program: &str, files: &Bundle) -> Result<Arc<Program>> {
+pub fn publish(
+    host: &Host,
+    policies: &Path,
+    program: &str,
+    files: &Bundle,
+) -> Result<Arc<Program>> {
     let bad = |why: String| Error::invalid(format!("cannot publish program `{program}`: {why}"));
     // The id names a directory under `policies`: a plain name, never hidden.
     if !plain_name(program) || program.starts_with('.') {
-        return Err(bad("the program id is not a plain name (letters, digits, `.`, `_` and `-`)".into()));
+        return Err(bad(
+            "the program id is not a plain name (letters, digits, `.`, `_` and `-`)".into(),
+        ));
     }
     if files.len() > MAX_PUBLISHED_FILES {
         return Err(bad(format!(
@@ -175,7 +182,9 @@ fn check_bundle_path(path: &str) -> std::result::Result<(), String> {
         return Err("more than 8 directories deep".into());
     }
     if !parts.into_iter().all(plain_name) {
-        return Err("not a relative path of plain names (letters, digits, `.`, `_` and `-`)".into());
+        return Err(
+            "not a relative path of plain names (letters, digits, `.`, `_` and `-`)".into(),
+        );
     }
     Ok(())
 }
@@ -221,7 +230,9 @@ fn persist(dir: &Path, files: &Bundle) -> std::io::Result<()> {
         }
         let beside = to.with_file_name(format!(
             ".{}.publishing",
-            to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            to.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ));
         std::fs::write(&beside, &files[path])?;
         std::fs::rename(&beside, &to)?;

@@ -83,7 +83,9 @@ pub(crate) async fn publish(
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|e| {
-                ApiError::bad_request(format!("cannot parse bundle: file `{path}` is not base64: {e}"))
+                ApiError::bad_request(format!(
+                    "cannot parse bundle: file `{path}` is not base64: {e}"
+                ))
             })?;
         files.insert(path, bytes);
     }
@@ -119,7 +121,10 @@ pub(crate) async fn publish(
         }
         Err(e @ cardrules::Error::Load { .. }) => {
             tracing::warn!("publish refused, previous version kept: {e}");
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ))
         }
         Err(e) => Err(ApiError::from(e)),
     }
