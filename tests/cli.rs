@@ -370,6 +370,7 @@ fn ids_no_ledger_can_key_exit_2_naming_the_field() {
         &long,
         "--policies",
         policies.to_str().unwrap(),
+        "--allow-unsigned",
     ];
     let out = cardrules(&args, dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
