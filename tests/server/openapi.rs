@@ -38,6 +38,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     let served = [
         ("POST", "/v1/decisions"),
         ("GET", "/v1/programs"),
+        ("PUT", "/v1/programs/{program}/policy"),
         ("PUT", "/v1/programs/{program}/holders/{card}"),
         ("PATCH", "/v1/programs/{program}/holders/{card}"),
         ("GET", "/v1/programs/{program}/cards/{card}"),
@@ -93,6 +94,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     let cards = "/v1/programs/{program}/cards/{card}";
     let allowances = "/v1/programs/{program}/cards/{card}/allowances";
     let history = "/v1/programs/{program}/cards/{card}/history";
+    let publish = "/v1/programs/{program}/policy";
     // (token, method, path as described, path called, body, status expected)
     type Case<'a> = (Option<&'a str>, &'a str, &'a str, &'a str, String, u16);
     let cases: Vec<Case<'_>> = vec![
@@ -391,6 +393,31 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
             "/v1/openapi.json",
             String::new(),
             200,
+        ),
+        // Publishing: last, as a refused upload is listed among the refused programs.
+        (
+            Some(&ops),
+            "PUT",
+            publish,
+            "/v1/programs/gotham/policy",
+            "{".into(),
+            400,
+        ),
+        (
+            Some(&till),
+            "PUT",
+            publish,
+            "/v1/programs/bergen/policy",
+            r#"{"files":{}}"#.into(),
+            403,
+        ),
+        (
+            Some(&ops),
+            "PUT",
+            publish,
+            "/v1/programs/gotham/policy",
+            r#"{"files":{}}"#.into(),
+            422,
         ),
     ];
     for (token, method, path, concrete, body, expected) in cases {
