@@ -91,12 +91,22 @@ fn the_rights_of_each_role() {
         UpdateHolder,
         Programs,
         Metrics,
+        Publish,
     ];
     for (who, allowed) in [
-        (&till, [true, true, true, true, false, false, false, false]),
-        (&desk, [true, true, true, true, true, true, false, false]),
-        (&ops, [true; 8]),
-        (&parent, [true, true, true, true, false, true, false, false]),
+        (
+            &till,
+            [true, true, true, true, false, false, false, false, false],
+        ),
+        (
+            &desk,
+            [true, true, true, true, true, true, false, false, true],
+        ),
+        (&ops, [true; 9]),
+        (
+            &parent,
+            [true, true, true, true, false, true, false, false, false],
+        ),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {
             assert_eq!(
