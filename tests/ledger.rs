@@ -127,8 +127,8 @@ fn suites_restart_from_snapshots(journal_for: &dyn Fn() -> (Arc<dyn Journal>, Re
             file.display()
         );
         let id = program.id();
-        // Half way: a snapshot, then the suite's last events once more as a late change
-        // (a registration), so that a restart reads events after the snapshot too.
+        // Half way: a snapshot, then a late change (a registration), so that a restart
+        // reads events after the snapshot too.
         host.ledger().write_snapshot(id).unwrap();
         assert!(
             matches!(
