@@ -733,7 +733,7 @@ fn copy(e: &Error) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -749,21 +749,28 @@ mod tests {
     }
 
     fn register(ledger: &Ledger, holder: Holder) {
-        ledger
-            .submit("bergen", move |tx| {
-                let change = Change::Registered {
-                    holder: holder.clone(),
-                    at: None,
-                };
-                tx.state()
-                    .apply_change(&change)
-                    .map_err(|refused| Error::invalid(refused.0))?;
-                Ok(Staged {
-                    changes: vec![change],
-                    answer: (),
-                })
+        register_in(ledger, "bergen", holder).expect("registers");
+    }
+
+    /// Registers `holder` in `program` through the lane, as the host does.
+    pub(in crate::ledger) fn register_in(
+        ledger: &Ledger,
+        program: &str,
+        holder: Holder,
+    ) -> Result<()> {
+        ledger.submit(program, move |tx| {
+            let change = Change::Registered {
+                holder: holder.clone(),
+                at: None,
+            };
+            tx.state()
+                .apply_change(&change)
+                .map_err(|refused| Error::invalid(refused.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: (),
             })
-            .expect("registers");
+        })
     }
 
     /// A stand-in for a decision's evaluation, proposed outside the lane: what it read (the
@@ -906,20 +913,7 @@ mod tests {
     }
 
     fn try_register(ledger: &Ledger, program: &str, card: &str) -> Result<()> {
-        let holder = holder(card);
-        ledger.submit(program, move |tx| {
-            let change = Change::Registered {
-                holder: holder.clone(),
-                at: None,
-            };
-            tx.state()
-                .apply_change(&change)
-                .map_err(|refused| Error::invalid(refused.0))?;
-            Ok(Staged {
-                changes: vec![change],
-                answer: (),
-            })
-        })
+        register_in(ledger, program, holder(card))
     }
 
     fn cards_in_journal(journal: &dyn Journal, program: &str) -> Vec<String> {

@@ -345,7 +345,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ledger::{Change, Ledger, MAX_UNITS, MemoryLedger, Staged};
+    use crate::ledger::{Ledger, MAX_UNITS, MemoryLedger};
     use crate::model::Holder;
 
     fn register(ledger: &Ledger, card: &str, units: i64) {
@@ -354,21 +354,7 @@ mod tests {
             "balances": {"DKK": units}
         }))
         .expect("a holder");
-        ledger
-            .submit("bergen", move |tx| {
-                let change = Change::Registered {
-                    holder: holder.clone(),
-                    at: None,
-                };
-                tx.state()
-                    .apply_change(&change)
-                    .map_err(|refused| Error::invalid(refused.0))?;
-                Ok(Staged {
-                    changes: vec![change],
-                    answer: (),
-                })
-            })
-            .expect("registers");
+        crate::ledger::commit::tests::register_in(ledger, "bergen", holder).expect("registers");
     }
 
     /// A state read from a snapshot passes the rules a state built from events keeps: a
