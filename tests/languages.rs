@@ -14,27 +14,7 @@ use std::process::Command;
 
 mod support;
 use support::files::{copy_dir, root};
-
-/// Whether a missing toolchain fails the tests instead of skipping them.
-fn required() -> bool {
-    std::env::var("CARDRULES_TEST_LANGUAGES").is_ok_and(|v| v == "require")
-}
-
-fn skip(why: &str) {
-    assert!(!required(), "CARDRULES_TEST_LANGUAGES=require, but {why}");
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: {why} (set CARDRULES_TEST_LANGUAGES=require to fail instead)"
-    );
-}
-
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
+use support::toolchains::{runs, skip};
 
 /// Runs `cardrules ARGS` from the repository root; its status, stdout and stderr.
 fn cardrules(args: &[&str]) -> (bool, String, String) {

@@ -19,22 +19,7 @@ use serde_json::{Value, json};
 mod support;
 use support::files::root;
 use support::server::{Server, call};
-
-fn required() -> bool {
-    std::env::var("CARDRULES_TEST_LANGUAGES").is_ok_and(|v| v == "require")
-}
-
-fn skip(why: &str) {
-    assert!(!required(), "CARDRULES_TEST_LANGUAGES=require, but {why}");
-    eprintln!("skipped: {why} (set CARDRULES_TEST_LANGUAGES=require to fail instead)");
-}
-
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
+use support::toolchains::{runs, skip};
 
 /// An empty place outside the repository holding a copy of the binary, its own `HOME` and
 /// cache. The Rust toolchain stays the machine's (`CARGO_HOME`, `RUSTUP_HOME`), as it

@@ -10,3 +10,4 @@ pub mod hostile;
 pub mod hosts;
 pub mod postgres;
 pub mod server;
+pub mod toolchains;
