@@ -180,7 +180,10 @@ impl Drop for Server {
 
 /// The log of the server that ran in `dir`, so far.
 pub fn log_of(dir: &tempfile::TempDir) -> String {
-    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    // Lossy: a log line may quote bytes a caller sent that are not UTF-8.
+    std::fs::read(dir.path().join("server.log"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
 }
 
 /// An HTTP client that hands back error statuses as answers, and gives up after a minute.

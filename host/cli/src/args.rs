@@ -173,7 +173,7 @@ pub enum Command {
         #[arg(long)]
         name: String,
         /// What the token may do (`guardian`: a parent's portal, for its `--card`s only).
-        #[arg(long, value_parser = ["terminal", "registrar", "admin", "guardian"])]
+        #[arg(long, value_parser = ["terminal", "registrar", "admin", "guardian", "venue"])]
         role: String,
         /// A program the token may act for; `*` for every program. Repeat for more.
         #[arg(long = "program", value_name = "PROGRAM", required = true)]
@@ -186,6 +186,10 @@ pub enum Command {
         /// for more.
         #[arg(long = "card", value_name = "CARD")]
         cards: Vec<String>,
+        /// A catalogue location a venue host is (role `venue` only, and required for it).
+        /// Repeat for more.
+        #[arg(long = "location", value_name = "LOCATION")]
+        locations: Vec<String>,
     },
     /// Measure decision latency and throughput per program, beside the empty policy.
     Bench {
@@ -430,6 +434,18 @@ pub struct ServeArgs {
     /// path); agreements and differences show under `shadow` in `GET /v1/programs`.
     #[arg(long, value_name = "DIR")]
     pub shadow: Option<PathBuf>,
+    /// Serve as a venue host of the city host at this URL: programs are pulled from it
+    /// (into `--policies`, verified against `--trust`, gated on their suites), decisions
+    /// and card reads are forwarded to it, and `--ledger` follows its journal.
+    #[arg(long, value_name = "URL", requires = "upstream_token")]
+    pub upstream: Option<String>,
+    /// The file holding the venue's token at the city host (role `venue`).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_token: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the city host's certificate, when a private
+    /// CA did.
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_ca: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]

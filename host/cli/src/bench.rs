@@ -244,6 +244,7 @@ fn spin_request(card: usize, id: Option<String>, dry_run: bool) -> Request {
         id,
         dry_run,
         explain: false,
+        venue: None,
         language: None,
     }
 }
@@ -378,6 +379,7 @@ fn isolation(
                 id: None,
                 dry_run: false,
                 explain: false,
+                venue: None,
                 language: None,
             };
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

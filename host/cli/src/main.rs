@@ -111,7 +111,8 @@ fn main() -> ExitCode {
             programs,
             actions,
             cards,
-        } => token(&name, &role, &programs, &actions, &cards),
+            locations,
+        } => token(&name, &role, &programs, &actions, &cards, &locations),
         Command::Bench {
             policies,
             program,
@@ -283,10 +284,21 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         auth,
         insecure_no_auth,
         shadow,
+        upstream,
+        upstream_token,
+        upstream_ca,
         net,
         lateness,
         trust: _,
     } = args;
+    let venue: Option<std::sync::Arc<dyn cardrules_server::upstream::VenueRole>> =
+        match (upstream, upstream_token) {
+            (Some(url), Some(token)) => Some(std::sync::Arc::new(
+                cardrules_venue::Venue::new(&url, &token, upstream_ca.as_deref())
+                    .map_err(|e| anyhow!(e))?,
+            )),
+            _ => None,
+        };
     let config = cardrules_server::Config {
         policies,
         ledger: Box::new(ledger),
@@ -307,6 +319,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
         snapshot_every: net.snapshot_every,
         bound_times: lateness.bounded(),
+        venue,
     };
     cardrules_server::Server::run(config)?;
     Ok(exit::OK)
@@ -318,6 +331,7 @@ fn token(
     programs: &[String],
     actions: &[String],
     cards: &[String],
+    locations: &[String],
 ) -> anyhow::Result<u8> {
     use cardrules_server::auth::{self, Role};
     let role: Role = role.parse()?;
@@ -343,7 +357,17 @@ fn token(
             "role `guardian` needs `--card`: the only cards it may act for (repeat for more)"
         ));
     }
-    let made = auth::new_token(name, role, programs, actions, cards)?;
+    if !locations.is_empty() && role != Role::Venue {
+        return Err(anyhow!(
+            "`--location` is for role `venue` only; role `{role}` is not a venue"
+        ));
+    }
+    if role == Role::Venue && locations.is_empty() {
+        return Err(anyhow!(
+            "role `venue` needs `--location`: the catalogue locations the venue is (repeat for more)"
+        ));
+    }
+    let made = auth::new_token(name, role, programs, actions, cards, locations)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "token: {}", made.token)?;
     writeln!(

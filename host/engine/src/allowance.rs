@@ -202,6 +202,7 @@ pub(crate) fn allowances_on(
             dry_run: true,
             language: query.language.clone(),
             explain: true,
+            venue: None,
         };
         let allowance = match ask_on(sandbox, program, &request, state)? {
             Ok(answer) => Allowance {

@@ -255,6 +255,7 @@ pub(crate) fn decide_on(
         fuel,
         checks: None,
         reads: None,
+        venue: request.venue.clone(),
     };
     if asked.dry_run {
         state.rollback(mark);

@@ -91,6 +91,9 @@ pub struct Entry {
     /// The acting card's balances right after the decision, as recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balances: Option<BTreeMap<String, i64>>,
+    /// The venue host the decision came through, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 /// Which page of a statement a caller asks for.
@@ -238,6 +241,7 @@ pub(crate) fn entry(program: &str, event: Event) -> Result<Entry> {
                 message: Some(decision.message),
                 price: decision.price,
                 balances: Some(decision.balances),
+                venue: decision.venue,
             }
         }
     })
@@ -262,6 +266,7 @@ impl Entry {
             message: None,
             price: None,
             balances: None,
+            venue: None,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct Host {
     proposing: bool,
     /// What "now" is, for the bounds on a reported request's `at` ([`Host::decide_as`]).
     clock: Arc<dyn Clock>,
+    /// Whether programs' demo holders are registered into an empty journal (see
+    /// [`Host::with_demo_holders`]).
+    demo_holders: bool,
 }
 
 impl Host {
@@ -64,7 +67,16 @@ impl Host {
             trust: Trust::nobody(),
             proposing: true,
             clock: crate::timing::system_clock(),
+            demo_holders: true,
         }
+    }
+
+    /// The same host, registering its programs' demo holders into an empty journal as they
+    /// are served (`true`, the default) or never (`false`: a venue host, whose ledger
+    /// follows its city's journal and must hold nothing the city's does not).
+    pub fn with_demo_holders(mut self, register: bool) -> Host {
+        self.demo_holders = register;
+        self
     }
 
     /// The same host, telling the time by `clock` (the system's by default): tests set
@@ -209,6 +221,9 @@ impl Host {
     /// who its holders are; registering them again there would write them into it on the
     /// word of whatever state a start found.
     pub fn register_demo_holders(&self, program: &str) -> Result<usize> {
+        if !self.demo_holders {
+            return Ok(0);
+        }
         let program = self.program(program)?;
         let demo = program.clone();
         self.ledger.submit(program.id(), move |tx| {

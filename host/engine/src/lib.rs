@@ -51,5 +51,5 @@ pub use program::files::program_dirs;
 pub use program::manifest::{Manifest, ProgramBytes, SIGNATURE_FILE, read_program_bytes};
 pub use program::schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
 pub use program::signing::{self, Trust};
-pub use program::{POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
+pub use program::{POLICY_ERROR, Program, Sources, UNKNOWN_CARD, UNKNOWN_OFFER, bundle_digest};
 pub use timing::{Clock, FixedClock, Reporter, SystemClock, TimeBounds};

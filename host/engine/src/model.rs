@@ -268,6 +268,12 @@ pub struct Request {
     /// Also answer why: the checks the policy evaluated and what it read from the host.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub explain: bool,
+    /// The venue host that forwarded the request, set by the city host from the venue's
+    /// token (never read from the request's JSON: a till cannot claim a venue). The
+    /// decision carries it, and so does its record in the journal.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub venue: Option<String>,
 }
 
 /// Which policy made a decision.
@@ -323,6 +329,9 @@ pub struct Decision {
     /// With `explain`: what the policy read from the host, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<Vec<Read>>,
+    /// The venue host the request came through, if it came through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 /// One rule a policy evaluated, in an explained decision.

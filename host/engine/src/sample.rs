@@ -41,6 +41,7 @@ pub fn requests(program: &Program) -> Vec<Request> {
                     dry_run: false,
                     language: None,
                     explain: false,
+                    venue: None,
                 });
             }
         }

@@ -235,6 +235,36 @@ impl Journal for PostgresLedger {
             .map_err(|e| fail(&context, e))
     }
 
+    fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
+        let context = format!("cannot keep the status of venue `{venue}`");
+        let written = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.with_session(&context, |session| {
+            session.client.execute(
+                "INSERT INTO cardrules_venues (name, status, written) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status,
+                     written = EXCLUDED.written",
+                &[&venue, &status, &written],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn venues(&self) -> Result<Vec<(String, String)>> {
+        let context = "cannot read the venues' status";
+        let rows = self.with_session(context, |session| {
+            Ok(session.client.query(
+                "SELECT name, status FROM cardrules_venues ORDER BY name",
+                &[],
+            )?)
+        })?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(|e| fail(context, e))
+    }
+
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         let context = format!("cannot write a snapshot of `{}`", snapshot.program);
         let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);

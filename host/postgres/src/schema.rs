@@ -52,10 +52,17 @@ CREATE TABLE IF NOT EXISTS cardrules_snapshots (
 );
 ";
 
-/// Indexes added since the schema's version was set: created on every open if missing
-/// (hosts of older releases keep them up to date without knowing of them).
+/// Indexes and tables added since the schema's version was set: created on every open if
+/// missing (hosts of older releases keep them up to date without knowing of them).
+/// `cardrules_venues` is what a city host knows of its venue hosts, beside the journal
+/// and never in it (see `Journal::save_venue`).
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS cardrules_events_by_card ON cardrules_events (program, card, seq);
+CREATE TABLE IF NOT EXISTS cardrules_venues (
+    name    text PRIMARY KEY,
+    status  text NOT NULL,              -- JSON, as `GET /v1/venues` shows it
+    written bigint NOT NULL             -- when (seconds, the writing host's clock)
+);
 ";
 
 impl PostgresLedger {

@@ -39,6 +39,22 @@ impl Access {
 }
 
 impl Access {
+    /// The venue host calling, if the caller is one (its token's name).
+    pub(crate) fn venue(&self) -> Option<&str> {
+        match self {
+            Access::Open => None,
+            Access::Caller(caller) => caller.venue(),
+        }
+    }
+
+    /// The known caller, if there is an auth file.
+    pub(crate) fn caller(&self) -> Option<&Arc<Caller>> {
+        match self {
+            Access::Open => None,
+            Access::Caller(caller) => Some(caller),
+        }
+    }
+
     /// Whether the caller is a guardian (a parent's portal): its changes to a holder are
     /// bound to the attributes the schema marks `guardian = true`.
     pub(crate) fn is_guardian(&self) -> bool {
@@ -121,7 +137,16 @@ fn identify(
     if token.is_empty() {
         return Err(unauthorized(NEEDED));
     }
-    tokens
+    let caller = tokens
         .identify(token)
-        .ok_or_else(|| unauthorized("unknown bearer token"))
+        .ok_or_else(|| unauthorized("unknown bearer token"))?;
+    if caller
+        .expired_at(jiff::Timestamp::now().as_second())
+        .is_some()
+    {
+        return Err(unauthorized(
+            "the bearer token has expired (its `expires` in the auth file has passed)",
+        ));
+    }
+    Ok(caller)
 }

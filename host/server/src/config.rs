@@ -69,6 +69,10 @@ pub struct Config {
     /// Bound each request's `at` by its program's `max-lateness` and `max-skew` (off with
     /// `--max-lateness none`, for recorded traffic; logged).
     pub bound_times: bool,
+    /// Serve as a venue host of this city (`--upstream`): programs come from the city
+    /// (kept in `policies`, not watched), decisions and card reads go to it, and the
+    /// ledger follows its journal.
+    pub venue: Option<Arc<dyn crate::upstream::VenueRole>>,
 }
 
 /// The most `max_in_flight` may be.
@@ -101,6 +105,7 @@ impl Config {
             queue_alarm: limits::DEFAULT_QUEUE_ALARM,
             snapshot_every: cardrules::ledger::SNAPSHOT_EVERY,
             bound_times: true,
+            venue: None,
         }
     }
 

@@ -39,6 +39,8 @@ mod server;
 mod shadow;
 mod signals;
 mod start;
+pub mod upstream;
+pub mod venues;
 
 pub use access::OPEN_ROUTES;
 pub use config::{Config, LedgerSource, MOST_IN_FLIGHT, Validated};

@@ -77,6 +77,8 @@ pub struct Metrics {
     allowance_seconds: Family<ProgramLabel, Histogram>,
     history_reads: Family<ProgramLabel, Counter>,
     history_seconds: Family<ProgramLabel, Histogram>,
+    /// The venue hosts that call this host, once the server knows them.
+    venues: Arc<parking_lot::Mutex<Option<Arc<crate::venues::Venues>>>>,
 }
 
 /// What a holder's portal reads of a card.
@@ -100,6 +102,7 @@ struct Live {
     connections: Arc<Connections>,
     shadow: Option<Arc<cardrules::shadow::Shadow>>,
     ledger: Arc<cardrules::Ledger>,
+    venues: Arc<parking_lot::Mutex<Option<Arc<crate::venues::Venues>>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -144,6 +147,10 @@ impl prometheus_client::collector::Collector for Live {
         )?;
         ConstCounter::new(self.connections.refused.load(Ordering::Relaxed)).encode(metric)?;
         self.encode_snapshots(&mut encoder)?;
+        let venues = self.venues.lock().clone();
+        if let Some(venues) = venues {
+            encode_venues(&venues, &mut encoder)?;
+        }
         if let Some(shadow) = &self.shadow {
             let tallies = shadow.tallies();
             let mut metric = encoder.encode_descriptor(
@@ -161,6 +168,87 @@ impl prometheus_client::collector::Collector for Live {
         }
         Ok(())
     }
+}
+
+/// By venue: whether it is online, seconds since it last called, and, by program, the
+/// version it serves (an info gauge), the journal position it holds and its refusals.
+fn encode_venues(
+    venues: &crate::venues::Venues,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let list = venues.list();
+    let ages = venues.ages();
+    let mut metric = encoder.encode_descriptor(
+        "venue_online",
+        "Whether the venue host called within the last 45 seconds (1) or not (0).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for venue in &list {
+        let labels = [("venue", venue.venue.as_str())];
+        ConstGauge::new(i64::from(venue.online)).encode(metric.encode_family(&labels)?)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "venue_last_contact_seconds",
+        "Seconds since the venue host last called this host.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (venue, age) in &ages {
+        if let Some(age) = age {
+            let labels = [("venue", venue.as_str())];
+            ConstGauge::new(*age).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "venue_program",
+        "The version of a program a venue host serves (always 1; the version and digest are labels).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for venue in &list {
+        for served in &venue.programs {
+            let labels = [
+                ("venue", venue.venue.as_str()),
+                ("program", served.program.as_str()),
+                ("version", served.version.as_str()),
+                ("digest", served.digest.as_str()),
+            ];
+            ConstGauge::new(1).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "venue_position",
+        "The last position of the program's journal the venue host holds.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for venue in &list {
+        for (program, position) in &venue.position {
+            let labels = [
+                ("venue", venue.venue.as_str()),
+                ("program", program.as_str()),
+            ];
+            ConstGauge::new(*position as i64).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "venue_refused_versions",
+        "Versions of the program the venue host refused to serve.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for venue in &list {
+        let mut by_program: std::collections::BTreeMap<&str, i64> = Default::default();
+        for refused in &venue.refused {
+            *by_program.entry(refused.program.as_str()).or_default() += 1;
+        }
+        for (program, count) in by_program {
+            let labels = [("venue", venue.venue.as_str()), ("program", program)];
+            ConstGauge::new(count).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// One gauge's value for a program, if it has one.
@@ -235,6 +323,7 @@ impl Metrics {
             history_reads: Family::default(),
             history_seconds: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
+            venues: Arc::default(),
         };
         registry.register(
             "decisions",
@@ -321,6 +410,7 @@ impl Metrics {
             connections,
             shadow,
             ledger,
+            venues: metrics.venues.clone(),
         }));
         Metrics {
             registry,
@@ -380,6 +470,11 @@ impl Metrics {
         };
         count.get_or_create(&label).inc();
         seconds.get_or_create(&label).observe(took.as_secs_f64());
+    }
+
+    /// Shows the venue hosts of `venues` in the metrics.
+    pub fn watch_venues(&self, venues: Arc<crate::venues::Venues>) {
+        *self.venues.lock() = Some(venues);
     }
 
     /// Counts a request refused because the bound on work in flight was reached.

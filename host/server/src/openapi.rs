@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         description = "The point-of-sale HTTP API of cardrules: decisions, holders and cards of \
             municipal benefit-card programs. With `serve --auth`, every route but `/healthz`, \
             `/readyz` and `/v1/openapi.json` needs `Authorization: Bearer <token>`; a token's \
-            role (`terminal`, `registrar`, `admin`, `guardian`), programs and actions (and a \
+            role (`terminal`, `registrar`, `admin`, `guardian`, `venue`), programs and actions (and a \
             guardian's cards) bound what it may do. \
             Every error answer is `{\"error\": \"…\"}`; an unknown route is a 404 and a known route \
             with another method a 405 (naming the methods it takes, also in `Allow`), both with \
@@ -28,6 +28,11 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::cards::card,
         crate::routes::portal::allowances,
         crate::routes::portal::history,
+        crate::routes::venues::programs,
+        crate::routes::venues::bundle,
+        crate::routes::venues::journal,
+        crate::routes::venues::status,
+        crate::routes::venues::venues,
         crate::routes::operations::healthz,
         crate::routes::operations::readyz,
         crate::routes::operations::metrics_text,
@@ -39,6 +44,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "decisions", description = "Asking a program for a decision"),
         (name = "cards", description = "Holders and their cards"),
         (name = "programs", description = "What is served"),
+        (name = "venues", description = "A city host and its venue hosts: rollout, journals, status"),
         (name = "operations", description = "Liveness, readiness, metrics and this description"),
     )
 )]

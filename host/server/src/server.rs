@@ -18,9 +18,11 @@ use crate::auth::Tokens;
 use crate::limits::{Gate, Limits};
 use crate::listen::{self, Connections, Requests, Tls};
 use crate::metrics::Metrics;
-use crate::routes::{cards, decisions, operations, portal, programs, publish};
+use crate::routes::{cards, decisions, operations, portal, programs, publish, venues};
 use crate::routes::{method_not_allowed, not_found};
 use crate::signals::shutdown_signal;
+use crate::upstream::Upstream;
+use crate::venues::Venues;
 
 /// The default limit on a request body.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -41,6 +43,8 @@ pub struct Options {
     pub bound_times: bool,
     /// Where published programs are written (`--policies`); `None`: uploads are refused.
     pub policies: Option<PathBuf>,
+    /// A venue host's city (`--upstream`): decisions and card reads are forwarded to it.
+    pub upstream: Option<Arc<dyn Upstream>>,
 }
 
 /// What the routes share.
@@ -65,6 +69,10 @@ pub(crate) struct AppState {
     pub(crate) policies: Option<PathBuf>,
     /// Held while a published version is checked and written: one at a time.
     pub(crate) publishing: Arc<parking_lot::Mutex<()>>,
+    /// A venue host's city: decisions and card reads are forwarded to it.
+    pub(crate) upstream: Option<Arc<dyn Upstream>>,
+    /// The venue hosts that call this host.
+    pub(crate) venues: Arc<Venues>,
 }
 
 /// The server's shared parts, made once by [`Server::new`] (or [`Server::run`], from a
@@ -90,6 +98,13 @@ impl Server {
         if !host.ledger().observe(metrics.clone()) {
             tracing::warn!("the ledger is already observed: commits are not in `/metrics`");
         }
+        let venues = Arc::new(
+            Venues::load(host.ledger().journal().clone()).unwrap_or_else(|e| {
+                tracing::warn!("cannot read the venues kept in the ledger: {e}");
+                Venues::empty(host.ledger().journal().clone())
+            }),
+        );
+        metrics.watch_venues(venues.clone());
         Server {
             state: AppState {
                 host,
@@ -104,6 +119,8 @@ impl Server {
                 stopping: Arc::new(AtomicBool::new(false)),
                 policies: options.policies,
                 publishing: Arc::default(),
+                upstream: options.upstream,
+                venues,
             },
             tls: options.tls,
             connections,
@@ -161,6 +178,11 @@ fn router(state: AppState) -> Router {
             "/v1/programs/{program}/cards/{card}/history",
             get(portal::history),
         )
+        .route("/v1/venue/programs", get(venues::programs))
+        .route("/v1/venue/programs/{program}/bundle", get(venues::bundle))
+        .route("/v1/venue/programs/{program}/journal", get(venues::journal))
+        .route("/v1/venue/status", put(venues::status))
+        .route("/v1/venues", get(venues::venues))
         .route("/v1/openapi.json", get(operations::openapi_json))
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))

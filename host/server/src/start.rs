@@ -110,23 +110,29 @@ impl Validated {
             shadow,
             snapshot_every,
             bound_times,
+            venue,
             ..
         } = config;
         tracing::info!("ledger: {ledger}");
-        let host = Arc::new(Host::new(Arc::new(Sandbox::new()?), ledger.open()?).with_trust(trust));
+        // A venue's ledger follows its city's journal: nothing of its own goes in.
+        let host = Arc::new(
+            Host::new(Arc::new(Sandbox::new()?), ledger.open()?)
+                .with_trust(trust)
+                .with_demo_holders(venue.is_none()),
+        );
         host.ledger().snapshot_every(snapshot_every);
         let served = load_programs(&host, &policies)?;
         // An empty policies directory is a city host waiting for its first `publish` (or a
         // program copied in, with hot reload); programs that are there but all refused are
         // a mistake to stop at.
         let present = cardrules::program_dirs(&policies)?.len();
-        if served == 0 && present > 0 {
+        if served == 0 && present > 0 && venue.is_none() {
             return Err(StartError::msg(format!(
                 "no program under `{}` could be loaded",
                 policies.display()
             )));
         }
-        if present == 0 {
+        if present == 0 && venue.is_none() {
             tracing::warn!(
                 "no programs under `{}` yet: publish one (`cardrules publish`) or add one there",
                 policies.display()
@@ -180,14 +186,20 @@ impl Validated {
                 limits,
                 bound_times,
                 policies: Some(policies.clone()),
+                upstream: venue.as_ref().map(|venue| venue.upstream()),
             },
         );
+        // A venue's programs come from its city, not from files changed under it.
+        let watching = watching && venue.is_none();
         runtime.block_on(async {
             let _watcher = if watching {
                 Some(watch(host.clone(), &policies, api.metrics())?)
             } else {
                 None
             };
+            if let Some(venue) = &venue {
+                venue.start(host.clone(), policies.clone())?;
+            }
             let listener = listen::bind(&listen)
                 .await
                 .map_err(|e| StartError::context(format!("cannot listen on `{listen}`"), e))?;

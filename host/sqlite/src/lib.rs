@@ -63,6 +63,17 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_by_card ON events (program, card, seq);
 ";
 
+/// Tables added since the schema's version was set, beside the journal and never part of
+/// it: created on every open if missing (older releases leave them alone). `venues` is
+/// what a city host knows of each venue host (see `Journal::save_venue`).
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS venues (
+    name    TEXT PRIMARY KEY,
+    status  TEXT NOT NULL,              -- JSON, as `GET /v1/venues` shows it
+    written INTEGER NOT NULL            -- when (seconds, the writing host's clock)
+) WITHOUT ROWID;
+";
+
 /// A page of a program's journal: what every batch of its lane reads first.
 const READ_PAGE: &str =
     "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
@@ -209,6 +220,7 @@ fn migrate(conn: &Connection, shown: &str) -> Result<()> {
         .map_err(|e| fail(&context, e))?;
     }
     conn.execute_batch(INDEXES).map_err(|e| fail(&context, e))?;
+    conn.execute_batch(TABLES).map_err(|e| fail(&context, e))?;
     Ok(())
 }
 
@@ -385,6 +397,31 @@ impl Journal for SqliteLedger {
                 })
                 .map_err(|e| fail(&context, e))?;
             rows.map(|row| row.map_err(|e| fail(&context, e))).collect()
+        })
+    }
+
+    fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
+        let context = format!("cannot keep the status of venue `{venue}`");
+        let written = now();
+        let conn = self.writer.lock();
+        conn.execute(
+            "INSERT OR REPLACE INTO venues (name, status, written) VALUES (?1, ?2, ?3)",
+            params![venue, status, written],
+        )
+        .map(|_| ())
+        .map_err(|e| fail(&context, e))
+    }
+
+    fn venues(&self) -> Result<Vec<(String, String)>> {
+        let context = "cannot read the venues' status";
+        self.with_reader(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT name, status FROM venues ORDER BY name")
+                .map_err(|e| fail(context, e))?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(|e| fail(context, e))?;
+            rows.map(|row| row.map_err(|e| fail(context, e))).collect()
         })
     }
 

@@ -13,6 +13,7 @@ use crate::error::Result;
 #[derive(Default)]
 pub struct MemoryLedger {
     programs: Mutex<HashMap<String, Program>>,
+    venues: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// One program's events, the positions of its request ids, and its snapshots.
@@ -32,6 +33,22 @@ impl MemoryLedger {
 }
 
 impl Journal for MemoryLedger {
+    fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
+        self.venues
+            .lock()
+            .insert(venue.to_string(), status.to_string());
+        Ok(())
+    }
+
+    fn venues(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .venues
+            .lock()
+            .iter()
+            .map(|(name, status)| (name.clone(), status.clone()))
+            .collect())
+    }
+
     fn read(&self, program: &str, after: u64) -> Result<Vec<Event>> {
         self.read_page(program, after, usize::MAX)
     }

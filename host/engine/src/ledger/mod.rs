@@ -334,6 +334,20 @@ pub trait Journal: Send + Sync {
         Ok(())
     }
 
+    /// Keeps what a city host knows of the venue host `venue` (`status`: JSON, as
+    /// `GET /v1/venues` shows it) in place of what it kept before, beside the journal and
+    /// never in it: a city's venues survive its restarts. A journal that keeps none
+    /// forgets it.
+    fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
+        let _ = (venue, status);
+        Ok(())
+    }
+
+    /// Each venue's status kept by [`Journal::save_venue`], by name.
+    fn venues(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
     /// Every program with events, its event count and last position, and what its
     /// snapshots and the whole ledger take: for `cardrules ledger stats`.
     fn stats(&self) -> Result<JournalStats>;

@@ -41,6 +41,31 @@ pub(crate) const HOST_MESSAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The files a version was loaded from, exactly as read and verified: what a city host
+/// hands its venue hosts (see `loader::publish`, which takes the same shape).
+#[derive(Debug)]
+pub struct Sources {
+    /// Each file the host read from the program's directory by its path relative to it
+    /// (`/`-separated), and `policy.sig` if the version is signed.
+    pub files: crate::loader::Bundle,
+    /// The digest of them all together ([`bundle_digest`]).
+    pub digest: String,
+}
+
+/// `sha256:` over a program's files, each path and its bytes length-prefixed in path
+/// order: two bundles with the same digest hold the same files with the same bytes.
+pub fn bundle_digest(files: &crate::loader::Bundle) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (path, bytes) in files {
+        hash.update((path.len() as u64).to_le_bytes());
+        hash.update(path.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    format!("sha256:{:x}", hash.finalize())
+}
+
 /// A loaded program: its files, its calendar and its compiled policy.
 pub struct Program {
     pub files: ProgramFiles,
@@ -48,6 +73,8 @@ pub struct Program {
     pub policy: Arc<CompiledPolicy>,
     /// When this version was loaded.
     pub loaded_at: jiff::Timestamp,
+    /// The files it was loaded from.
+    pub sources: Arc<Sources>,
     pub(crate) context: Arc<Context>,
     /// Every reason a decision of this program may carry: the policy's and the host's.
     pub(crate) reasons: HashSet<String>,
@@ -155,11 +182,20 @@ impl Program {
                 )));
             }
         }
+        let mut bundle = read.files.clone();
+        if let Some(signature) = &read.signature {
+            bundle.insert(manifest::SIGNATURE_FILE.to_string(), signature.clone());
+        }
+        let sources = Arc::new(Sources {
+            digest: bundle_digest(&bundle),
+            files: bundle,
+        });
         let program = Program {
             files,
             calendar,
             policy: Arc::new(policy),
             loaded_at: jiff::Timestamp::now(),
+            sources,
             context,
             reasons,
         };
@@ -193,6 +229,7 @@ impl Program {
             calendar: self.calendar.clone(),
             policy: self.policy.clone(),
             loaded_at: self.loaded_at,
+            sources: self.sources.clone(),
             context: self.context.clone(),
             reasons: self.reasons.clone(),
         })

@@ -320,6 +320,7 @@ fn run_step(host: &Host, program: &str, number: usize, step: &Step) -> StepRepor
         // Always: a failing step shows the checks beside its expectations, and coverage
         // counts them.
         explain: true,
+        venue: None,
     };
     let mut summary = format!("{} `{}` at {}", step.action, step.card, step.at.0);
     if let Some(offer) = &step.offer {

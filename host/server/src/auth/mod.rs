@@ -31,6 +31,10 @@ pub enum Role {
     /// A parent's portal: for its `cards` only, reading them, the decisions its `actions`
     /// allow, and changing the attributes the program's schema marks `guardian = true`.
     Guardian,
+    /// A venue host (`serve --upstream`): pulls its programs and the journal they need,
+    /// forwards its tills' decisions for offers at its `locations`, reads cards as a till
+    /// does, and reports its status. Never registers holders or changes them.
+    Venue,
 }
 
 impl Role {
@@ -41,6 +45,7 @@ impl Role {
             Role::Registrar => "registrar",
             Role::Admin => "admin",
             Role::Guardian => "guardian",
+            Role::Venue => "venue",
         }
     }
 }
@@ -60,8 +65,9 @@ impl FromStr for Role {
             "registrar" => Ok(Role::Registrar),
             "admin" => Ok(Role::Admin),
             "guardian" => Ok(Role::Guardian),
+            "venue" => Ok(Role::Venue),
             _ => Err(AuthError(format!(
-                "unknown role `{s}`: expected `terminal`, `registrar`, `admin` or `guardian`"
+                "unknown role `{s}`: expected `terminal`, `registrar`, `admin`, `guardian` or `venue`"
             ))),
         }
     }
@@ -98,6 +104,13 @@ pub struct TokenEntry {
     /// every other role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cards: Option<Vec<String>>,
+    /// The catalogue locations a venue is (required for role `venue`, refused for every
+    /// other role): it decides only for offers at these, or for requests naming no offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<String>>,
+    /// When the token stops being accepted (RFC 3339); none: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// The auth file.
@@ -123,6 +136,10 @@ pub struct Caller {
     actions: Option<BTreeSet<String>>,
     /// A guardian's cards; `None`: every card of its programs.
     cards: Option<BTreeSet<String>>,
+    /// A venue's catalogue locations; `None` for every other role.
+    locations: Option<BTreeSet<String>>,
+    /// When the token expires (seconds since the epoch); `None`: never.
+    expires: Option<i64>,
 }
 
 /// The routes whose use depends on the role.
@@ -146,6 +163,13 @@ pub enum Route {
     Metrics,
     /// `PUT /v1/programs/{program}/policy`
     Publish,
+    /// `GET /v1/venue/programs` and what follows from it: a program's files
+    /// (`…/programs/{program}/bundle`) and its journal (`…/programs/{program}/journal`)
+    Rollout,
+    /// `PUT /v1/venue/status`
+    VenueStatus,
+    /// `GET /v1/venues`
+    Venues,
 }
 
 impl Route {
@@ -161,11 +185,14 @@ impl Route {
             Route::Programs => "GET /v1/programs",
             Route::Metrics => "GET /metrics",
             Route::Publish => "PUT /v1/programs/{program}/policy",
+            Route::Rollout => "GET /v1/venue/programs",
+            Route::VenueStatus => "PUT /v1/venue/status",
+            Route::Venues => "GET /v1/venues",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 12] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -175,12 +202,21 @@ impl Route {
         Route::Programs,
         Route::Metrics,
         Route::Publish,
+        Route::Rollout,
+        Route::VenueStatus,
+        Route::Venues,
     ];
 }
 
 impl Role {
     /// Every role, as the table of rights lists them.
-    pub const ALL: [Role; 4] = [Role::Terminal, Role::Registrar, Role::Admin, Role::Guardian];
+    pub const ALL: [Role; 5] = [
+        Role::Terminal,
+        Role::Registrar,
+        Role::Admin,
+        Role::Guardian,
+        Role::Venue,
+    ];
 
     /// The routes the role may call: the whole table of rights. A guardian's routes are
     /// further bound to its cards ([`Caller::may_act_for_card`]), every role's to its
@@ -200,6 +236,7 @@ impl Role {
             ],
             Role::Admin => &Route::ALL,
             Role::Guardian => &[Decide, Card, Allowances, History, UpdateHolder],
+            Role::Venue => &[Decide, Card, Allowances, History, Rollout, VenueStatus],
         }
     }
 }
@@ -251,6 +288,41 @@ impl Caller {
     /// attributes the program's schema marks `guardian = true`.
     pub fn is_guardian(&self) -> bool {
         self.role == Role::Guardian
+    }
+
+    /// The venue the caller is, if it is a venue host's token: its name.
+    pub fn venue(&self) -> Option<&str> {
+        (self.role == Role::Venue).then_some(self.name.as_str())
+    }
+
+    /// Whether the token has expired at `now` (seconds since the epoch).
+    pub fn expired_at(&self, now: i64) -> Option<i64> {
+        self.expires.filter(|expires| now >= *expires)
+    }
+
+    /// The programs the caller may act for, of `served`: all of them, or those it names.
+    pub fn programs_of<'a>(&self, served: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        served
+            .into_iter()
+            .filter(|program| self.may_act_for(program).is_ok())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether a venue may decide for an offer at `location` (any caller but a venue may).
+    pub fn may_decide_at(&self, offer: &str, location: &str) -> Result<(), Refusal> {
+        match &self.locations {
+            Some(locations) if !locations.contains(location) => Err(Refusal(format!(
+                "venue `{}` may not decide for offer `{offer}`: it is at location `{location}`, not one of the venue's ({})",
+                self.name,
+                locations
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the caller may act for `program`.
@@ -461,6 +533,39 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
         }
         Some(cards) => Some(unique(cards, "cards", "card")?),
     };
+    let locations = match &entry.locations {
+        None if entry.role == Role::Venue => {
+            return Err(
+                "role `venue` needs `locations`: the catalogue locations the venue is, e.g. `[\"bergen-kino\"]`"
+                    .into(),
+            );
+        }
+        None => None,
+        Some(_) if entry.role != Role::Venue => {
+            return Err(format!(
+                "`locations` is for role `venue` only; role `{}` is not a venue",
+                entry.role
+            ));
+        }
+        Some(locations) if locations.is_empty() => {
+            return Err("`locations` is empty: list the catalogue locations the venue is".into());
+        }
+        Some(locations) => Some(unique(locations, "locations", "location")?),
+    };
+    if entry.role == Role::Venue && programs == Programs::All {
+        return Err(
+            "role `venue` must list its `programs`: a venue holds the journal of each program it serves, so `\"*\"` would hand it every program's cards"
+                .into(),
+        );
+    }
+    let expires = match &entry.expires {
+        None => None,
+        Some(text) => Some(
+            cardrules::parse_instant(text)
+                .map_err(|e| format!("`expires` `{text}`: {e}"))?
+                .as_second(),
+        ),
+    };
     // Card ids are a program's own: `BK-2002` of one program is another child than
     // `BK-2002` of the next, so a guardian's cards mean something in one program only.
     if entry.role == Role::Guardian && !matches!(&programs, Programs::Only(p) if p.len() == 1) {
@@ -482,6 +587,8 @@ fn check_entry(entry: &TokenEntry) -> Result<([u8; 32], Caller), String> {
             programs,
             actions,
             cards,
+            locations,
+            expires,
         },
     ))
 }
@@ -560,6 +667,7 @@ pub fn new_token(
     programs: &[String],
     actions: &[String],
     cards: &[String],
+    locations: &[String],
 ) -> Result<NewToken, AuthError> {
     use base64::Engine;
     let mut secret = [0u8; 32];
@@ -573,6 +681,8 @@ pub fn new_token(
         programs: programs.to_vec(),
         actions: (!actions.is_empty()).then(|| actions.to_vec()),
         cards: (!cards.is_empty()).then(|| cards.to_vec()),
+        locations: (!locations.is_empty()).then(|| locations.to_vec()),
+        expires: None,
     };
     check_entry(&entry).map_err(|problem| {
         AuthError(if name.is_empty() {

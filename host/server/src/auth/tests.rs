@@ -74,14 +74,23 @@ fn uppercase_hashes_are_accepted() {
 #[test]
 fn the_rights_of_each_role() {
     let tokens = three();
-    let (till, desk, ops, parent) = (
+    let venue_entry = entry(
+        "bergen-kino",
+        "v-secret",
+        "venue",
+        "programs = [\"bergen\"]\nlocations = [\"bergen-kino\"]",
+    );
+    let with_venue = parse(&venue_entry).unwrap();
+    let (till, desk, ops, parent, venue) = (
         caller(&tokens, "t-secret"),
         caller(&tokens, "r-secret"),
         caller(&tokens, "a-secret"),
         caller(&tokens, "g-secret"),
+        caller(&with_venue, "v-secret"),
     );
     use Route::*;
-    // The table of rights, route by route; a guardian's are further bound to its cards.
+    // The table of rights, route by route; a guardian's are further bound to its cards,
+    // a venue's decisions to its locations.
     let routes = [
         Decide,
         Card,
@@ -92,21 +101,17 @@ fn the_rights_of_each_role() {
         Programs,
         Metrics,
         Publish,
+        Rollout,
+        VenueStatus,
+        Venues,
     ];
+    let (t, f) = (true, false);
     for (who, allowed) in [
-        (
-            &till,
-            [true, true, true, true, false, false, false, false, false],
-        ),
-        (
-            &desk,
-            [true, true, true, true, true, true, false, false, true],
-        ),
-        (&ops, [true; 9]),
-        (
-            &parent,
-            [true, true, true, true, false, true, false, false, false],
-        ),
+        (&till, [t, t, t, t, f, f, f, f, f, f, f, f]),
+        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f]),
+        (&ops, [t; 12]),
+        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f]),
+        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f]),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {
             assert_eq!(
@@ -118,6 +123,14 @@ fn the_rights_of_each_role() {
         }
     }
     assert_eq!(routes.len(), Route::ALL.len());
+    assert!(venue.may_decide_at("bergen-kino", "bergen-kino").is_ok());
+    let refusal = venue
+        .may_decide_at("kode-museum", "kode")
+        .unwrap_err()
+        .to_string();
+    assert!(refusal.contains("location `kode`"), "{refusal}");
+    assert_eq!(venue.venue(), Some("bergen-kino"));
+    assert_eq!(ops.venue(), None);
     let refusal = till.may_call(Programs).unwrap_err().to_string();
     assert_eq!(
         refusal,
@@ -414,6 +427,7 @@ fn a_guardian_token_names_exactly_one_program() {
                 .collect::<Vec<_>>(),
             &["top-up".into()],
             &["BK-2002".into()],
+            &[],
         );
         let error = made.unwrap_err().to_string();
         assert!(
@@ -457,6 +471,7 @@ fn new_tokens_are_random_and_their_entries_parse_back() {
         &["albertslund".into()],
         &actions,
         &[],
+        &[],
     )
     .unwrap();
     assert_eq!(made.token.len(), 43, "{}", made.token);
@@ -467,7 +482,7 @@ fn new_tokens_are_random_and_their_entries_parse_back() {
     );
     assert!(made.entry.starts_with("[[tokens]]\n"), "{}", made.entry);
     assert!(!made.entry.contains(&made.token));
-    let other = new_token("other", Role::Admin, &["*".into()], &[], &[]).unwrap();
+    let other = new_token("other", Role::Admin, &["*".into()], &[], &[], &[]).unwrap();
     assert_ne!(made.token, other.token);
     assert!(!other.entry.contains("actions"), "{}", other.entry);
     assert!(!other.entry.contains("cards"), "{}", other.entry);
@@ -478,6 +493,7 @@ fn new_tokens_are_random_and_their_entries_parse_back() {
         &["albertslund".into()],
         &portal_actions,
         &["BK-2002".into()],
+        &[],
     )
     .unwrap();
     assert!(
@@ -519,26 +535,50 @@ fn new_tokens_are_random_and_their_entries_parse_back() {
     );
 
     // Checked as the file would be.
-    let e = new_token("x", Role::Admin, &["*".into()], &actions, &[]).unwrap_err();
+    let e = new_token("x", Role::Admin, &["*".into()], &actions, &[], &[]).unwrap_err();
     assert!(
         e.to_string()
             .contains("`actions` is for roles `terminal` and `guardian` only"),
         "{e}"
     );
-    let e = new_token("x", Role::Terminal, &["*".into()], &[], &["BK-1".into()]).unwrap_err();
+    let e = new_token(
+        "x",
+        Role::Terminal,
+        &["*".into()],
+        &[],
+        &["BK-1".into()],
+        &[],
+    )
+    .unwrap_err();
     assert!(
         e.to_string()
             .contains("`cards` is for role `guardian` only"),
         "{e}"
     );
-    let e = new_token("x", Role::Guardian, &["*".into()], &actions, &[]).unwrap_err();
+    let e = new_token("x", Role::Guardian, &["*".into()], &actions, &[], &[]).unwrap_err();
     assert!(e.to_string().contains("needs `cards`"), "{e}");
-    let e = new_token("x", Role::Guardian, &["*".into()], &[], &["BK-1".into()]).unwrap_err();
+    let e = new_token(
+        "x",
+        Role::Guardian,
+        &["*".into()],
+        &[],
+        &["BK-1".into()],
+        &[],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("must list its `actions`"), "{e}");
-    assert!(new_token("", Role::Admin, &["*".into()], &[], &[]).is_err());
-    assert!(new_token("x", Role::Admin, &[], &[], &[]).is_err());
+    assert!(new_token("", Role::Admin, &["*".into()], &[], &[], &[]).is_err());
+    assert!(new_token("x", Role::Admin, &[], &[], &[], &[]).is_err());
     // A name that needs quoting survives the round trip.
-    let quoted = new_token("till \"7\" \\ øst", Role::Terminal, &["*".into()], &[], &[]).unwrap();
+    let quoted = new_token(
+        "till \"7\" \\ øst",
+        Role::Terminal,
+        &["*".into()],
+        &[],
+        &[],
+        &[],
+    )
+    .unwrap();
     assert_eq!(
         caller(&parse(&quoted.entry).unwrap(), &quoted.token).name(),
         "till \"7\" \\ øst"
@@ -577,4 +617,55 @@ fn loopback_listen_addresses() {
     ] {
         assert!(!is_loopback_listen(open), "{open}");
     }
+}
+
+#[test]
+fn a_venue_names_its_programs_and_locations_and_tokens_may_expire() {
+    let venue = |rest: &str| parse(&entry("kino", "v", "venue", rest));
+    assert!(venue("programs = [\"bergen\"]\nlocations = [\"bergen-kino\"]").is_ok());
+    let cases = [
+        ("programs = [\"bergen\"]", "role `venue` needs `locations`"),
+        (
+            "programs = [\"*\"]\nlocations = [\"bergen-kino\"]",
+            "role `venue` must list its `programs`",
+        ),
+        (
+            "programs = [\"bergen\"]\nlocations = []",
+            "`locations` is empty",
+        ),
+        (
+            "programs = [\"bergen\"]\nlocations = [\"a\", \"a\"]",
+            "lists location `a` twice",
+        ),
+        (
+            "programs = [\"bergen\"]\nlocations = [\"a\"]\nexpires = \"tomorrow\"",
+            "`expires` `tomorrow`",
+        ),
+    ];
+    for (rest, expected) in cases {
+        let error = venue(rest).unwrap_err().to_string();
+        assert!(error.contains(expected), "{rest}: {error}");
+    }
+    let error = parse(&entry(
+        "till",
+        "t",
+        "terminal",
+        "programs = [\"bergen\"]\nlocations = [\"a\"]",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("`locations` is for role `venue` only"),
+        "{error}"
+    );
+    let tokens = parse(&entry(
+        "old",
+        "o",
+        "admin",
+        "programs = [\"*\"]\nexpires = \"2020-01-01T00:00:00Z\"",
+    ))
+    .unwrap();
+    let old = caller(&tokens, "o");
+    assert_eq!(old.expired_at(1_577_836_799), None);
+    assert_eq!(old.expired_at(1_577_836_800), Some(1_577_836_800));
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::auth::Route;
 use crate::body::json_body;
 use crate::error::{ApiError, ApiResult, BadBody, ErrorBody, HostFailed, Refused};
-use crate::routes::{blocking, path_error};
+use crate::routes::{blocking, path_and_query, path_error, upstream};
 use crate::server::AppState;
 
 /// Registers a holder (a new card: 201), or replaces an existing card's holder (200).
@@ -43,6 +43,9 @@ pub(crate) async fn register(
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Register))?;
     access.check(|c| c.may_act_for(&program))?;
+    if state.upstream.is_some() {
+        return Err(upstream::at_the_city(&state, "register holders"));
+    }
     let mut fields: serde_json::Value =
         json_body(body, state.body_limit, state.limits.idle_timeout, "holder").await?;
     let object = fields
@@ -114,6 +117,9 @@ pub(crate) async fn update_holder(
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::UpdateHolder))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
+    if state.upstream.is_some() {
+        return Err(upstream::at_the_city(&state, "change holders"));
+    }
     let guardian = access.is_guardian();
     let body: serde_json::Value = json_body(
         body,
@@ -193,17 +199,21 @@ pub(crate) async fn card(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     path: Result<UrlPath<(String, String)>, PathRejection>,
-) -> ApiResult<Json<CardView>> {
+    uri: Uri,
+) -> ApiResult<Response> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Card))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
+    if let Some(city) = &state.upstream {
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+    }
     let host = state.host.clone();
     let (p, c) = (program.clone(), card.clone());
     let view = blocking(&state, move || {
         host.card(&p, &c, jiff::Timestamp::now().as_second())
     })
     .await?;
-    view.map(Json).ok_or_else(|| {
+    view.map(|view| Json(view).into_response()).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("card `{card}` is not known to program `{program}`"),

@@ -13,7 +13,7 @@ use crate::access::Access;
 use crate::auth::Route;
 use crate::body::body_text;
 use crate::error::{ApiResult, BadBody, ErrorBody, HostFailed, Refused};
-use crate::routes::blocking;
+use crate::routes::{blocking, upstream};
 use crate::server::AppState;
 
 /// Decides a request and, unless it is a dry run, commits it; answers once it is durable.
@@ -36,10 +36,29 @@ pub(crate) async fn decide(
     access.check(|c| c.may_call(Route::Decide))?;
     // The one parse path of requests, shared with the command and the fuzz targets.
     let text = body_text(body, state.body_limit, state.limits.idle_timeout, "request").await?;
-    let request: Request = cardrules::inputs::request(&text)?;
+    let mut request: Request = cardrules::inputs::request(&text)?;
     // The acting card is the caller's to act for (a guardian's own cards); a transfer's
     // `to-card` is not.
     access.check(|c| c.may_decide(&request.program, &request.card, &request.action))?;
+    if let Some(upstream) = &state.upstream {
+        // A venue host: the city decides, so that its journal stays the one truth.
+        return upstream::forward_decision(&state, upstream.clone(), &request, text).await;
+    }
+    if let Some(venue) = access.venue() {
+        // A venue decides for the offers at its locations only (or for requests that
+        // name no offer: a top-up at its desk).
+        if let Some(offer) = &request.offer
+            && let Some(location) = state.host.program(&request.program).ok().and_then(|p| {
+                p.files
+                    .catalogue
+                    .get(offer)
+                    .map(|offer| offer.location.clone())
+            })
+        {
+            access.check(|c| c.may_decide_at(offer, &location))?;
+        }
+        request.venue = Some(venue.to_string());
+    }
     let host = state.host.clone();
     let (program, card, action) = (
         request.program.clone(),

@@ -15,6 +15,8 @@ pub(crate) mod operations;
 pub(crate) mod portal;
 pub(crate) mod programs;
 pub(crate) mod publish;
+pub(crate) mod upstream;
+pub(crate) mod venues;
 
 /// Runs blocking host work on the blocking pool, if a place is free within the bound on
 /// work in flight; otherwise a 503 with `Retry-After`, at once. The place is held until
@@ -49,6 +51,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
             ))
         }
     }
+}
+
+/// A request's path and query, as a venue host forwards it to its city.
+pub(crate) fn path_and_query(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string())
 }
 
 /// A path that cannot be read (say, a card number that is not UTF-8) is answered in JSON,

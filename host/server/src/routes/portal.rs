@@ -6,26 +6,27 @@ use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use cardrules::allowance::{AllowanceQuery, Allowances};
-use cardrules::history::{History, HistoryPage};
+use cardrules::allowance::AllowanceQuery;
+use cardrules::history::HistoryPage;
 use cardrules::parse_instant;
 
 use crate::access::Access;
 use crate::auth::Route;
 use crate::error::{ApiError, ApiResult, ErrorBody, HostFailed, Refused};
 use crate::metrics::CardRead;
-use crate::routes::{blocking, path_error};
+use crate::routes::{blocking, path_and_query, path_error, upstream};
 use crate::server::AppState;
 
 /// A route's query parameters by name, each given at most once and each one the route
 /// knows: a misspelt parameter is refused rather than silently ignored.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn of(
+    pub(crate) fn of(
         query: Result<Query<Vec<(String, String)>>, QueryRejection>,
         known: &[&str],
     ) -> ApiResult<Params> {
@@ -55,7 +56,7 @@ impl Params {
         Ok(Params(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
@@ -93,10 +94,14 @@ pub(crate) async fn allowances(
     Extension(access): Extension<Access>,
     path: Result<UrlPath<(String, String)>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ApiResult<Json<Allowances>> {
+    uri: Uri,
+) -> ApiResult<Response> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Allowances))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
+    if let Some(city) = &state.upstream {
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+    }
     let params = Params::of(query, &["at", "action", "offer", "language"])?;
     let at = params
         .get("at")
@@ -116,7 +121,7 @@ pub(crate) async fn allowances(
     state
         .metrics
         .read_card(CardRead::Allowances, &program, started.elapsed());
-    Ok(Json(allowances))
+    Ok(Json(allowances).into_response())
 }
 
 /// A card's statement, oldest first, page by page: its decisions (as answered, with its
@@ -142,10 +147,14 @@ pub(crate) async fn history(
     Extension(access): Extension<Access>,
     path: Result<UrlPath<(String, String)>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ApiResult<Json<History>> {
+    uri: Uri,
+) -> ApiResult<Response> {
     let UrlPath((program, card)) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::History))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
+    if let Some(city) = &state.upstream {
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+    }
     let params = Params::of(query, &["since", "until", "limit", "after"])?;
     let page = HistoryPage::parse(
         params.get("since"),
@@ -161,5 +170,5 @@ pub(crate) async fn history(
     state
         .metrics
         .read_card(CardRead::History, &program, started.elapsed());
-    Ok(Json(history))
+    Ok(Json(history).into_response())
 }

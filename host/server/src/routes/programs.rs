@@ -17,6 +17,9 @@ pub(crate) struct ProgramView {
     name: String,
     version: String,
     digest: String,
+    /// The digest of the version's files together (`sha256:…`): two hosts serving the
+    /// same bundle serve the same version, manifest and suites included.
+    bundle: String,
     languages: Vec<String>,
     offers: usize,
     loaded_at: jiff::Timestamp,
@@ -63,6 +66,7 @@ pub(crate) async fn programs(
                 name: p.files.manifest.name.clone(),
                 version: policy.version,
                 digest: policy.digest,
+                bundle: p.sources.digest.clone(),
                 languages: p.files.manifest.languages.clone(),
                 offers: p.files.catalogue.len(),
                 loaded_at: p.loaded_at,

@@ -71,6 +71,12 @@ pub(crate) async fn publish(
     let UrlPath(program) = path.map_err(path_error)?;
     access.check(|c| c.may_call(Route::Publish))?;
     access.check(|c| c.may_act_for(&program))?;
+    if state.upstream.is_some() {
+        return Err(crate::routes::upstream::at_the_city(
+            &state,
+            "take published programs (its programs come from its city)",
+        ));
+    }
     let Some(policies) = state.policies.clone() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

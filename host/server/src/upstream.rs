@@ -1,0 +1,149 @@
+//! A city and its venues (docs/venues.md): what a city host tells its venue hosts, and the
+//! seam through which a venue host reaches its city. The server names the seam
+//! ([`Upstream`], [`VenueRole`]) but holds no HTTP client: crate `cardrules-venue`
+//! implements it, and `cardrules serve --upstream URL` plugs it in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use cardrules::Host;
+
+use crate::start::StartError;
+
+/// What the city host answered a forwarded request: its status and JSON body, passed to
+/// the till as they are (a till cannot tell a venue host from its city).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Why the city host could not be asked: it is unreachable, timed out, or answered
+/// something that is not HTTP. Nothing was decided at the venue.
+#[derive(Debug, Clone)]
+pub struct Unreachable(pub String);
+
+/// The city host of a venue host, as the routes see it.
+pub trait Upstream: Send + Sync + 'static {
+    /// Sends `method path_and_query` (and `body`, JSON) to the city host with the venue's
+    /// token and waits for its answer; blocking.
+    fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&str>,
+    ) -> Result<Answer, Unreachable>;
+
+    /// The city host's URL, for messages (never the token).
+    fn describe(&self) -> String;
+}
+
+/// What makes a server a venue host (`serve --upstream`): the city it forwards to, and
+/// the work that follows the city — pulling the programs it rolls out, following their
+/// journals, reporting the venue's status.
+pub trait VenueRole: Send + Sync {
+    /// The city host the routes forward to.
+    fn upstream(&self) -> Arc<dyn Upstream>;
+
+    /// Starts following the city for `host`, whose programs are kept in `policies`, on
+    /// threads of its own that run until the process ends.
+    fn start(&self, host: Arc<Host>, policies: PathBuf) -> Result<(), StartError>;
+}
+
+/// A program as a venue host serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServedVersion {
+    pub program: String,
+    pub version: String,
+    /// The component's digest (`sha256:…`).
+    pub digest: String,
+    /// The digest of the version's files together (`sha256:…`).
+    pub bundle: String,
+}
+
+/// A version a venue host refused to serve, and why (its previous version kept serving).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedVersion {
+    pub program: String,
+    pub version: String,
+    /// The component's digest (`sha256:…`), as the city rolled it out.
+    pub digest: String,
+    /// Why: a signature its trust file does not accept, a failing suite, a bundle whose
+    /// digest is not the one announced…
+    pub error: String,
+    /// When it was refused (RFC 3339).
+    pub at: String,
+}
+
+/// What a venue host reports to its city (`PUT /v1/venue/status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VenueReport {
+    /// The programs it serves.
+    pub programs: Vec<ServedVersion>,
+    /// The versions it refused.
+    pub refused: Vec<RefusedVersion>,
+    /// By program, the last position of the city's journal it holds.
+    pub position: BTreeMap<String, u64>,
+    /// Decisions it holds that the city has not yet appended (none while decisions are
+    /// forwarded).
+    pub backlog: u64,
+    /// The venue host's release.
+    pub release: String,
+}
+
+/// One program of a city's rollout to a venue (`GET /v1/venue/programs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RolledOut {
+    pub program: String,
+    pub version: String,
+    /// The component's digest (`sha256:…`).
+    pub digest: String,
+    /// The digest of the version's files together (`sha256:…`): its bundle's, checked by
+    /// the venue before it looks at the files.
+    pub bundle: String,
+}
+
+/// The programs a city rolls out to the venue asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    pub programs: Vec<RolledOut>,
+}
+
+/// A version's files (`GET /v1/venue/programs/{program}/bundle`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BundleBody {
+    pub program: String,
+    pub version: String,
+    pub digest: String,
+    pub bundle: String,
+    /// Each file by its path in the program's directory (`/`-separated), in standard
+    /// base64: what `cardrules publish` sends.
+    pub files: BTreeMap<String, String>,
+}
+
+/// One event of a program's journal, as a venue follows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEvent {
+    pub seq: u64,
+    /// The change, as the journal stores it.
+    #[schema(value_type = Object)]
+    pub change: cardrules::ledger::Change,
+}
+
+/// A page of a program's journal (`GET /v1/venue/programs/{program}/journal`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JournalPage {
+    pub program: String,
+    pub events: Vec<JournalEvent>,
+}

@@ -1,0 +1,961 @@
+//! A city and its venues, with real processes: a city host (on PostgreSQL when
+//! `CARDRULES_TEST_POSTGRES` names a server, else SQLite) and two venue hosts on their own
+//! SQLite files, each with its own trust file and auth file, speaking to the city only
+//! over HTTP. And a venue facing a city that misbehaves (a fake one, in this process).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use support::files::{copy_dir, shipped_policies};
+use support::postgres::Database;
+use support::server::{Server, call};
+
+/// Runs `cardrules` in `dir` and expects success; its stdout.
+fn run_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A new token: the secret, and the auth file entry.
+fn token(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = run_in(dir, &[&["token"], args].concat());
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let entry = out
+        .lines()
+        .filter(|l| !l.starts_with("token: ") && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (secret, entry)
+}
+
+/// A key pair `name` in `dir`: its public key.
+fn keygen(dir: &Path, name: &str) -> String {
+    run_in(dir, &["keygen", "--out", name]);
+    std::fs::read_to_string(dir.join(format!("{name}.pub")))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A copy of the shipped `bergen` in `to`, its manifest's text `from` replaced by `into`,
+/// signed with `key` (a key file in `keys`).
+fn bergen_version(keys: &Path, key: &str, to: &Path, edit: Option<(&str, &str)>) -> PathBuf {
+    let program = to.join("bergen");
+    copy_dir(&shipped_policies().join("bergen"), &program);
+    if let Some((from, into)) = edit {
+        let manifest = program.join("policy.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&manifest, text.replacen(from, into, 1)).unwrap();
+    }
+    run_in(
+        keys,
+        &[
+            "sign",
+            "--key",
+            &format!("{key}.key"),
+            program.to_str().unwrap(),
+        ],
+    );
+    program
+}
+
+/// A free loopback port (bound, then let go).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The bundle digest `server` serves `program` with, if it serves it.
+fn bundle_at(server: &Server, admin: &str, program: &str) -> Option<String> {
+    let (status, body) = call(server, Some(admin), "GET", "/v1/programs", "");
+    assert_eq!(status, 200, "{body}");
+    body["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == program)
+        .map(|p| p["bundle"].as_str().unwrap().to_string())
+}
+
+/// Polls `condition` every 50 ms for at most `seconds`; how long it took.
+fn within(
+    seconds: u64,
+    what: &str,
+    logs: &[&Server],
+    mut condition: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > Duration::from_secs(seconds) {
+            let logs: Vec<String> = logs.iter().map(|s| s.log()).collect();
+            panic!(
+                "timed out after {seconds} s waiting until {what}; logs:\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+fn redeem(offer: &str, card: &str, id: &str) -> String {
+    json!({
+        "program": "bergen", "card": card, "action": "redeem", "offer": offer,
+        "at": "2024-03-02T12:00:00+01:00", "id": id,
+    })
+    .to_string()
+}
+
+/// The venue named `name` in the city's `GET /v1/venues`.
+fn venue_status(city: &Server, admin: &str, name: &str) -> Option<Value> {
+    let (status, body) = call(city, Some(admin), "GET", "/v1/venues", "");
+    assert_eq!(status, 200, "{body}");
+    body["venues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["venue"] == name)
+        .cloned()
+}
+
+struct City {
+    keys: PathBuf,
+    admin: String,
+    registrar: String,
+    kino_token: String,
+    kode_token: String,
+    expired_token: String,
+    auth: PathBuf,
+    trust: PathBuf,
+}
+
+/// Keys, trust files, the city's auth file and its policies (bergen signed with key A).
+fn city_files(dir: &Path) -> City {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let a = keygen(&keys, "a");
+    let b = keygen(&keys, "b");
+    // The city trusts both keys; the venues trust A alone (their own trust files).
+    let trust = dir.join("city-trust.toml");
+    std::fs::write(&trust, format!("[programs]\nbergen = [\"{a}\", \"{b}\"]\n")).unwrap();
+    std::fs::write(
+        dir.join("venue-trust.toml"),
+        format!("[programs]\nbergen = [\"{a}\"]\n"),
+    )
+    .unwrap();
+    bergen_version(&keys, "a", &dir.join("city").join("policies"), None);
+    let (admin, e1) = token(dir, &["--name", "ops", "--role", "admin", "--program", "*"]);
+    let (registrar, e2) = token(
+        dir,
+        &[
+            "--name",
+            "desk",
+            "--role",
+            "registrar",
+            "--program",
+            "bergen",
+        ],
+    );
+    let (kino_token, e3) = token(
+        dir,
+        &[
+            "--name",
+            "bergen-kino",
+            "--role",
+            "venue",
+            "--program",
+            "bergen",
+            "--location",
+            "bergen-kino",
+        ],
+    );
+    let (kode_token, e4) = token(
+        dir,
+        &[
+            "--name",
+            "kode",
+            "--role",
+            "venue",
+            "--program",
+            "bergen",
+            "--location",
+            "kode",
+        ],
+    );
+    let (expired_token, e5) = token(
+        dir,
+        &[
+            "--name",
+            "old-venue",
+            "--role",
+            "venue",
+            "--program",
+            "bergen",
+            "--location",
+            "akvariet",
+        ],
+    );
+    let e5 = format!("{e5}\nexpires = \"2020-01-01T00:00:00Z\"");
+    let auth = dir.join("city-auth.toml");
+    std::fs::write(&auth, [e1, e2, e3, e4, e5].join("\n\n") + "\n").unwrap();
+    City {
+        keys,
+        admin,
+        registrar,
+        kino_token,
+        kode_token,
+        expired_token,
+        auth,
+        trust,
+    }
+}
+
+/// Starts the city host over `dir/city` on `port`.
+fn start_city(dir: &Arc<tempfile::TempDir>, files: &City, ledger: &str, port: u16) -> Server {
+    // Its log goes in a directory of its own; its policies stay where `publish` writes.
+    let city_dir = Arc::new(tempfile::tempdir_in(dir.path()).unwrap());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
+    command
+        .arg("serve")
+        .arg("--policies")
+        .arg(dir.path().join("city").join("policies"))
+        .args(["--ledger", ledger])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--auth")
+        .arg(&files.auth)
+        .arg("--trust")
+        .arg(&files.trust)
+        .args(["--max-lateness", "none"]);
+    Server::spawn(city_dir, command)
+}
+
+/// A venue host's own place: its token for the city, its tills' auth file.
+struct VenueFiles {
+    dir: Arc<tempfile::TempDir>,
+    till: String,
+    admin: String,
+}
+
+fn venue_files(dir: &Path, city_token: &str) -> VenueFiles {
+    let venue = Arc::new(tempfile::tempdir_in(dir).unwrap());
+    std::fs::create_dir_all(venue.path().join("policies")).unwrap();
+    std::fs::write(venue.path().join("city.token"), city_token).unwrap();
+    let (till, e1) = token(
+        venue.path(),
+        &[
+            "--name",
+            "till-1",
+            "--role",
+            "terminal",
+            "--program",
+            "bergen",
+        ],
+    );
+    let (admin, e2) = token(
+        venue.path(),
+        &["--name", "manager", "--role", "admin", "--program", "*"],
+    );
+    std::fs::write(venue.path().join("auth.toml"), format!("{e1}\n\n{e2}\n")).unwrap();
+    VenueFiles {
+        dir: venue,
+        till,
+        admin,
+    }
+}
+
+fn start_venue(venue: &VenueFiles, city: &str, trust: &Path) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
+    command
+        .arg("serve")
+        .arg("--policies")
+        .arg(venue.dir.path().join("policies"))
+        .arg("--ledger")
+        .arg(venue.dir.path().join("venue.sqlite"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--auth")
+        .arg(venue.dir.path().join("auth.toml"))
+        .arg("--trust")
+        .arg(trust)
+        .args(["--upstream", city])
+        .arg("--upstream-token")
+        .arg(venue.dir.path().join("city.token"));
+    Server::spawn(venue.dir.clone(), command)
+}
+
+#[test]
+fn a_city_rolls_out_to_two_venues_which_decide_through_it() {
+    let database = Database::fresh();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let files = city_files(dir.path());
+    let ledger = match &database {
+        Some(db) => db.url.clone(),
+        None => {
+            eprintln!("the city runs on SQLite: CARDRULES_TEST_POSTGRES is unset");
+            dir.path().join("city.sqlite").display().to_string()
+        }
+    };
+    let port = free_port();
+    let city_url = format!("http://127.0.0.1:{port}");
+    let city = start_city(&dir, &files, &ledger, port);
+    let kino = venue_files(dir.path(), &files.kino_token);
+    let kode = venue_files(dir.path(), &files.kode_token);
+    let venue_trust = dir.path().join("venue-trust.toml");
+    let kino_host = start_venue(&kino, &city_url, &venue_trust);
+    let kode_host = start_venue(&kode, &city_url, &venue_trust);
+    let first = bundle_at(&city, &files.admin, "bergen").unwrap();
+    let took = within(
+        30,
+        "both venues serve bergen",
+        &[&city, &kino_host, &kode_host],
+        || {
+            bundle_at(&kino_host, &kino.admin, "bergen").as_deref() == Some(first.as_str())
+                && bundle_at(&kode_host, &kode.admin, "bergen").as_deref() == Some(first.as_str())
+        },
+    );
+    eprintln!("figure: first rollout to two venues in {took:.2?}");
+
+    // Tills decide at both venues; the city decides, and says which venue asked.
+    let (status, kino_answer) = call(
+        &kino_host,
+        Some(&kino.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1001", "kino-1"),
+    );
+    assert_eq!(status, 200, "{kino_answer}");
+    assert_eq!(kino_answer["allow"], true, "{kino_answer}");
+    assert_eq!(kino_answer["venue"], "bergen-kino", "{kino_answer}");
+    let (status, kode_answer) = call(
+        &kode_host,
+        Some(&kode.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("kode-museum", "AK-1002", "kode-1"),
+    );
+    assert_eq!(
+        (status, &kode_answer["allow"], &kode_answer["venue"]),
+        (200, &json!(true), &json!("kode")),
+        "{kode_answer}"
+    );
+    // A till's retry is answered the first decision, and nothing is decided twice.
+    let (_, again) = call(
+        &kino_host,
+        Some(&kino.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1001", "kino-1"),
+    );
+    assert_eq!(again["replayed"], true, "{again}");
+    // A venue decides for the offers at its own locations only.
+    let (status, body) = call(
+        &kode_host,
+        Some(&kode.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1004", "kode-2"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("location `bergen-kino`"),
+        "{body}"
+    );
+    // Card reads and statements work at the venue, and show the venue.
+    let (status, card) = call(
+        &kino_host,
+        Some(&kino.till),
+        "GET",
+        "/v1/programs/bergen/cards/AK-1001",
+        "",
+    );
+    assert_eq!(status, 200, "{card}");
+    let (status, history) = call(
+        &kino_host,
+        Some(&kino.till),
+        "GET",
+        "/v1/programs/bergen/cards/AK-1001/history",
+        "",
+    );
+    assert_eq!(status, 200, "{history}");
+    assert!(
+        history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["venue"] == "bergen-kino"),
+        "{history}"
+    );
+    let (status, _) = call(
+        &kino_host,
+        Some(&kino.till),
+        "GET",
+        "/v1/programs/bergen/cards/AK-1001/allowances",
+        "",
+    );
+    assert_eq!(status, 200);
+    // Holders are registered at the city, never at a venue.
+    let (status, body) = call(
+        &kino_host,
+        Some(&kino.admin),
+        "PUT",
+        "/v1/programs/bergen/holders/AK-9",
+        r#"{"birth-date":"2015-01-01","municipality":"bergen"}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+
+    // The city's journal holds each decision once; the venues follow it to its end.
+    let (status, page) = call(
+        &city,
+        Some(&files.admin),
+        "GET",
+        "/v1/venue/programs/bergen/journal?limit=10000",
+        "",
+    );
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    for id in ["kino-1", "kode-1"] {
+        let count = events
+            .iter()
+            .filter(|e| e["change"]["request-id"] == id)
+            .count();
+        assert_eq!(count, 1, "{id} in {page}");
+    }
+    assert!(!events.iter().any(|e| e["change"]["request-id"] == "kode-2"));
+    let last = events.last().unwrap()["seq"].as_u64().unwrap();
+    within(30, "both venues hold the city's journal", &[&city], || {
+        ["bergen-kino", "kode"].iter().all(|name| {
+            venue_status(&city, &files.admin, name).is_some_and(|v| {
+                v["position"]["bergen"].as_u64() == Some(last) && v["online"] == true
+            })
+        })
+    });
+
+    // A new version signed with a key both trust: active at both venues within seconds.
+    let staged = tempfile::tempdir_in(dir.path()).unwrap();
+    let second = bergen_version(
+        &files.keys,
+        "a",
+        staged.path(),
+        Some(("max-skew = \"5m\"", "max-skew = \"4m\"")),
+    );
+    std::fs::write(dir.path().join("registrar.token"), &files.registrar).unwrap();
+    let published = Instant::now();
+    run_in(
+        dir.path(),
+        &[
+            "publish",
+            "--to",
+            &city_url,
+            "--token",
+            "registrar.token",
+            second.to_str().unwrap(),
+        ],
+    );
+    let second_bundle = bundle_at(&city, &files.admin, "bergen").unwrap();
+    assert_ne!(second_bundle, first);
+    within(
+        30,
+        "both venues serve the second version",
+        &[&city, &kino_host, &kode_host],
+        || {
+            bundle_at(&kino_host, &kino.admin, "bergen").as_deref() == Some(second_bundle.as_str())
+                && bundle_at(&kode_host, &kode.admin, "bergen").as_deref()
+                    == Some(second_bundle.as_str())
+        },
+    );
+    eprintln!(
+        "figure: a published version active at both venues {:.2?} after publish began",
+        published.elapsed()
+    );
+    within(
+        30,
+        "the city lists the second version at both venues",
+        &[&city],
+        || {
+            ["bergen-kino", "kode"].iter().all(|name| {
+                venue_status(&city, &files.admin, name)
+                    .is_some_and(|v| v["programs"][0]["bundle"] == second_bundle)
+            })
+        },
+    );
+
+    // A version signed with a key the venues do not trust: the city serves it, the
+    // venues refuse it, keep the second, keep deciding, and the city shows why.
+    let staged = tempfile::tempdir_in(dir.path()).unwrap();
+    let untrusted = bergen_version(
+        &files.keys,
+        "b",
+        staged.path(),
+        Some(("max-skew = \"5m\"", "max-skew = \"3m\"")),
+    );
+    run_in(
+        dir.path(),
+        &[
+            "publish",
+            "--to",
+            &city_url,
+            "--token",
+            "registrar.token",
+            untrusted.to_str().unwrap(),
+        ],
+    );
+    within(
+        30,
+        "both venues refused the untrusted version",
+        &[&city, &kino_host, &kode_host],
+        || {
+            ["bergen-kino", "kode"].iter().all(|name| {
+                venue_status(&city, &files.admin, name).is_some_and(|v| {
+                    v["refused"].as_array().unwrap().iter().any(|r| {
+                        r["program"] == "bergen"
+                            && r["error"].as_str().unwrap().contains("does not trust")
+                    })
+                })
+            })
+        },
+    );
+    assert_eq!(
+        bundle_at(&kino_host, &kino.admin, "bergen"),
+        Some(second_bundle.clone())
+    );
+    assert!(
+        kino_host.log().contains("refused version"),
+        "{}",
+        kino_host.log()
+    );
+    let (status, answer) = call(
+        &kino_host,
+        Some(&kino.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1002", "kino-2"),
+    );
+    assert_eq!((status, &answer["allow"]), (200, &json!(true)), "{answer}");
+
+    // What a venue's token may not do at the city: each route tried.
+    let venue = Some(files.kino_token.as_str());
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/programs/bergen/holders/AK-9",
+            r#"{"birth-date":"2015-01-01","municipality":"bergen"}"#,
+        ),
+        (
+            "PATCH",
+            "/v1/programs/bergen/holders/AK-1001",
+            r#"{"attributes":{}}"#,
+        ),
+        ("GET", "/v1/programs", ""),
+        ("GET", "/metrics", ""),
+        ("PUT", "/v1/programs/bergen/policy", r#"{"files":{}}"#),
+        ("GET", "/v1/venues", ""),
+        ("GET", "/v1/venue/programs/albertslund/bundle", ""),
+        ("GET", "/v1/venue/programs/albertslund/journal", ""),
+        (
+            "POST",
+            "/v1/decisions",
+            &redeem("kode-museum", "AK-1001", "kino-3"),
+        ),
+        (
+            "POST",
+            "/v1/decisions",
+            r#"{"program":"albertslund","card":"AK-1","action":"purchase","at":"2024-03-02T12:00:00+01:00"}"#,
+        ),
+    ] {
+        let (status, answer) = call(&city, venue, method, path, body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (status, answer) = call(
+        &city,
+        Some(&files.expired_token),
+        "GET",
+        "/v1/venue/programs",
+        "",
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("expired"),
+        "{answer}"
+    );
+    let (status, _) = call(&city, Some("not-a-token"), "GET", "/v1/venue/programs", "");
+    assert_eq!(status, 401);
+    // A till's token is the venue's own: the city does not know it.
+    let (status, _) = call(
+        &city,
+        Some(&kino.till),
+        "GET",
+        "/v1/programs/bergen/cards/AK-1001",
+        "",
+    );
+    assert_eq!(status, 401);
+    // Another venue's report cannot be sent with an admin token.
+    let (status, _) = call(
+        &city,
+        Some(&files.admin),
+        "PUT",
+        "/v1/venue/status",
+        r#"{"programs":[],"refused":[],"position":{},"backlog":0,"release":"x"}"#,
+    );
+    assert_eq!(status, 403);
+
+    // The city goes away: the venues answer 503; a venue restarted meanwhile starts with
+    // the programs it kept.
+    city.terminate();
+    let (status, answer) = call(
+        &kode_host,
+        Some(&kode.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("kode-museum", "AK-1004", "kode-3"),
+    );
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the city host"),
+        "{answer}"
+    );
+    kino_host.terminate();
+    let kino_host = start_venue(&kino, &city_url, &venue_trust);
+    assert_eq!(
+        bundle_at(&kino_host, &kino.admin, "bergen"),
+        Some(second_bundle.clone())
+    );
+    // The city is back, on the same address: it still knows its venues, which reconnect.
+    let city = start_city(&dir, &files, &ledger, port);
+    let known = venue_status(&city, &files.admin, "kode").expect("the city remembers venue `kode`");
+    assert_eq!(known["programs"][0]["bundle"], second_bundle, "{known}");
+    within(30, "the venue decides again", &[&city, &kino_host], || {
+        let (status, _) = call(
+            &kino_host,
+            Some(&kino.till),
+            "POST",
+            "/v1/decisions",
+            &redeem("bergen-kino", "AK-1003", "kino-4"),
+        );
+        status == 200
+    });
+    drop(kode_host);
+}
+
+/// A fake city host: answers each path with what the test sets, and keeps the reports.
+struct FakeCity {
+    url: String,
+    answers: Arc<Mutex<Vec<(String, Answer)>>>,
+    reports: Arc<Mutex<Vec<Value>>>,
+}
+
+#[derive(Clone)]
+enum Answer {
+    Json(u16, Vec<u8>),
+    /// Promises `len` bytes, sends `sent`, and hangs up.
+    BrokenOff {
+        len: usize,
+        sent: Vec<u8>,
+    },
+}
+
+impl FakeCity {
+    fn start() -> FakeCity {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answers: Arc<Mutex<Vec<(String, Answer)>>> = Arc::default();
+        let reports: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let (a, r) = (answers.clone(), reports.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (a, r) = (a.clone(), r.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    if path.starts_with("/v1/decisions") {
+                        // A city that hangs up: nothing was decided.
+                        return;
+                    }
+                    if path.starts_with("/v1/venue/status") {
+                        if let Ok(report) = serde_json::from_slice(&body) {
+                            r.lock().unwrap().push(report);
+                        }
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                        return;
+                    }
+                    let answer = a
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                        .map(|(_, answer)| answer.clone());
+                    match answer {
+                        Some(Answer::Json(status, body)) => {
+                            let head = format!(
+                                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(&body);
+                        }
+                        Some(Answer::BrokenOff { len, sent }) => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(&sent);
+                        }
+                        None => {
+                            // Nothing new: as the city says when a long poll ends.
+                            std::thread::sleep(Duration::from_millis(200));
+                            let body = if path.contains("/journal") {
+                                r#"{"program":"bergen","events":[]}"#
+                            } else {
+                                "{}"
+                            };
+                            let head = format!(
+                                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                if path.contains("/journal") { 200 } else { 404 },
+                                body.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(body.as_bytes());
+                        }
+                    }
+                });
+            }
+        });
+        FakeCity {
+            url,
+            answers,
+            reports,
+        }
+    }
+
+    /// Answers paths starting with `prefix` with `answer` from now on.
+    fn answer(&self, prefix: &str, answer: Answer) {
+        let mut answers = self.answers.lock().unwrap();
+        answers.retain(|(p, _)| p != prefix);
+        answers.push((prefix.to_string(), answer));
+    }
+}
+
+/// A program directory's files as a bundle (`path` → bytes), and its digest, as the
+/// engine computes it.
+fn bundle_of(dir: &Path) -> (Vec<(String, Vec<u8>)>, String) {
+    let read = cardrules::read_program_bytes(dir).unwrap();
+    let mut files: cardrules::loader::Bundle = read.files;
+    if let Some(signature) = read.signature {
+        files.insert(cardrules::SIGNATURE_FILE.to_string(), signature);
+    }
+    let digest = cardrules::bundle_digest(&files);
+    (files.into_iter().collect(), digest)
+}
+
+fn bundle_json(files: &[(String, Vec<u8>)], digest: &str, component: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let encoded: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(p, b)| {
+            (
+                p.clone(),
+                base64::engine::general_purpose::STANDARD.encode(b).into(),
+            )
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "program": "bergen", "version": "x", "digest": component, "bundle": digest, "files": encoded,
+    }))
+    .unwrap()
+}
+
+fn rollout_json(digest: &str, component: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"programs": [{"program": "bergen", "version": "x", "digest": component, "bundle": digest}]})).unwrap()
+}
+
+#[test]
+fn a_venue_keeps_its_last_good_programs_whatever_its_city_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let a = keygen(&keys, "a");
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, format!("[programs]\nbergen = [\"{a}\"]\n")).unwrap();
+    let fake = FakeCity::start();
+    let venue = venue_files(dir.path(), "a-venue-token");
+    // The venue kept a good version from an earlier run.
+    let good = bergen_version(&keys, "a", &venue.dir.path().join("policies"), None);
+    let (_, good_digest) = bundle_of(&good);
+    let host = start_venue(&venue, &fake.url, &trust);
+    assert_eq!(
+        bundle_at(&host, &venue.admin, "bergen"),
+        Some(good_digest.clone())
+    );
+    let still_good = |host: &Server| {
+        assert_eq!(
+            bundle_at(host, &venue.admin, "bergen"),
+            Some(good_digest.clone()),
+            "{}",
+            host.log()
+        )
+    };
+    let logged = |host: &Server, what: &str| {
+        within(20, what, &[host], || host.log().contains(what));
+    };
+
+    // Garbage for a rollout.
+    fake.answer(
+        "/v1/venue/programs?",
+        Answer::Json(200, b"<html>it works!</html>".to_vec()),
+    );
+    logged(&host, "its rollout is not one");
+    still_good(&host);
+
+    // A bundle whose files are not those announced.
+    let staged = tempfile::tempdir_in(dir.path()).unwrap();
+    let other = bergen_version(
+        &keys,
+        "a",
+        staged.path(),
+        Some(("max-skew = \"5m\"", "max-skew = \"4m\"")),
+    );
+    let (files, digest) = bundle_of(&other);
+    let announced = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    fake.answer(
+        "/v1/venue/programs/bergen/bundle",
+        Answer::Json(200, bundle_json(&files, announced, "sha256:c")),
+    );
+    fake.answer(
+        "/v1/venue/programs?",
+        Answer::Json(200, rollout_json(announced, "sha256:c")),
+    );
+    logged(&host, "the bundle was altered or damaged");
+    still_good(&host);
+
+    // A city that goes away mid-transfer.
+    let whole = bundle_json(&files, &digest, "sha256:c");
+    fake.answer(
+        "/v1/venue/programs/bergen/bundle",
+        Answer::BrokenOff {
+            len: whole.len(),
+            sent: whole[..whole.len() / 3].to_vec(),
+        },
+    );
+    fake.answer(
+        "/v1/venue/programs?",
+        Answer::Json(200, rollout_json(&digest, "sha256:c")),
+    );
+    logged(&host, "the transfer failed");
+    still_good(&host);
+
+    // A truncated component, its digests made to match: the signature no longer does.
+    let mut truncated = files.clone();
+    for (path, bytes) in &mut truncated {
+        if path.ends_with(".wasm") {
+            bytes.truncate(bytes.len() / 2);
+        }
+    }
+    let truncated_digest = {
+        let map: cardrules::loader::Bundle = truncated.iter().cloned().collect();
+        cardrules::bundle_digest(&map)
+    };
+    fake.answer(
+        "/v1/venue/programs/bergen/bundle",
+        Answer::Json(200, bundle_json(&truncated, &truncated_digest, "sha256:c")),
+    );
+    fake.answer(
+        "/v1/venue/programs?",
+        Answer::Json(200, rollout_json(&truncated_digest, "sha256:c")),
+    );
+    logged(&host, "refused version x of `bergen`");
+    still_good(&host);
+    within(20, "the refusal is reported", &[&host], || {
+        fake.reports.lock().unwrap().iter().any(|r| {
+            r["refused"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|x| x["digest"] == "sha256:c"))
+        })
+    });
+
+    // A version signed with the trusted key whose own suite fails.
+    let staged = tempfile::tempdir_in(dir.path()).unwrap();
+    let program = staged.path().join("bergen");
+    copy_dir(&shipped_policies().join("bergen"), &program);
+    let suite = program.join("suites").join("party-and-quota.toml");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    let broken = text.replacen("allow = true", "allow = false", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&suite, broken).unwrap();
+    run_in(
+        &keys,
+        &["sign", "--key", "a.key", program.to_str().unwrap()],
+    );
+    let (files, digest) = bundle_of(&program);
+    fake.answer(
+        "/v1/venue/programs/bergen/bundle",
+        Answer::Json(200, bundle_json(&files, &digest, "sha256:d")),
+    );
+    fake.answer(
+        "/v1/venue/programs?",
+        Answer::Json(200, rollout_json(&digest, "sha256:d")),
+    );
+    within(20, "the failing suite is refused", &[&host], || {
+        host.log().matches("refused version x of `bergen`").count() >= 2
+    });
+    assert!(host.log().contains("party-and-quota"), "{}", host.log());
+    still_good(&host);
+
+    // And the venue still answers its tills (503: its city cannot decide).
+    let (status, answer) = call(
+        &host,
+        Some(&venue.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1001", "t-1"),
+    );
+    assert_eq!(status, 503, "{answer}");
+}
