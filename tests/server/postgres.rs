@@ -1,5 +1,6 @@
 //! Two real hosts on one PostgreSQL ledger (`CARDRULES_TEST_POSTGRES`): races across
-//! hosts, one request id sent to both, and a SIGKILL of one under load.
+//! hosts, one request id sent to both, and a SIGKILL of one under load; a ledger URL with
+//! libpq's TLS settings.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +15,86 @@ use crate::support::postgres::Database;
 use crate::support::server::*;
 
 fn host_on(database: &Database) -> Server {
+    host_at(&database.url)
+}
+
+fn host_at(ledger: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&shipped_policies(), &dir.path().join("policies"));
-    Server::start_on(Arc::new(dir), &database.url, &["--allow-unsigned"])
+    Server::start_on(Arc::new(dir), ledger, &["--allow-unsigned"])
+}
+
+/// `--ledger postgres://…?sslmode=require` serves over TLS to the database (the test
+/// server has `ssl = on`); `verify-full` with a CA that did not sign the server's
+/// certificate stops `serve` at start, saying why, and never showing the password.
+/// (`verify-full` that succeeds, against a server with a certificate of the test's own,
+/// is tested in `host/postgres/src/tls/tests.rs`.)
+#[test]
+fn a_ledger_url_asks_for_tls_as_libpq_does() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let server = host_at(&format!("{}?sslmode=require", database.url));
+    let holder = r#"{"birth-date":"2012-01-01","municipality":"bergen"}"#;
+    assert_eq!(
+        server.put("/v1/programs/bergen/holders/TLS-1", holder).0,
+        201
+    );
+    let admin = std::env::var("CARDRULES_TEST_POSTGRES").unwrap();
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    let name = database.url.rsplit('/').next().unwrap().to_string();
+    let (encrypted, plain): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1",
+                &[&name],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        encrypted >= 1 && plain == 0,
+        "{encrypted} encrypted, {plain} plain"
+    );
+    drop(server);
+
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.pem");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+    let (scheme, rest) = database.url.split_once("://").unwrap();
+    let (user, place) = rest.split_once('@').unwrap();
+    let user = user.split(':').next().unwrap();
+    let ledger = format!(
+        "{scheme}://{user}:hunter2@{place}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args([
+            "serve",
+            "--allow-unsigned",
+            "--listen",
+            "127.0.0.1:0",
+            "--policies",
+        ])
+        .arg(dir.path().join("policies"))
+        .args(["--ledger", &ledger])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(`sslmode=verify-full`): the server's certificate is refused: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
 
 #[test]

@@ -48,18 +48,34 @@ impl fmt::Display for LedgerSpec {
     }
 }
 
-/// `url` without the password it may carry.
+/// `url` without the password it may carry, before the host or as a `password=`
+/// parameter.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    let (place, query) = match rest.split_once('?') {
+        Some((place, query)) => (place, Some(query)),
+        None => (rest, None),
+    };
+    let mut shown = match place.split_once('@') {
         Some((credentials, host)) => {
             let user = credentials.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}@{host}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{place}"),
+    };
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|parameter| !parameter.starts_with("password="))
+            .collect();
+        if !kept.is_empty() {
+            shown.push('?');
+            shown.push_str(&kept.join("&"));
+        }
     }
+    shown
 }
 
 impl LedgerSpec {
@@ -241,6 +257,17 @@ mod tests {
         assert_eq!(
             parse("postgresql://u:secret@h/db").map(|s| s.to_string()),
             Ok("postgresql://u@h/db".to_string())
+        );
+        assert_eq!(
+            parse(
+                "postgres://u:secret@h/db?sslmode=verify-full&password=secret&sslrootcert=ca.pem"
+            )
+            .map(|s| s.to_string()),
+            Ok("postgres://u@h/db?sslmode=verify-full&sslrootcert=ca.pem".to_string())
+        );
+        assert_eq!(
+            parse("postgres://h/db?password=secret").map(|s| s.to_string()),
+            Ok("postgres://h/db".to_string())
         );
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use cardrules::Error;
 use postgres::error::SqlState;
 
+use crate::tls::is_certificate_error;
+
 /// How often an append (or the schema's creation) is tried when the server aborts it for a
 /// serialization failure or deadlock.
 pub(crate) const MAX_TRIES: u32 = 5;
@@ -25,6 +27,10 @@ pub(crate) fn backoff(tries: u32) -> Duration {
 pub(crate) fn is_connection_error(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
+    }
+    if is_certificate_error(e) {
+        // Not the server out of reach: a configuration to fix (or someone in between).
+        return false;
     }
     match e.code() {
         Some(code) => {
@@ -56,6 +62,12 @@ pub(crate) fn is_connection_error(e: &postgres::Error) -> bool {
 /// A PostgreSQL failure as a ledger error, keeping its cause: `Unavailable` when the server
 /// is out of reach or too busy, `Ledger` otherwise.
 pub(crate) fn fail(context: &str, e: postgres::Error) -> Error {
+    if is_certificate_error(&e) {
+        return Error::ledger(
+            context.to_string(),
+            Cause::noted("the server's certificate is refused", e),
+        );
+    }
     let busy = matches!(
         e.code(),
         Some(

@@ -55,10 +55,10 @@ impl PostgresLedger {
     /// Connects to the database at `url` (parts left out are taken from the `PG*`
     /// variables) and creates the schema if needed; refuses a newer schema.
     pub fn open(url: &str) -> Result<PostgresLedger> {
-        let config = configure(url, &|name| std::env::var(name).ok())?;
-        let shown = describe(&config);
+        let target = configure(url, &|name| std::env::var(name).ok())?;
+        let shown = describe(&target.config);
         let ledger = PostgresLedger {
-            pool: Pool::new(config, shown.clone()),
+            pool: Pool::new(target, &shown),
             shown,
         };
         ledger.migrate()?;

@@ -17,8 +17,14 @@
 //! variables, as libpq would (then `localhost`, 5432, the login name, and the user's
 //! database). To keep the ledger in a schema of its own, name it in the URL with the
 //! standard `options` parameter: `postgres://host/db?options=-csearch_path%3Dcardrules`
-//! (the schema must exist). Connections are not encrypted: this build has no TLS, so
-//! `sslmode=require` is refused; use a local socket, a private network or a TLS proxy.
+//! (the schema must exist).
+//!
+//! **TLS.** As libpq: `sslmode` in the URL or `PGSSLMODE` — `disable`, `prefer` (the
+//! default: TLS if the server offers it), `require` (TLS, any certificate), `verify-ca`
+//! and `verify-full` (the certificate must come from a CA of the PEM file named by
+//! `sslrootcert` or `PGSSLROOTCERT`, and with `verify-full` be for the host name) — through
+//! rustls with the ring provider. `require` given a root file checks the chain as
+//! `verify-ca` does (libpq does the same). No file is read unless named. See `tls.rs`.
 //!
 //! **Creating the schema** needs no lock, so that it also works where advisory locks do
 //! not (CockroachDB, YugabyteDB): a host first reads the recorded version, and only if
@@ -29,12 +35,14 @@
 //!
 //! **Errors.** A server that cannot be reached, has gone away, is starting, shutting down
 //! or read-only (a failover), or keeps aborting our transactions is [`Error::Unavailable`]
-//! (the HTTP server answers 503); anything else is [`Error::Ledger`]. The cause is kept as
+//! (the HTTP server answers 503); anything else is [`Error::Ledger`], a server certificate
+//! that `sslmode` refuses among them. The cause is kept as
 //! the source. The password never appears in messages nor in [`Journal::describe`].
 //!
 //! **Where things are.** `journal.rs` reads and appends events; `schema.rs` creates and
-//! checks the tables; `pool.rs` keeps the connections; `config.rs` turns a URL into
-//! connection settings; `error.rs` tells an unreachable server from a refusal.
+//! checks the tables; `pool.rs` keeps the connections (and says why no pool crate does);
+//! `config.rs` turns a URL into connection settings; `tls.rs` checks the server's
+//! certificate as `sslmode` asks; `error.rs` tells an unreachable server from a refusal.
 //!
 //! [`Appended::Conflict`]: cardrules::ledger::Appended::Conflict
 //! [`Error::Unavailable`]: cardrules::Error::Unavailable
@@ -48,6 +56,7 @@ mod pool;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use config::is_postgres_url;
 pub use journal::{PostgresLedger, event_counts, recorded_decision};

@@ -1,14 +1,37 @@
 //! A few connections to the database, opened when needed and kept for reuse, each with
 //! the statements it has prepared.
+//!
+//! **Why not a pool crate.** `r2d2` (with a `ManageConnection` of our own, so that a
+//! session keeps its prepared statements) was weighed and not taken, for what the rest of
+//! the crate relies on:
+//! - r2d2 opens connections on a background thread and retries failed ones until the
+//!   checkout times out, so a server that refuses us — unreachable, a wrong password, a
+//!   certificate `verify-full` rejects — would make every caller wait the whole acquire
+//!   timeout (10 s) instead of failing at once (`cardrules serve` at start-up, a 503);
+//! - its timeout error keeps the last connection error as a string only, so the cause
+//!   chain is lost and an unreachable server (503, [`Error::Unavailable`]) could no longer
+//!   be told from a refusal ([`Error::Ledger`]);
+//! - each pool brings a thread pool of its own, and it opens connections up to its
+//!   maximum ahead of need unless told otherwise.
+//!
+//! The async pools (deadpool, bb8) need the async client and a runtime of our own. What
+//! is here is small: a counter of open connections under a mutex, a condition variable
+//! to wait on with a deadline, and connections dropped rather than returned when broken.
+//!
+//! [`Error::Unavailable`]: cardrules::Error::Unavailable
+//! [`Error::Ledger`]: cardrules::Error::Ledger
 
 use std::time::{Duration, Instant};
 
 use cardrules::{Error, Result};
 use parking_lot::{Condvar, Mutex};
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::config::Target;
 use crate::error::{fail, is_connection_error};
 use crate::journal::{HISTORY, INSERT, LAST, READ, RECORDED};
+use crate::tls::SslMode;
 
 /// Connections one ledger keeps at most: one appends at a time (the engine's group commit),
 /// the others catch lanes up.
@@ -58,6 +81,9 @@ impl Session {
 /// A few connections, opened when needed and kept for reuse.
 pub(crate) struct Pool {
     config: Config,
+    tls: MakeRustlsConnect,
+    /// Where connections go, for errors: the place without its password, and the
+    /// `sslmode` unless it is the default.
     shown: String,
     state: Mutex<PoolState>,
     freed: Condvar,
@@ -81,9 +107,14 @@ pub(crate) struct Lease<'a> {
 }
 
 impl Pool {
-    pub(crate) fn new(config: Config, shown: String) -> Pool {
+    pub(crate) fn new(target: Target, shown: &str) -> Pool {
+        let shown = match target.tls.mode {
+            SslMode::Prefer => format!("`{shown}`"),
+            mode => format!("`{shown}` (`sslmode={}`)", mode.name()),
+        };
         Pool {
-            config,
+            config: target.config,
+            tls: target.tls.connector,
             shown,
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
@@ -117,7 +148,7 @@ impl Pool {
             }
         }
         drop(state);
-        match self.config.connect(NoTls) {
+        match self.config.connect(self.tls.clone()) {
             Ok(client) => Ok(Lease {
                 pool: self,
                 session: Some(Session {
@@ -130,7 +161,7 @@ impl Pool {
             Err(e) => {
                 self.state.lock().open -= 1;
                 self.freed.notify_one();
-                Err(fail(&format!("cannot connect to `{}`", self.shown), e))
+                Err(fail(&format!("cannot connect to {}", self.shown), e))
             }
         }
     }

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use cardrules::Error;
 use cardrules::ledger::{Appended, Batch, Change, Journal};
 use parking_lot::Mutex;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::config::configure;
 use crate::schema::SCHEMA_VERSION;
 use crate::{PostgresLedger, event_counts, recorded_decision};
 
 /// The server the tests use, or `None` (and a note) when none is configured.
-fn server() -> Option<String> {
+pub(crate) fn server() -> Option<String> {
     match std::env::var("CARDRULES_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -35,16 +35,16 @@ static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
 
 /// A schema of its own on the test server, dropped with everything in it at the end:
 /// tests running at once, and leftovers of earlier runs, never meet.
-struct Scratch {
+pub(crate) struct Scratch {
     server: String,
     schema: String,
     /// The server's URL with the schema as `search_path` (and an application name
     /// of its own, to find its connections).
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Scratch {
-    fn new(server: &str) -> Scratch {
+    pub(crate) fn new(server: &str) -> Scratch {
         let schema = format!(
             "cardrules_test_{}_{}",
             std::process::id(),
@@ -85,9 +85,10 @@ impl Drop for Scratch {
 }
 
 fn connect(url: &str) -> Client {
-    configure(url, &|name| std::env::var(name).ok())
-        .expect("the test URL parses")
-        .connect(NoTls)
+    let target = configure(url, &|name| std::env::var(name).ok()).expect("the test URL parses");
+    target
+        .config
+        .connect(target.tls.connector)
         .expect("the test server is reachable")
 }
 
