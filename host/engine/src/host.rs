@@ -30,6 +30,10 @@ pub struct CardView {
     pub card: String,
     pub state: CardState,
     pub statuses: Vec<String>,
+    /// (Addition.) The holder's birth date and registered municipality: a registration
+    /// desk changing a holder sends them back whole (`PUT …/holders/{card}`).
+    pub birth_date: jiff::civil::Date,
+    pub municipality: String,
     /// The holder's attributes (addition: a guardian's portal shows the limits it set).
     pub attributes: BTreeMap<String, AttributeValue>,
     pub balances: BTreeMap<String, i64>,
@@ -247,6 +251,8 @@ impl Host {
                 card: card.to_string(),
                 state: holder.state,
                 statuses: holder.statuses.clone(),
+                birth_date: holder.birth_date,
+                municipality: holder.municipality.clone(),
                 attributes: holder.attributes.clone(),
                 balances: state.balances(card, at),
             })

@@ -146,6 +146,14 @@ pub enum Route {
     Metrics,
     /// `PUT /v1/programs/{program}/policy`
     Publish,
+    /// `GET /v1/caller`: who the token is and what it may do
+    Caller,
+    /// `GET /v1/programs/{program}`: a program's catalogue, schema and languages
+    Program,
+    /// `GET /v1/programs/{program}/coverage`: its own suites, run now
+    Coverage,
+    /// `GET /v1/programs/{program}/cards/{card}/history/{seq}/why`
+    Why,
 }
 
 impl Route {
@@ -161,11 +169,15 @@ impl Route {
             Route::Programs => "GET /v1/programs",
             Route::Metrics => "GET /metrics",
             Route::Publish => "PUT /v1/programs/{program}/policy",
+            Route::Caller => "GET /v1/caller",
+            Route::Program => "GET /v1/programs/{program}",
+            Route::Coverage => "GET /v1/programs/{program}/coverage",
+            Route::Why => "GET /v1/programs/{program}/cards/{card}/history/{seq}/why",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 13] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -175,6 +187,10 @@ impl Route {
         Route::Programs,
         Route::Metrics,
         Route::Publish,
+        Route::Caller,
+        Route::Program,
+        Route::Coverage,
+        Route::Why,
     ];
 }
 
@@ -188,18 +204,66 @@ impl Role {
     fn routes(self) -> &'static [Route] {
         use Route::*;
         match self {
-            Role::Terminal => &[Decide, Card, Allowances, History],
+            Role::Terminal => &[Decide, Card, Allowances, History, Why, Caller, Program],
             Role::Registrar => &[
                 Decide,
                 Card,
                 Allowances,
                 History,
+                Why,
                 Register,
                 UpdateHolder,
                 Publish,
+                Caller,
+                Program,
             ],
             Role::Admin => &Route::ALL,
-            Role::Guardian => &[Decide, Card, Allowances, History, UpdateHolder],
+            Role::Guardian => &[
+                Decide,
+                Card,
+                Allowances,
+                History,
+                Why,
+                UpdateHolder,
+                Caller,
+                Program,
+            ],
+        }
+    }
+}
+
+/// Who the caller is and what it may do (`GET /v1/caller`): what a client shows its user
+/// before asking for anything. Without `--auth`, every caller may do everything: `auth`
+/// is false and the role is `admin`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CallerView {
+    /// Whether the server checks tokens (`serve --auth`).
+    pub auth: bool,
+    /// The token's name (as logs show it); null without `--auth`.
+    pub name: Option<String>,
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// The programs it acts for; `["*"]`: every program.
+    pub programs: Vec<String>,
+    /// The actions it may ask for; null: every action.
+    pub actions: Option<Vec<String>>,
+    /// A guardian's cards; null: every card of its programs.
+    pub cards: Option<Vec<String>>,
+    /// The programs served now that it may act for, by id.
+    pub served: Vec<String>,
+}
+
+impl CallerView {
+    /// What a caller may do on a server without `--auth`: everything.
+    pub fn open() -> CallerView {
+        CallerView {
+            auth: false,
+            name: None,
+            role: Role::Admin,
+            programs: vec!["*".to_string()],
+            actions: None,
+            cards: None,
+            served: Vec::new(),
         }
     }
 }
@@ -245,6 +309,22 @@ impl Caller {
             self.role,
             route.as_str()
         )))
+    }
+
+    /// What the caller is, as `GET /v1/caller` shows it: never the token or its hash.
+    pub fn view(&self) -> CallerView {
+        CallerView {
+            auth: true,
+            name: Some(self.name.clone()),
+            role: self.role,
+            programs: match &self.programs {
+                Programs::All => vec!["*".to_string()],
+                Programs::Only(programs) => programs.iter().cloned().collect(),
+            },
+            actions: self.actions.as_ref().map(|a| a.iter().cloned().collect()),
+            cards: self.cards.as_ref().map(|c| c.iter().cloned().collect()),
+            served: Vec::new(),
+        }
     }
 
     /// Whether the caller is a guardian: one whose changes to a holder are bound to the

@@ -92,20 +92,30 @@ fn the_rights_of_each_role() {
         Programs,
         Metrics,
         Publish,
+        Caller,
+        Program,
+        Coverage,
+        Why,
     ];
     for (who, allowed) in [
         (
             &till,
-            [true, true, true, true, false, false, false, false, false],
+            [
+                true, true, true, true, false, false, false, false, false, true, true, false, true,
+            ],
         ),
         (
             &desk,
-            [true, true, true, true, true, true, false, false, true],
+            [
+                true, true, true, true, true, true, false, false, true, true, true, false, true,
+            ],
         ),
-        (&ops, [true; 9]),
+        (&ops, [true; 13]),
         (
             &parent,
-            [true, true, true, true, false, true, false, false, false],
+            [
+                true, true, true, true, false, true, false, false, false, true, true, false, true,
+            ],
         ),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {

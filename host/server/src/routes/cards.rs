@@ -60,6 +60,15 @@ pub(crate) async fn register(
             )));
         }
     }
+    // A date that is no date is named with its field, so that a form can show the
+    // message beside it (the JSON parser's own message names neither).
+    if let Some(serde_json::Value::String(text)) = object.get("birth-date")
+        && let Err(e) = text.parse::<jiff::civil::Date>()
+    {
+        return Err(ApiError::bad_request(format!(
+            "cannot parse holder: `birth-date` `{text}` is not a date (YYYY-MM-DD): {e}"
+        )));
+    }
     let holder: Holder = serde_json::from_value(fields)
         .map_err(|e| ApiError::bad_request(format!("cannot parse holder: {e}")))?;
     // Starting balances count only for a new card; whether the card is new is known only
