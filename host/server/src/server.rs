@@ -169,6 +169,9 @@ fn router(state: AppState) -> Router {
             get(portal::why),
         )
         .route("/v1/openapi.json", get(operations::openapi_json))
+        .route("/console", get(crate::console::index))
+        .route("/console/", get(crate::console::index))
+        .route("/console/{file}", get(crate::console::asset))
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))
         .route("/metrics", get(operations::metrics_text))
