@@ -105,7 +105,7 @@ export function holderForm(ctx, holder, onSaved, save) {
       field('statuses', t('statuses'), inputs.statuses, t('statusesHelp')),
       field('state', t('state'), inputs.state)),
     keys.length ? h('h3', {}, t('attributes')) : null,
-    h('div', { class: 'grid' }, attributes),
+    keys.length ? h('div', { class: 'grid' }, attributes) : null,
     general, done,
     h('button', { class: 'primary', type: 'submit', id: 'holder-save' }, t('save')));
 

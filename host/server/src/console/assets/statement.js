@@ -5,6 +5,7 @@
 import { api } from './api.js';
 import { h, fill } from './dom.js';
 import { t, formatTime } from './i18n.js';
+import { balance } from './till.js';
 
 /** The statement of `card`, with a period and a "why" for each decision. */
 export function statement(ctx, card) {
@@ -51,6 +52,7 @@ export function statement(ctx, card) {
       h('td', { class: 'mono' }, entry.card),
       h('td', {}, what),
       h('td', {}, outcome),
+      h('td', {}, Object.entries(entry.balances || {}).map(([a, u]) => balance(a, u)).join(', ')),
       h('td', {}, button));
   }
 
@@ -71,7 +73,7 @@ export function statement(ctx, card) {
       h('label', {}, t('since'), since), h('label', {}, t('until'), until),
       h('button', { type: 'submit' }, t('show'))),
     error,
-    h('table', {}, h('thead', {}, h('tr', {}, [t('when'), t('card'), t('what'), t('outcome'), ''].map((c) => h('th', {}, c)))), body),
+    h('table', {}, h('thead', {}, h('tr', {}, [t('when'), t('card'), t('what'), t('outcome'), t('balances'), ''].map((c) => h('th', {}, c)))), body),
     more, why);
 }
 
