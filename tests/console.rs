@@ -455,7 +455,11 @@ async fn the_console_in_a_real_browser() {
     // The till: an offer whose name is markup shows as text and runs nothing.
     sign_in(&client, &server, &tokens.till, "till").await;
     choose(&client, "#program", "bergen").await;
+    // In the program's first language until another of its languages is chosen.
+    wait_text(&client, "#tab-till", "Kasse").await;
+    wait_text(&client, "#till-form", "Kortnummer").await;
     choose(&client, "#language", "en").await;
+    wait_text(&client, "#tab-till", "Till").await;
     let option = wait_for(&client, "#till-offer option[value='kode-museum']").await;
     assert!(option.text().await.unwrap().starts_with(HOSTILE_NAME));
     let answer = till_ask(&client, "AK-1001", "kode-museum", None, "ALLOWED").await;
@@ -642,6 +646,12 @@ async fn the_console_in_a_real_browser() {
     // The programs: versions, digests, worlds, coverage; no venues section without the
     // route.
     sign_in(&client, &server, &tokens.ops, "programs").await;
+    // Albertslund's Danish, Antwerp's Dutch.
+    choose(&client, "#program", "albertslund").await;
+    wait_text(&client, "#tab-programs", "Ordninger").await;
+    choose(&client, "#program", "antwerpen").await;
+    wait_text(&client, "#tab-programs", "Programma").await;
+    wait_text(&client, "#tab-desk", "Balie").await;
     client
         .find(Locator::Css("#tab-programs"))
         .await

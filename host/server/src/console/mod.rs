@@ -125,10 +125,7 @@ fn file_response(name: &str, headers: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(*content_type),
-            )],
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             *content,
         )
             .into_response()
