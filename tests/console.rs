@@ -554,6 +554,27 @@ async fn the_console_in_a_real_browser() {
         "2014-02-28"
     );
 
+    // Blocked at the desk (Bergen has no block action: the holder is registered again,
+    // blocked), and the till refuses the card.
+    client
+        .find(Locator::Css("#desk-block"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "#desk-card-view", "blocked").await;
+    wait_for(&client, "#desk-unblock").await;
+    let (_, card) = call(
+        &server,
+        Some(&tokens.desk),
+        "GET",
+        "/v1/programs/bergen/cards/AK-7001",
+        "",
+    );
+    assert_eq!(card["state"], "blocked", "{card}");
+    assert_eq!(card["statuses"], json!(["low-income"]), "kept: {card}");
+
     // Why the fifth visit was refused: its checks, with used and limit.
     let search = wait_for(&client, "#desk-card").await;
     search.clear().await.unwrap();
