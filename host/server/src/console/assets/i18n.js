@@ -193,6 +193,7 @@ export function formatRenewal(iso, timeZone) {
     .format(new Date(iso));
 }
 
-function locale() {
+/** The locale of the console's language, for numbers and dates. */
+export function locale() {
   return { nb: 'nb-NO', da: 'da-DK', nl: 'nl-BE', en: 'en-GB' }[current];
 }

@@ -4,7 +4,7 @@
 
 import { api, now, requestId } from './api.js';
 import { h, fill, select } from './dom.js';
-import { t, has, formatRenewal } from './i18n.js';
+import { t, has, formatRenewal, locale } from './i18n.js';
 
 export function render(main, ctx) {
   const p = ctx.program;
@@ -119,11 +119,11 @@ function currencyOf(program) {
 
 /** Minor units as money in `currency` ("kr. 75,00"), or the plain number without one. */
 function inCurrency(units, currency) {
-  if (!currency) return units.toLocaleString();
+  if (!currency) return units.toLocaleString(locale());
   try {
-    return new Intl.NumberFormat(undefined, { style: 'currency', currency }).format(units / 100);
+    return new Intl.NumberFormat(locale(), { style: 'currency', currency }).format(units / 100);
   } catch {
-    return `${currency} ${units.toLocaleString()}`;
+    return `${currency} ${units.toLocaleString(locale())}`;
   }
 }
 
@@ -134,5 +134,5 @@ export function money(units, program) {
 
 /** A balance: money for a currency, else the asset's units ("saving 40"). */
 export function balance(asset, units) {
-  return /^[A-Z]{3}$/.test(asset) ? inCurrency(units, asset) : `${asset} ${units.toLocaleString()}`;
+  return /^[A-Z]{3}$/.test(asset) ? inCurrency(units, asset) : `${asset} ${units.toLocaleString(locale())}`;
 }
