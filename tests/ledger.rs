@@ -33,7 +33,14 @@ fn check_cards(host: &Host, expected: &serde_json::Value) {
         let card = view["card"].as_str().unwrap();
         let found = host.card(program, card, made).unwrap();
         let found = serde_json::to_value(found).unwrap();
-        assert_eq!(&found, view, "card `{card}` of `{program}`");
+        // Every field that release showed, as it showed it; fields added since (a card
+        // view's `birth-date` and `municipality`) are additions, not differences.
+        for (key, value) in view.as_object().unwrap() {
+            assert_eq!(
+                &found[key], value,
+                "`{key}` of card `{card}` of `{program}`"
+            );
+        }
     }
 }
 

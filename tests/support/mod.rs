@@ -5,6 +5,7 @@
 // Each test file is a crate of its own and uses only part of this.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod files;
 pub mod hostile;
 pub mod hosts;

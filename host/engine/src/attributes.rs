@@ -106,6 +106,8 @@ impl Host {
                 card: card.clone(),
                 state: holder.state,
                 statuses: holder.statuses.clone(),
+                birth_date: Some(holder.birth_date),
+                municipality: Some(holder.municipality.clone()),
                 attributes: holder.attributes.clone(),
                 balances: state.balances(&card, at),
             };

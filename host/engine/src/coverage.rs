@@ -10,6 +10,7 @@ use crate::host::Host;
 use crate::suite::SuiteReport;
 
 /// How often the steps saw one check pass and fail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckCoverage {
     pub rule: String,
@@ -28,6 +29,7 @@ impl CheckCoverage {
 }
 
 /// How often the steps were denied with one of the policy's reasons.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReasonCoverage {
     pub reason: String,
@@ -35,6 +37,7 @@ pub struct ReasonCoverage {
 }
 
 /// One program's coverage.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProgramCoverage {
     pub program: String,
@@ -73,6 +76,59 @@ pub struct Coverage {
 
 /// Steps in which a check, by rule and reason, held and did not.
 type Seen<'a> = BTreeMap<(&'a str, &'a str), (u64, u64)>;
+
+/// The coverage of `program`'s rules by its own suites (run now, each on a fresh in-memory
+/// ledger), and how many of their steps passed: what a host shows of a program it serves
+/// (`GET /v1/programs/{program}/coverage`).
+pub fn of_program(
+    sandbox: &std::sync::Arc<crate::policy::Sandbox>,
+    program: &std::sync::Arc<crate::program::Program>,
+) -> crate::Result<OwnSuites> {
+    let reports = crate::suite::run_own(sandbox, program)?;
+    let host = Host::new(
+        sandbox.clone(),
+        std::sync::Arc::new(crate::ledger::MemoryLedger::new()),
+    );
+    host.insert(program.clone());
+    let steps: Vec<_> = reports.iter().flat_map(|r| &r.steps).collect();
+    let coverage = of(&host, &reports)
+        .programs
+        .into_iter()
+        .find(|c| c.program == program.id())
+        .unwrap_or_else(|| ProgramCoverage {
+            program: program.id().to_string(),
+            checks: Vec::new(),
+            reasons: Vec::new(),
+        });
+    Ok(OwnSuites {
+        suites: reports.len(),
+        steps: steps.len(),
+        passed: steps.iter().filter(|s| s.passed()).count(),
+        checks_both_ways: coverage.checks_both_ways(),
+        reasons_denied: coverage.reasons_denied(),
+        percent: coverage.percent(),
+        coverage,
+    })
+}
+
+/// A program's own suites as run now: their steps, and the coverage of its rules.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OwnSuites {
+    /// Suite files run.
+    pub suites: usize,
+    /// Their steps, and how many passed.
+    pub steps: usize,
+    pub passed: usize,
+    /// Checks seen both passing and failing, of `coverage.checks`.
+    pub checks_both_ways: usize,
+    /// Reasons seen as a denial, of `coverage.reasons`.
+    pub reasons_denied: usize,
+    /// The share of checks seen both ways, in percent.
+    pub percent: f64,
+    pub coverage: ProgramCoverage,
+}
 
 /// Counts what the steps of `reports` saw, per program served by `host`.
 pub fn of(host: &Host, reports: &[SuiteReport]) -> Coverage {

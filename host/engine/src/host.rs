@@ -30,9 +30,28 @@ pub struct CardView {
     pub card: String,
     pub state: CardState,
     pub statuses: Vec<String>,
+    /// (Addition.) The holder's birth date and registered municipality: a registration
+    /// desk changing a holder sends them back whole (`PUT …/holders/{card}`). Left out
+    /// for callers that have no need of them (a till, a venue): see
+    /// [`CardView::without_personal_data`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub birth_date: Option<jiff::civil::Date>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub municipality: Option<String>,
     /// The holder's attributes (addition: a guardian's portal shows the limits it set).
     pub attributes: BTreeMap<String, AttributeValue>,
     pub balances: BTreeMap<String, i64>,
+}
+
+impl CardView {
+    /// The view without the holder's birth date and municipality: what a till needs to
+    /// serve a card is its state, statuses and balances, not who the child is.
+    pub fn without_personal_data(mut self) -> CardView {
+        self.birth_date = None;
+        self.municipality = None;
+        self
+    }
 }
 
 /// Programs and a ledger: what answers requests.
@@ -262,6 +281,8 @@ impl Host {
                 card: card.to_string(),
                 state: holder.state,
                 statuses: holder.statuses.clone(),
+                birth_date: Some(holder.birth_date),
+                municipality: Some(holder.municipality.clone()),
                 attributes: holder.attributes.clone(),
                 balances: state.balances(card, at),
             })

@@ -34,6 +34,7 @@ pub mod sample;
 pub mod shadow;
 pub mod suite;
 pub mod timing;
+pub mod why;
 
 pub use attributes::Setter;
 pub use calendar::{Calendar, Period};

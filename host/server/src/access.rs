@@ -71,8 +71,8 @@ impl Access {
 pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/v1/openapi.json"];
 
 /// Identifies the caller by its bearer token (401 if none or unknown, 400 if more than one
-/// `Authorization` header), except on
-/// [`OPEN_ROUTES`], and hands the handlers its [`Access`].
+/// `Authorization` header), except on [`OPEN_ROUTES`] and the console's page and files
+/// (`/console`, `/console/…`), and hands the handlers its [`Access`].
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut request: HttpRequest,
@@ -83,6 +83,8 @@ pub(crate) async fn authenticate(
     let access = match &state.tokens {
         None => Access::Open,
         Some(_) if OPEN_ROUTES.contains(&request.uri().path()) => Access::Open,
+        // The console's page and files hold no data: its token is typed in the page.
+        Some(_) if crate::console::is_console_path(request.uri().path()) => Access::Open,
         Some(tokens) => match identify(tokens, &request) {
             Ok(caller) => {
                 tracing::Span::current().record("caller", caller.name());

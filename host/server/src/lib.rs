@@ -20,9 +20,11 @@
 //! Where things are: `config` and `start` (from flags to a running server), `server`
 //! (shared state and the router), `access` (bearer tokens), `routes` (one module per
 //! resource), `body` and `error` (what requests bring and errors answer), `reload`
-//! (loading and hot reload), `signals` and `shadow`.
+//! (loading and hot reload), `signals` and `shadow`; `console` the web console (`/console`),
+//! plain files compiled in, built on the public routes alone.
 
 pub mod auth;
+pub mod console;
 pub mod limits;
 pub mod listen;
 pub mod metrics;

@@ -18,7 +18,7 @@ use crate::auth::Tokens;
 use crate::limits::{Gate, Limits};
 use crate::listen::{self, Connections, Requests, Tls};
 use crate::metrics::Metrics;
-use crate::routes::{cards, decisions, operations, portal, programs, publish, venues};
+use crate::routes::{caller, cards, decisions, operations, portal, programs, publish, venues};
 use crate::routes::{method_not_allowed, not_found};
 use crate::signals::shutdown_signal;
 use crate::upstream::Upstream;
@@ -164,6 +164,9 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/decisions", post(decisions::decide))
         .route("/v1/programs", get(programs::programs))
+        .route("/v1/caller", get(caller::caller))
+        .route("/v1/programs/{program}", get(programs::program))
+        .route("/v1/programs/{program}/coverage", get(programs::coverage))
         .route(
             "/v1/programs/{program}/holders/{card}",
             put(cards::register).patch(cards::update_holder),
@@ -183,7 +186,14 @@ fn router(state: AppState) -> Router {
         .route("/v1/venue/programs/{program}/journal", get(venues::journal))
         .route("/v1/venue/status", put(venues::status))
         .route("/v1/venues", get(venues::venues))
+        .route(
+            "/v1/programs/{program}/cards/{card}/history/{seq}/why",
+            get(portal::why),
+        )
         .route("/v1/openapi.json", get(operations::openapi_json))
+        .route("/console", get(crate::console::index))
+        .route("/console/", get(crate::console::index))
+        .route("/console/{file}", get(crate::console::asset))
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))
         .route("/metrics", get(operations::metrics_text))

@@ -302,6 +302,24 @@ pub fn check(
     }
 }
 
+/// Runs `program`'s own suites (as read with its other files) against it, each on a fresh
+/// in-memory ledger, and returns their reports: what its coverage is counted from
+/// ([`crate::coverage::of_program`]).
+pub fn run_own(sandbox: &Arc<Sandbox>, program: &Program) -> Result<Vec<SuiteReport>> {
+    program
+        .files
+        .suites
+        .iter()
+        .map(|(file, text)| {
+            let loaded = LoadedSuite {
+                path: file.clone(),
+                suite: parse(text, file)?,
+            };
+            run_against(sandbox, program, &loaded)
+        })
+        .collect()
+}
+
 fn run_step(host: &Host, program: &str, number: usize, step: &Step) -> StepReport {
     let request = Request {
         program: program.to_string(),

@@ -170,6 +170,14 @@ pub enum Route {
     VenueStatus,
     /// `GET /v1/venues`
     Venues,
+    /// `GET /v1/caller`: who the token is and what it may do
+    Caller,
+    /// `GET /v1/programs/{program}`: a program's catalogue, schema and languages
+    Program,
+    /// `GET /v1/programs/{program}/coverage`: its own suites, run now
+    Coverage,
+    /// `GET /v1/programs/{program}/cards/{card}/history/{seq}/why`
+    Why,
 }
 
 impl Route {
@@ -188,11 +196,15 @@ impl Route {
             Route::Rollout => "GET /v1/venue/programs",
             Route::VenueStatus => "PUT /v1/venue/status",
             Route::Venues => "GET /v1/venues",
+            Route::Caller => "GET /v1/caller",
+            Route::Program => "GET /v1/programs/{program}",
+            Route::Coverage => "GET /v1/programs/{program}/coverage",
+            Route::Why => "GET /v1/programs/{program}/cards/{card}/history/{seq}/why",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 16] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -205,6 +217,10 @@ impl Route {
         Route::Rollout,
         Route::VenueStatus,
         Route::Venues,
+        Route::Caller,
+        Route::Program,
+        Route::Coverage,
+        Route::Why,
     ];
 }
 
@@ -224,19 +240,67 @@ impl Role {
     fn routes(self) -> &'static [Route] {
         use Route::*;
         match self {
-            Role::Terminal => &[Decide, Card, Allowances, History],
+            Role::Terminal => &[Decide, Card, Allowances, History, Why, Caller, Program],
             Role::Registrar => &[
                 Decide,
                 Card,
                 Allowances,
                 History,
+                Why,
                 Register,
                 UpdateHolder,
                 Publish,
+                Caller,
+                Program,
             ],
             Role::Admin => &Route::ALL,
-            Role::Guardian => &[Decide, Card, Allowances, History, UpdateHolder],
-            Role::Venue => &[Decide, Card, Allowances, History, Rollout, VenueStatus],
+            Role::Guardian => &[
+                Decide,
+                Card,
+                Allowances,
+                History,
+                Why,
+                UpdateHolder,
+                Caller,
+                Program,
+            ],
+            Role::Venue => &[Decide, Card, Allowances, History, Why, Rollout, VenueStatus],
+        }
+    }
+}
+
+/// Who the caller is and what it may do (`GET /v1/caller`): what a client shows its user
+/// before asking for anything. Without `--auth`, every caller may do everything: `auth`
+/// is false and the role is `admin`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CallerView {
+    /// Whether the server checks tokens (`serve --auth`).
+    pub auth: bool,
+    /// The token's name (as logs show it); null without `--auth`.
+    pub name: Option<String>,
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// The programs it acts for; `["*"]`: every program.
+    pub programs: Vec<String>,
+    /// The actions it may ask for; null: every action.
+    pub actions: Option<Vec<String>>,
+    /// A guardian's cards; null: every card of its programs.
+    pub cards: Option<Vec<String>>,
+    /// The programs served now that it may act for, by id.
+    pub served: Vec<String>,
+}
+
+impl CallerView {
+    /// What a caller may do on a server without `--auth`: everything.
+    pub fn open() -> CallerView {
+        CallerView {
+            auth: false,
+            name: None,
+            role: Role::Admin,
+            programs: vec!["*".to_string()],
+            actions: None,
+            cards: None,
+            served: Vec::new(),
         }
     }
 }
@@ -282,6 +346,22 @@ impl Caller {
             self.role,
             route.as_str()
         )))
+    }
+
+    /// What the caller is, as `GET /v1/caller` shows it: never the token or its hash.
+    pub fn view(&self) -> CallerView {
+        CallerView {
+            auth: true,
+            name: Some(self.name.clone()),
+            role: self.role,
+            programs: match &self.programs {
+                Programs::All => vec!["*".to_string()],
+                Programs::Only(programs) => programs.iter().cloned().collect(),
+            },
+            actions: self.actions.as_ref().map(|a| a.iter().cloned().collect()),
+            cards: self.cards.as_ref().map(|c| c.iter().cloned().collect()),
+            served: Vec::new(),
+        }
     }
 
     /// Whether the caller is a guardian: one whose changes to a holder are bound to the

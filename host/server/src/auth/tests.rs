@@ -104,14 +104,18 @@ fn the_rights_of_each_role() {
         Rollout,
         VenueStatus,
         Venues,
+        Caller,
+        Program,
+        Coverage,
+        Why,
     ];
     let (t, f) = (true, false);
     for (who, allowed) in [
-        (&till, [t, t, t, t, f, f, f, f, f, f, f, f]),
-        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f]),
-        (&ops, [t; 12]),
-        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f]),
-        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f]),
+        (&till, [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t]),
+        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t]),
+        (&ops, [t; 16]),
+        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t]),
+        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t]),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {
             assert_eq!(

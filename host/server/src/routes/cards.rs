@@ -63,6 +63,15 @@ pub(crate) async fn register(
             )));
         }
     }
+    // A date that is no date is named with its field, so that a form can show the
+    // message beside it (the JSON parser's own message names neither).
+    if let Some(serde_json::Value::String(text)) = object.get("birth-date")
+        && let Err(e) = text.parse::<jiff::civil::Date>()
+    {
+        return Err(ApiError::bad_request(format!(
+            "cannot parse holder: `birth-date` `{text}` is not a date (YYYY-MM-DD): {e}"
+        )));
+    }
     let holder: Holder = serde_json::from_value(fields)
         .map_err(|e| ApiError::bad_request(format!("cannot parse holder: {e}")))?;
     // Starting balances count only for a new card; whether the card is new is known only
@@ -213,7 +222,19 @@ pub(crate) async fn card(
         host.card(&p, &c, jiff::Timestamp::now().as_second())
     })
     .await?;
-    view.map(|view| Json(view).into_response()).ok_or_else(|| {
+    // A till or a venue serves the card; who the child is stays with the desk, the
+    // child's guardian and the city's admins.
+    let needs_person = access.caller().is_none_or(|caller| {
+        !matches!(
+            caller.role(),
+            crate::auth::Role::Terminal | crate::auth::Role::Venue
+        )
+    });
+    view.map(|view| match needs_person {
+        true => Json(view).into_response(),
+        false => Json(view.without_personal_data()).into_response(),
+    })
+    .ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("card `{card}` is not known to program `{program}`"),

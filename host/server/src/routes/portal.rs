@@ -172,3 +172,53 @@ pub(crate) async fn history(
         .read_card(CardRead::History, &program, started.elapsed());
     Ok(Json(history).into_response())
 }
+
+/// Why an entry of a card's statement was decided as it was: the recorded request decided
+/// again, with `explain`, on the program's state just before the entry (nothing is
+/// committed), beside the decision as recorded. The entry must be a decision of the card's
+/// statement (its own, or of an earlier card of its holder). Reading the journal up to the
+/// entry costs time in proportion to its position.
+#[utoipa::path(get, path = "/v1/programs/{program}/cards/{card}/history/{seq}/why", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id"),
+           ("seq" = u64, Path, description = "The entry's `seq` in the card's statement"),
+           ("language" = Option<String>, Query, description = "The language of the messages (default: the program's first)")),
+    responses(
+        (status = 200, description = "The decision as recorded and explained", body = cardrules::why::Why),
+        (status = 400, description = "A parameter cannot be used: a language without messages, an unknown parameter", body = ErrorBody),
+        Refused,
+        (status = 404, description = "Unknown program or card, or no decision at `seq` in the card's statement", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn why(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String, u64)>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    use cardrules::why::{Found, explain_entry};
+    let UrlPath((program, card, seq)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Why))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
+    if let Some(city) = &state.upstream {
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+    }
+    let params = Params::of(query, &["language"])?;
+    let language = params.get("language").map(str::to_string);
+    let host = state.host.clone();
+    let (p, c) = (program.clone(), card.clone());
+    let found = blocking(&state, move || {
+        explain_entry(&host, &p, &c, seq, language.as_deref())
+    })
+    .await?;
+    match found {
+        Found::Entry(why) => Ok(Json(*why).into_response()),
+        Found::UnknownCard => Err(unknown_card(&program, &card)),
+        Found::NoSuchEntry => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("the statement of card `{card}` has no decision at `seq` {seq}"),
+        )),
+    }
+}
