@@ -237,6 +237,17 @@ fn city_files(dir: &Path) -> City {
 
 /// Starts the city host over `dir/city` on `port`.
 fn start_city(dir: &Arc<tempfile::TempDir>, files: &City, ledger: &str, port: u16) -> Server {
+    start_city_with(dir, files, ledger, port, &[])
+}
+
+/// [`start_city`] with `extra` flags.
+fn start_city_with(
+    dir: &Arc<tempfile::TempDir>,
+    files: &City,
+    ledger: &str,
+    port: u16,
+    extra: &[&str],
+) -> Server {
     // Its log goes in a directory of its own; its policies stay where `publish` writes.
     let city_dir = Arc::new(tempfile::tempdir_in(dir.path()).unwrap());
     let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
@@ -250,7 +261,8 @@ fn start_city(dir: &Arc<tempfile::TempDir>, files: &City, ledger: &str, port: u1
         .arg(&files.auth)
         .arg("--trust")
         .arg(&files.trust)
-        .args(["--max-lateness", "none"]);
+        .args(["--max-lateness", "none"])
+        .args(extra);
     Server::spawn(city_dir, command)
 }
 
@@ -289,6 +301,11 @@ fn venue_files(dir: &Path, city_token: &str) -> VenueFiles {
 }
 
 fn start_venue(venue: &VenueFiles, city: &str, trust: &Path) -> Server {
+    start_venue_with(venue, city, trust, &[])
+}
+
+/// [`start_venue`] with `extra` flags.
+fn start_venue_with(venue: &VenueFiles, city: &str, trust: &Path, extra: &[&str]) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
     command
         .arg("serve")
@@ -303,7 +320,8 @@ fn start_venue(venue: &VenueFiles, city: &str, trust: &Path) -> Server {
         .arg(trust)
         .args(["--upstream", city])
         .arg("--upstream-token")
-        .arg(venue.dir.path().join("city.token"));
+        .arg(venue.dir.path().join("city.token"))
+        .args(extra);
     Server::spawn(venue.dir.clone(), command)
 }
 
@@ -665,6 +683,88 @@ fn a_city_rolls_out_to_two_venues_which_decide_through_it() {
         status == 200
     });
     drop(kode_host);
+}
+
+#[test]
+fn a_venue_speaks_to_its_city_over_tls_trusting_the_city_s_ca_only() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let files = city_files(dir.path());
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("city.pem"), dir.path().join("city-key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let ledger = dir.path().join("city.sqlite").display().to_string();
+    let city = start_city_with(
+        &dir,
+        &files,
+        &ledger,
+        free_port(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(city.base.starts_with("https://"), "{}", city.base);
+    let trust = dir.path().join("venue-trust.toml");
+    // Trusting the city's CA: programs pulled, decisions forwarded, all over TLS.
+    let kino = venue_files(dir.path(), &files.kino_token);
+    let kino_host = start_venue_with(
+        &kino,
+        &city.base,
+        &trust,
+        &["--upstream-ca", cert.to_str().unwrap()],
+    );
+    within(
+        30,
+        "the venue serves bergen over TLS",
+        &[&kino_host],
+        || bundle_at(&kino_host, &kino.admin, "bergen").is_some(),
+    );
+    let (status, answer) = call(
+        &kino_host,
+        Some(&kino.till),
+        "POST",
+        "/v1/decisions",
+        &redeem("bergen-kino", "AK-1001", "tls-1"),
+    );
+    assert_eq!(
+        (status, &answer["venue"]),
+        (200, &json!("bergen-kino")),
+        "{answer}"
+    );
+    // Not trusting it (the public roots only): nothing is pulled or decided, and the log
+    // says why.
+    let kode = venue_files(dir.path(), &files.kode_token);
+    let kode_host = start_venue(&kode, &city.base, &trust);
+    within(
+        30,
+        "the venue says it cannot trust the city",
+        &[&kode_host],
+        || {
+            kode_host
+                .log()
+                .contains("cannot pull programs from the city host")
+                && kode_host.log().to_lowercase().contains("certificate")
+        },
+    );
+    assert_eq!(bundle_at(&kode_host, &kode.admin, "bergen"), None);
+    // `--upstream-ca` that holds no certificate stops the venue at once, naming the file.
+    let out = Command::new(env!("CARGO_BIN_EXE_cardrules"))
+        .args(["serve", "--upstream", &city.base, "--upstream-token"])
+        .arg(kode.dir.path().join("city.token"))
+        .arg("--upstream-ca")
+        .arg(kode.dir.path().join("auth.toml"))
+        .args(["--policies", "policies", "--allow-unsigned"])
+        .current_dir(kode.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`--upstream-ca` file"), "{stderr}");
 }
 
 /// A fake city host: answers each path with what the test sets, and keeps the reports.
