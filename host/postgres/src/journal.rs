@@ -235,6 +235,59 @@ impl Journal for PostgresLedger {
             .map_err(|e| fail(&context, e))
     }
 
+    fn record_access(&self, entries: &[cardrules::ledger::Access]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let context = "cannot write the access log";
+        self.with_session(context, |session| {
+            let mut txn = session.client.transaction()?;
+            for e in entries {
+                txn.execute(
+                    "INSERT INTO cardrules_access_log (program, card, at, token, route, method)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&e.program, &e.card, &e.at, &e.token, &e.route, &e.method],
+                )?;
+            }
+            txn.commit().map_err(|e| Failure::Db(e, Stage::Committing))
+        })
+    }
+
+    fn accesses(
+        &self,
+        program: &str,
+        card: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<cardrules::ledger::Access>> {
+        let context = format!("cannot read the access log of card `{card}` of `{program}`");
+        let (after, limit) = (
+            i64::try_from(after).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        let rows = self.with_session(&context, |session| {
+            Ok(session.client.query(
+                "SELECT id, at, token, route, method FROM cardrules_access_log
+                 WHERE program = $1 AND card = $2 AND id > $3 ORDER BY id LIMIT $4",
+                &[&program, &card, &after, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(cardrules::ledger::Access {
+                    id: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                    program: program.to_string(),
+                    card: card.to_string(),
+                    at: row.try_get(1)?,
+                    token: row.try_get(2)?,
+                    route: row.try_get(3)?,
+                    method: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(|e| fail(&context, e))
+    }
+
     fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
         let context = format!("cannot keep the status of venue `{venue}`");
         let written = std::time::SystemTime::now()

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS cardrules_snapshots (
 /// Indexes and tables added since the schema's version was set: created on every open if
 /// missing (hosts of older releases keep them up to date without knowing of them).
 /// `cardrules_venues` is what a city host knows of its venue hosts, beside the journal
-/// and never in it (see `Journal::save_venue`).
+/// and never in it (see `Journal::save_venue`); `cardrules_access_log` who read or
+/// changed a holder's personal data (see `Journal::record_access`).
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS cardrules_events_by_card ON cardrules_events (program, card, seq);
 CREATE TABLE IF NOT EXISTS cardrules_venues (
@@ -63,6 +64,17 @@ CREATE TABLE IF NOT EXISTS cardrules_venues (
     status  text NOT NULL,              -- JSON, as `GET /v1/venues` shows it
     written bigint NOT NULL             -- when (seconds, the writing host's clock)
 );
+CREATE TABLE IF NOT EXISTS cardrules_access_log (
+    id      bigserial PRIMARY KEY,
+    program text NOT NULL,
+    card    text NOT NULL,
+    at      bigint NOT NULL,            -- when (seconds, the host's clock)
+    token   text NOT NULL,              -- the token's name, never the token
+    route   text NOT NULL,
+    method  text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cardrules_access_log_by_card
+    ON cardrules_access_log (program, card, id);
 ";
 
 impl PostgresLedger {

@@ -18,7 +18,9 @@ use crate::auth::Tokens;
 use crate::limits::{Gate, Limits};
 use crate::listen::{self, Connections, Requests, Tls};
 use crate::metrics::Metrics;
-use crate::routes::{caller, cards, decisions, operations, portal, programs, publish, venues};
+use crate::routes::{
+    access_log, caller, cards, decisions, operations, portal, programs, publish, venues,
+};
 use crate::routes::{method_not_allowed, not_found};
 use crate::signals::shutdown_signal;
 use crate::upstream::Upstream;
@@ -180,6 +182,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/programs/{program}/cards/{card}/history",
             get(portal::history),
+        )
+        .route(
+            "/v1/programs/{program}/cards/{card}/access-log",
+            get(access_log::access_log),
         )
         .route("/v1/venue/programs", get(venues::programs))
         .route("/v1/venue/programs/{program}/bundle", get(venues::bundle))

@@ -65,13 +65,24 @@ CREATE INDEX IF NOT EXISTS events_by_card ON events (program, card, seq);
 
 /// Tables added since the schema's version was set, beside the journal and never part of
 /// it: created on every open if missing (older releases leave them alone). `venues` is
-/// what a city host knows of each venue host (see `Journal::save_venue`).
+/// what a city host knows of each venue host (see `Journal::save_venue`); `access_log`
+/// who read or changed a holder's personal data (see `Journal::record_access`).
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS venues (
     name    TEXT PRIMARY KEY,
     status  TEXT NOT NULL,              -- JSON, as `GET /v1/venues` shows it
     written INTEGER NOT NULL            -- when (seconds, the writing host's clock)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_log (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    program TEXT NOT NULL,
+    card    TEXT NOT NULL,
+    at      INTEGER NOT NULL,           -- when (seconds, the host's clock)
+    token   TEXT NOT NULL,              -- the token's name, never the token
+    route   TEXT NOT NULL,
+    method  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS access_log_by_card ON access_log (program, card, id);
 ";
 
 /// A page of a program's journal: what every batch of its lane reads first.
@@ -393,6 +404,67 @@ impl Journal for SqliteLedger {
                         checksum: row.get(2)?,
                         body: row.get(3)?,
                         written: row.get(4)?,
+                    })
+                })
+                .map_err(|e| fail(&context, e))?;
+            rows.map(|row| row.map_err(|e| fail(&context, e))).collect()
+        })
+    }
+
+    fn record_access(&self, entries: &[cardrules::ledger::Access]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let context = "cannot write the access log";
+        let mut conn = self.writer.lock();
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| fail(context, e))?;
+        {
+            let mut insert = txn
+                .prepare_cached(
+                    "INSERT INTO access_log (program, card, at, token, route, method)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| fail(context, e))?;
+            for e in entries {
+                insert
+                    .execute(params![e.program, e.card, e.at, e.token, e.route, e.method])
+                    .map_err(|e| fail(context, e))?;
+            }
+        }
+        txn.commit().map_err(|e| fail(context, e))
+    }
+
+    fn accesses(
+        &self,
+        program: &str,
+        card: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<cardrules::ledger::Access>> {
+        let context = format!("cannot read the access log of card `{card}` of `{program}`");
+        let (after, limit) = (
+            i64::try_from(after).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        self.with_reader(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, at, token, route, method FROM access_log
+                     WHERE program = ?1 AND card = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                )
+                .map_err(|e| fail(&context, e))?;
+            let rows = statement
+                .query_map(params![program, card, after, limit], |row| {
+                    Ok(cardrules::ledger::Access {
+                        id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        program: program.to_string(),
+                        card: card.to_string(),
+                        at: row.get(1)?,
+                        token: row.get(2)?,
+                        route: row.get(3)?,
+                        method: row.get(4)?,
                     })
                 })
                 .map_err(|e| fail(&context, e))?;

@@ -14,6 +14,7 @@ use crate::error::Result;
 pub struct MemoryLedger {
     programs: Mutex<HashMap<String, Program>>,
     venues: Mutex<std::collections::BTreeMap<String, String>>,
+    accesses: Mutex<Vec<super::Access>>,
 }
 
 /// One program's events, the positions of its request ids, and its snapshots.
@@ -33,6 +34,35 @@ impl MemoryLedger {
 }
 
 impl Journal for MemoryLedger {
+    fn record_access(&self, entries: &[super::Access]) -> Result<()> {
+        let mut log = self.accesses.lock();
+        for entry in entries {
+            let id = log.len() as u64 + 1;
+            log.push(super::Access {
+                id,
+                ..entry.clone()
+            });
+        }
+        Ok(())
+    }
+
+    fn accesses(
+        &self,
+        program: &str,
+        card: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<super::Access>> {
+        Ok(self
+            .accesses
+            .lock()
+            .iter()
+            .filter(|a| a.id > after && a.program == program && a.card == card)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
         self.venues
             .lock()

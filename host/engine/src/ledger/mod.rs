@@ -272,6 +272,24 @@ impl HistoryQuery<'_> {
     }
 }
 
+/// One read or change of a holder's personal data (the access log, kept apart from the
+/// journal: see [`Journal::record_access`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// Its position in the log (0 for an entry not yet recorded).
+    #[serde(skip)]
+    pub id: u64,
+    pub program: String,
+    pub card: String,
+    /// When (seconds since the epoch, the host's clock).
+    pub at: i64,
+    /// The token's name (`-` on a server without `--auth`).
+    pub token: String,
+    /// The route, as the contract writes it (`GET /v1/programs/{program}/cards/{card}`).
+    pub route: String,
+    pub method: String,
+}
+
 /// What a journal holds (see [`Journal::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct JournalStats {
@@ -345,6 +363,20 @@ pub trait Journal: Send + Sync {
 
     /// Each venue's status kept by [`Journal::save_venue`], by name.
     fn venues(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
+    /// Records who read or changed a holder's personal data, beside the journal and never
+    /// in it, durably before it returns. A journal that keeps no access log forgets it.
+    fn record_access(&self, entries: &[Access]) -> Result<()> {
+        let _ = entries;
+        Ok(())
+    }
+
+    /// At most `limit` entries of the access log of `card` of `program` after position
+    /// `after`, oldest first.
+    fn accesses(&self, program: &str, card: &str, after: u64, limit: usize) -> Result<Vec<Access>> {
+        let _ = (program, card, after, limit);
         Ok(Vec::new())
     }
 

@@ -178,6 +178,8 @@ pub enum Route {
     Coverage,
     /// `GET /v1/programs/{program}/cards/{card}/history/{seq}/why`
     Why,
+    /// `GET /v1/programs/{program}/cards/{card}/access-log`
+    AccessLog,
 }
 
 impl Route {
@@ -200,11 +202,12 @@ impl Route {
             Route::Program => "GET /v1/programs/{program}",
             Route::Coverage => "GET /v1/programs/{program}/coverage",
             Route::Why => "GET /v1/programs/{program}/cards/{card}/history/{seq}/why",
+            Route::AccessLog => "GET /v1/programs/{program}/cards/{card}/access-log",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 17] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -221,6 +224,7 @@ impl Route {
         Route::Program,
         Route::Coverage,
         Route::Why,
+        Route::AccessLog,
     ];
 }
 

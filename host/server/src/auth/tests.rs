@@ -108,14 +108,15 @@ fn the_rights_of_each_role() {
         Program,
         Coverage,
         Why,
+        AccessLog,
     ];
     let (t, f) = (true, false);
     for (who, allowed) in [
-        (&till, [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t]),
-        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t]),
-        (&ops, [t; 16]),
-        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t]),
-        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t]),
+        (&till, [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f]),
+        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f]),
+        (&ops, [t; 17]),
+        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f]),
+        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f]),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {
             assert_eq!(

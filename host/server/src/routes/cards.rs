@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::auth::Route;
 use crate::body::json_body;
 use crate::error::{ApiError, ApiResult, BadBody, ErrorBody, HostFailed, Refused};
-use crate::routes::{blocking, path_and_query, path_error, upstream};
+use crate::routes::{access_log, blocking, path_and_query, path_error, upstream};
 use crate::server::AppState;
 
 /// Registers a holder (a new card: 201), or replaces an existing card's holder (200).
@@ -78,12 +78,14 @@ pub(crate) async fn register(
     // inside the commit, so any non-zero balance in the body needs the right to give one.
     access.check(|c| c.may_grant(&holder.balances))?;
     let host = state.host.clone();
+    let logged = program.clone();
     let view = blocking(&state, move || {
         let created = host.register(&program, &holder)?;
         let view = host.card(&program, &holder.card, jiff::Timestamp::now().as_second())?;
         Ok((created, view))
     })
     .await?;
+    access_log::record(&state, &access, &logged, &card, Route::Register).await?;
     let status = if view.0 {
         StatusCode::CREATED
     } else {
@@ -180,16 +182,12 @@ pub(crate) async fn update_holder(
         false => Setter::Registrar,
     };
     let host = state.host.clone();
+    let (p, c) = (program.clone(), card.clone());
     let view = blocking(&state, move || {
-        host.set_attributes(
-            &program,
-            &card,
-            &changes,
-            setter,
-            jiff::Timestamp::now().as_second(),
-        )
+        host.set_attributes(&p, &c, &changes, setter, jiff::Timestamp::now().as_second())
     })
     .await?;
+    access_log::record(&state, &access, &program, &card, Route::UpdateHolder).await?;
     Ok(Json(view))
 }
 
@@ -222,6 +220,9 @@ pub(crate) async fn card(
         host.card(&p, &c, jiff::Timestamp::now().as_second())
     })
     .await?;
+    if view.is_some() {
+        access_log::record(&state, &access, &program, &card, Route::Card).await?;
+    }
     // A till or a venue serves the card; who the child is stays with the desk, the
     // child's guardian and the city's admins.
     let needs_person = access.caller().is_none_or(|caller| {

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::limits;
 use crate::server::AppState;
 
+pub(crate) mod access_log;
 pub(crate) mod caller;
 pub(crate) mod cards;
 pub(crate) mod decisions;

@@ -18,7 +18,7 @@ use crate::access::Access;
 use crate::auth::Route;
 use crate::error::{ApiError, ApiResult, ErrorBody, HostFailed, Refused};
 use crate::metrics::CardRead;
-use crate::routes::{blocking, path_and_query, path_error, upstream};
+use crate::routes::{access_log, blocking, path_and_query, path_error, upstream};
 use crate::server::AppState;
 
 /// A route's query parameters by name, each given at most once and each one the route
@@ -118,6 +118,7 @@ pub(crate) async fn allowances(
     let (p, c) = (program.clone(), card.clone());
     let answer = blocking(&state, move || host.allowances(&p, &c, &asked)).await?;
     let allowances = answer.ok_or_else(|| unknown_card(&program, &card))?;
+    access_log::record(&state, &access, &program, &card, Route::Allowances).await?;
     state
         .metrics
         .read_card(CardRead::Allowances, &program, started.elapsed());
@@ -167,6 +168,7 @@ pub(crate) async fn history(
     let (p, c) = (program.clone(), card.clone());
     let answer = blocking(&state, move || host.history(&p, &c, &page)).await?;
     let history = answer.ok_or_else(|| unknown_card(&program, &card))?;
+    access_log::record(&state, &access, &program, &card, Route::History).await?;
     state
         .metrics
         .read_card(CardRead::History, &program, started.elapsed());
@@ -214,7 +216,10 @@ pub(crate) async fn why(
     })
     .await?;
     match found {
-        Found::Entry(why) => Ok(Json(*why).into_response()),
+        Found::Entry(why) => {
+            access_log::record(&state, &access, &program, &card, Route::Why).await?;
+            Ok(Json(*why).into_response())
+        }
         Found::UnknownCard => Err(unknown_card(&program, &card)),
         Found::NoSuchEntry => Err(ApiError::new(
             StatusCode::NOT_FOUND,
