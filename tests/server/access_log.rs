@@ -9,7 +9,8 @@ use crate::support::files::{copy_dir, shipped_policies};
 use crate::support::server::*;
 
 #[test]
-fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only() {
+fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only_and_its_holder_can_export_it()
+ {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&shipped_policies(), &dir.path().join("policies"));
     let (ops, e1) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
@@ -29,7 +30,27 @@ fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only() {
         "--program",
         "bergen",
     ]);
-    std::fs::write(dir.path().join("auth.toml"), format!("{e1}\n{e2}\n{e3}\n")).unwrap();
+    let guardian = |card: &str, name: &str| {
+        make_token(&[
+            "--name",
+            name,
+            "--role",
+            "guardian",
+            "--program",
+            "bergen",
+            "--action",
+            "redeem",
+            "--card",
+            card,
+        ])
+    };
+    let (parent, e4) = guardian("AK-1001", "parent-of-ak-1001");
+    let (other_parent, e5) = guardian("AK-1002", "parent-of-ak-1002");
+    std::fs::write(
+        dir.path().join("auth.toml"),
+        format!("{e1}\n{e2}\n{e3}\n{e4}\n{e5}\n"),
+    )
+    .unwrap();
     let auth = dir.path().join("auth.toml");
     let server = Server::start_with(
         Arc::new(dir),
@@ -138,6 +159,47 @@ fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only() {
         "",
     );
     assert_eq!(status, 400);
+    // Export: everything the ledger holds about the holder, for its guardian, the desk and
+    // admins; not for a till or another card's guardian; and each export is logged.
+    let redeem = r#"{"program":"bergen","card":"AK-1001","action":"redeem","offer":"bergen-kino","at":"2024-03-02T12:00:00+01:00","id":"export-1"}"#;
+    let (status, _) = call(&server, Some(&till), "POST", "/v1/decisions", redeem);
+    assert_eq!(status, 200);
+    for token in [&parent, &desk, &ops] {
+        let (status, export) = call(&server, Some(token), "GET", &format!("{card}/export"), "");
+        assert_eq!(status, 200, "{export}");
+        assert_eq!(export["holder"]["birth-date"], "2013-04-12", "{export}");
+        let registrations = export["registrations"].as_array().unwrap();
+        assert_eq!(
+            registrations.len(),
+            2,
+            "the demo registration and the desk's: {export}"
+        );
+        assert_eq!(
+            registrations[1]["holder"]["statuses"][0], "low-income",
+            "{export}"
+        );
+        let statement = export["statement"].as_array().unwrap();
+        assert!(statement.iter().any(|e| e["id"] == "export-1"), "{export}");
+    }
+    for token in [&till, &other_parent] {
+        let (status, body) = call(&server, Some(token), "GET", &format!("{card}/export"), "");
+        assert_eq!(status, 403, "{body}");
+    }
+    let (_, log) = call(
+        &server,
+        Some(&ops),
+        "GET",
+        &format!("{card}/access-log"),
+        "",
+    );
+    let exporters: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/v1/programs/{program}/cards/{card}/export")
+        .map(|e| e["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(exporters, ["parent-of-ak-1001", "nav-desk", "ops"], "{log}");
     // The server's log names tokens and routes, never who the child is.
     assert!(!server.log().contains("2013-04-12"), "{}", server.log());
 }

@@ -45,6 +45,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
         ("GET", "/v1/programs/{program}/cards/{card}/allowances"),
         ("GET", "/v1/programs/{program}/cards/{card}/history"),
         ("GET", "/v1/programs/{program}/cards/{card}/access-log"),
+        ("GET", "/v1/programs/{program}/cards/{card}/export"),
         ("GET", "/v1/venue/programs"),
         ("GET", "/v1/venue/programs/{program}/bundle"),
         ("GET", "/v1/venue/programs/{program}/journal"),

@@ -44,6 +44,36 @@ pub struct CardView {
     pub balances: BTreeMap<String, i64>,
 }
 
+/// Everything the ledger holds about a holder ([`Host::export`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Export {
+    pub program: String,
+    pub card: String,
+    /// The holder's cards, this one and those it replaced.
+    pub cards: Vec<String>,
+    /// The card as it stands: facts, statuses, attributes, balances.
+    pub holder: CardView,
+    /// Each registration or change of the holder's facts, oldest first.
+    pub registrations: Vec<Registration>,
+    /// Every entry of its statement, oldest first.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub statement: Vec<history::Entry>,
+}
+
+/// One registration of a holder's facts, as the journal keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    pub seq: u64,
+    /// When (none for registrations journaled before they were timed).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub at: Option<jiff::Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub holder: Holder,
+}
+
 impl CardView {
     /// The view without the holder's birth date and municipality: what a till needs to
     /// serve a card is its state, statuses and balances, not who the child is.
@@ -307,6 +337,57 @@ impl Host {
 
     /// A page of `card`'s statement (see [`crate::history`]), or `None` if the card is
     /// unknown.
+    /// Everything the ledger holds about the holder of `card` (GDPR Art. 15 and 20): the
+    /// card as it stands, each registration of the holder's facts on any of its cards
+    /// with when, and its whole statement; `None` for an unknown card. Read page by
+    /// page, so a long history costs memory for itself only.
+    pub fn export(&self, program: &str, card: &str, at: i64) -> Result<Option<Export>> {
+        let Some(view) = self.card(program, card, at)? else {
+            return Ok(None);
+        };
+        let program = self.program(program)?;
+        let id = program.id();
+        let Some(cards) = self
+            .ledger
+            .read(id, |state| state.holder(card).map(|_| state.lineage(card)))?
+        else {
+            return Ok(None);
+        };
+        let (mut registrations, mut statement, mut after) = (Vec::new(), Vec::new(), 0);
+        loop {
+            let query = HistoryQuery {
+                cards: &cards,
+                after,
+                since: None,
+                until: None,
+                limit: history::MAX_LIMIT,
+            };
+            let events = self.ledger.journal().history(id, &query)?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            for event in events {
+                if let Change::Registered { holder, at } = &event.change {
+                    registrations.push(Registration {
+                        seq: event.seq,
+                        at: at.and_then(|s| jiff::Timestamp::from_second(s).ok()),
+                        holder: holder.clone(),
+                    });
+                }
+                statement.push(history::entry(id, event)?);
+            }
+            after = last;
+        }
+        Ok(Some(Export {
+            program: id.to_string(),
+            card: card.to_string(),
+            cards,
+            holder: view,
+            registrations,
+            statement,
+        }))
+    }
+
     pub fn history(
         &self,
         program: &str,

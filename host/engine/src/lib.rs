@@ -39,7 +39,7 @@ pub mod why;
 pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
-pub use host::{CardView, Host};
+pub use host::{CardView, Export, Host, Registration};
 pub use ledger::{Journal, Ledger, MemoryLedger};
 pub use model::{
     AttributeValue, CardState, Check, Decision, Holder, INSTANTS, MAX_OFFSET_SECONDS, Offer,

@@ -29,6 +29,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::portal::allowances,
         crate::routes::portal::history,
         crate::routes::access_log::access_log,
+        crate::routes::cards::export,
         crate::routes::venues::programs,
         crate::routes::venues::bundle,
         crate::routes::venues::journal,

@@ -187,6 +187,10 @@ fn router(state: AppState) -> Router {
             "/v1/programs/{program}/cards/{card}/access-log",
             get(access_log::access_log),
         )
+        .route(
+            "/v1/programs/{program}/cards/{card}/export",
+            get(cards::export),
+        )
         .route("/v1/venue/programs", get(venues::programs))
         .route("/v1/venue/programs/{program}/bundle", get(venues::bundle))
         .route("/v1/venue/programs/{program}/journal", get(venues::journal))

@@ -180,6 +180,8 @@ pub enum Route {
     Why,
     /// `GET /v1/programs/{program}/cards/{card}/access-log`
     AccessLog,
+    /// `GET /v1/programs/{program}/cards/{card}/export`
+    Export,
 }
 
 impl Route {
@@ -203,11 +205,12 @@ impl Route {
             Route::Coverage => "GET /v1/programs/{program}/coverage",
             Route::Why => "GET /v1/programs/{program}/cards/{card}/history/{seq}/why",
             Route::AccessLog => "GET /v1/programs/{program}/cards/{card}/access-log",
+            Route::Export => "GET /v1/programs/{program}/cards/{card}/export",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 18] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -225,6 +228,7 @@ impl Route {
         Route::Coverage,
         Route::Why,
         Route::AccessLog,
+        Route::Export,
     ];
 }
 
@@ -256,6 +260,7 @@ impl Role {
                 Publish,
                 Caller,
                 Program,
+                Export,
             ],
             Role::Admin => &Route::ALL,
             Role::Guardian => &[
@@ -267,6 +272,7 @@ impl Role {
                 UpdateHolder,
                 Caller,
                 Program,
+                Export,
             ],
             Role::Venue => &[Decide, Card, Allowances, History, Why, Rollout, VenueStatus],
         }

@@ -109,14 +109,27 @@ fn the_rights_of_each_role() {
         Coverage,
         Why,
         AccessLog,
+        Export,
     ];
     let (t, f) = (true, false);
     for (who, allowed) in [
-        (&till, [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f]),
-        (&desk, [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f]),
-        (&ops, [t; 17]),
-        (&parent, [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f]),
-        (&venue, [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f]),
+        (
+            &till,
+            [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f, f],
+        ),
+        (
+            &desk,
+            [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f, t],
+        ),
+        (&ops, [t; 18]),
+        (
+            &parent,
+            [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f, t],
+        ),
+        (
+            &venue,
+            [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f, f],
+        ),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {
             assert_eq!(

@@ -242,3 +242,44 @@ pub(crate) async fn card(
         )
     })
 }
+
+/// Everything the ledger holds about the card's holder, as one JSON document: the card as
+/// it stands, each registration of the holder's facts, and its whole statement — for the
+/// holder's guardian, the registrar and admins (GDPR Art. 15 and 20). Recorded in the
+/// card's access log.
+#[utoipa::path(get, path = "/v1/programs/{program}/cards/{card}/export", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id")),
+    responses(
+        (status = 200, description = "All the ledger holds about the holder", body = cardrules::Export),
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+) -> ApiResult<Response> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Export))?;
+    access.check(|c| c.may_act_for_card(&program, &card))?;
+    if state.upstream.is_some() {
+        return Err(upstream::at_the_city(&state, "export a holder's data"));
+    }
+    let host = state.host.clone();
+    let (p, c) = (program.clone(), card.clone());
+    let export = blocking(&state, move || {
+        host.export(&p, &c, jiff::Timestamp::now().as_second())
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("card `{card}` is not known to program `{program}`"),
+        )
+    })?;
+    access_log::record(&state, &access, &program, &card, Route::Export).await?;
+    Ok(Json(export).into_response())
+}
