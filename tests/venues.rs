@@ -662,6 +662,15 @@ fn a_city_rolls_out_to_two_venues_which_decide_through_it() {
             .contains("cannot reach the city host"),
         "{answer}"
     );
+    let (status, ready) = call(&kode_host, None, "GET", "/readyz", "");
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{ready}"
+    );
     kino_host.terminate();
     let kino_host = start_venue(&kino, &city_url, &venue_trust);
     assert_eq!(
@@ -682,6 +691,8 @@ fn a_city_rolls_out_to_two_venues_which_decide_through_it() {
         );
         status == 200
     });
+    let (status, ready) = call(&kino_host, None, "GET", "/readyz", "");
+    assert_eq!(status, 200, "{ready}");
     drop(kode_host);
 }
 

@@ -39,6 +39,12 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// The city host's URL, for messages (never the token).
     fn describe(&self) -> String;
+
+    /// Why the city could not be reached the last time it was asked, if it could not:
+    /// `/readyz` says so (a venue host answers decisions 503 meanwhile).
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What makes a server a venue host (`serve --upstream`): the city it forwards to, and

@@ -26,6 +26,8 @@ pub struct City {
     forward: ureq::Agent,
     /// For long polls and transfers.
     poll: ureq::Agent,
+    /// Why the last request could not reach the city, if it could not.
+    unreachable: parking_lot::Mutex<Option<String>>,
 }
 
 /// What went wrong asking the city, in words for a log line.
@@ -91,12 +93,19 @@ impl City {
             token,
             forward: agent(FORWARD_TIMEOUT),
             poll: agent(POLL_TIMEOUT),
+            unreachable: parking_lot::Mutex::new(None),
         })
     }
 
     /// The city's URL.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// Notes whether a request reached the city (any HTTP answer does), for `/readyz`.
+    fn reached<T>(&self, outcome: Result<T, ureq::Error>) -> Result<T, ureq::Error> {
+        *self.unreachable.lock() = outcome.as_ref().err().map(ToString::to_string);
+        outcome
     }
 
     /// `GET path_and_query` for the venue's own work (long polls, bundles, journals), with
@@ -109,7 +118,9 @@ impl City {
         if let Some(etag) = etag {
             request = request.header("If-None-Match", etag);
         }
-        let mut response = request.call().map_err(|e| Failed(e.to_string()))?;
+        let mut response = self
+            .reached(request.call())
+            .map_err(|e| Failed(e.to_string()))?;
         let status = response.status().as_u16();
         let etag = response
             .headers()
@@ -132,8 +143,8 @@ impl City {
             .put(format!("{}{path}", self.base))
             .header("Authorization", &format!("Bearer {}", self.token))
             .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| Failed(e.to_string()))?;
+            .send(body);
+        let response = self.reached(response).map_err(|e| Failed(e.to_string()))?;
         Ok(response.status().as_u16())
     }
 }
@@ -176,7 +187,7 @@ impl Upstream for City {
             ("GET", _) => self.forward.get(&url).header("Authorization", &auth).call(),
             _ => return Err(Unreachable(format!("`{method}` is not forwarded"))),
         };
-        let mut response = sent.map_err(|e| Unreachable(e.to_string()))?;
+        let mut response = self.reached(sent).map_err(|e| Unreachable(e.to_string()))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -195,5 +206,9 @@ impl Upstream for City {
 
     fn describe(&self) -> String {
         self.base.clone()
+    }
+
+    fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().clone()
     }
 }

@@ -99,6 +99,14 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             alarm.as_millis()
         ));
     }
+    if let Some(city) = &state.upstream
+        && let Some(why) = city.unreachable()
+    {
+        reasons.push(format!(
+            "the city host `{}` cannot be reached ({why}): decisions are answered 503",
+            city.describe()
+        ));
+    }
     let ready = reasons.is_empty();
     let body = Readiness {
         ready,
