@@ -17,6 +17,7 @@ use crate::access::Access;
 use crate::auth::Route;
 use crate::body::json_body;
 use crate::error::{ApiError, ApiResult, BadBody, ErrorBody, HostFailed, Refused};
+use crate::routes::portal::unknown_card;
 use crate::routes::{access_log, blocking, path_and_query, path_error, upstream};
 use crate::server::AppState;
 
@@ -235,12 +236,7 @@ pub(crate) async fn card(
         true => Json(view).into_response(),
         false => Json(view.without_personal_data()).into_response(),
     })
-    .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("card `{card}` is not known to program `{program}`"),
-        )
-    })
+    .ok_or_else(|| unknown_card(&program, &card))
 }
 
 /// Everything the ledger holds about the card's holder, as one JSON document: the card as
@@ -274,12 +270,7 @@ pub(crate) async fn export(
         host.export(&p, &c, jiff::Timestamp::now().as_second())
     })
     .await?
-    .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("card `{card}` is not known to program `{program}`"),
-        )
-    })?;
+    .ok_or_else(|| unknown_card(&program, &card))?;
     access_log::record(&state, &access, &program, &card, Route::Export).await?;
     Ok(Json(export).into_response())
 }

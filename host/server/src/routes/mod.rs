@@ -20,25 +20,31 @@ pub(crate) mod publish;
 pub(crate) mod upstream;
 pub(crate) mod venues;
 
-/// Runs blocking host work on the blocking pool, if a place is free within the bound on
-/// work in flight; otherwise a 503 with `Retry-After`, at once. The place is held until
-/// the work returns, even if the caller has gone.
-pub(crate) async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce() -> cardrules::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    let Some(pass) = state.gate.try_enter() else {
+/// A place within the bound on work in flight, if one is free; otherwise a 503 with
+/// `Retry-After`, at once.
+pub(crate) fn enter(state: &AppState) -> ApiResult<limits::Pass> {
+    state.gate.try_enter().ok_or_else(|| {
         state.metrics.overloaded();
         let max = state.gate.max();
         tracing::warn!("busy: {max} requests in flight, the most allowed (`--max-in-flight`)");
-        return Err(ApiError::busy(
+        ApiError::busy(
             format!(
                 "the server is busy: {max} requests are in flight, the most it takes \
                  (`--max-in-flight`); nothing was done, try again shortly"
             ),
             limits::RETRY_AFTER_SECS,
-        ));
-    };
+        )
+    })
+}
+
+/// Runs blocking host work on the blocking pool, if a place is free within the bound on
+/// work in flight ([`enter`]). The place is held until the work returns, even if the
+/// caller has gone.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> cardrules::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let pass = enter(state)?;
     let work = move || {
         let _pass = pass;
         work()

@@ -64,7 +64,7 @@ impl Params {
     }
 }
 
-fn unknown_card(program: &str, card: &str) -> ApiError {
+pub(crate) fn unknown_card(program: &str, card: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("card `{card}` is not known to program `{program}`"),

@@ -45,17 +45,7 @@ pub(crate) async fn forward(
     path_and_query: String,
     body: Option<String>,
 ) -> ApiResult<Response> {
-    let Some(pass) = state.gate.try_enter() else {
-        state.metrics.overloaded();
-        return Err(ApiError::busy(
-            format!(
-                "the server is busy: {} requests are in flight, the most it takes \
-                 (`--max-in-flight`); nothing was done, try again shortly",
-                state.gate.max()
-            ),
-            limits::RETRY_AFTER_SECS,
-        ));
-    };
+    let pass = crate::routes::enter(state)?;
     let city = upstream.describe();
     let sent = tokio::task::spawn_blocking(move || {
         let _pass = pass;
