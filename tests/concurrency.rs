@@ -398,6 +398,7 @@ fn many_cards_of_one_program_decided_at_once_stay_serializable() {
                 );
                 compared += 1;
             }
+            other => panic!("no holder is erased or restricted here: {other:?}"),
         }
     }
     assert_eq!(compared, distinct_decisions(&decided));

@@ -325,7 +325,7 @@ fn ids_no_ledger_can_key_are_refused_naming_the_field() {
     }
     // Nothing was decided: the card was not moved anywhere.
     let card = host.card("antwerpen", "A-3001", 0).unwrap().unwrap();
-    assert_eq!(card.state, cardrules::CardState::Active);
+    assert_eq!(card.state, cardrules::CardState::Active.as_str());
     // The same rule for a holder's card, a card read and a program named in a path.
     let mut holder: cardrules::Holder = serde_json::from_value(serde_json::json!({
         "card": "A/1", "birth-date": "2015-06-01", "municipality": "antwerpen",
@@ -396,7 +396,7 @@ fn a_replaced_card_cannot_be_registered_again() {
             )
         );
         let card = host.card("antwerpen", old, 0).unwrap().unwrap();
-        assert_eq!(card.state, cardrules::CardState::Blocked);
+        assert_eq!(card.state, cardrules::CardState::Blocked.as_str());
     }
     // The holder's card now may be registered (its facts replaced) as before.
     let mut now = holder.clone();

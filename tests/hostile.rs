@@ -455,7 +455,7 @@ fn every_effect_guard_turns_a_bad_effect_into_a_policy_error_and_commits_nothing
             .unwrap()
             .unwrap();
         assert_eq!(view.balances, [("DKK".to_string(), 100)].into(), "{card}");
-        assert_eq!(view.state, cardrules::CardState::Active, "{card}");
+        assert_eq!(view.state, cardrules::CardState::Active.as_str(), "{card}");
     }
 }
 
@@ -493,7 +493,7 @@ fn after_a_move_no_effect_brings_the_replaced_card_back() {
         .card("hostile-effects", "H-1", 0)
         .unwrap()
         .unwrap();
-    assert_eq!(view.state, cardrules::CardState::Active);
+    assert_eq!(view.state, cardrules::CardState::Active.as_str());
     assert_eq!(view.balances, [("DKK".to_string(), 100)].into());
     for card in ["H-NEW", "H-OTHER"] {
         assert!(
@@ -527,7 +527,7 @@ fn after_a_move_no_effect_brings_the_replaced_card_back() {
         .card("hostile-effects", "H-NEW", 0)
         .unwrap()
         .unwrap();
-    assert_eq!(new_card.state, cardrules::CardState::Active);
+    assert_eq!(new_card.state, cardrules::CardState::Active.as_str());
     assert_eq!(new_card.balances, [("DKK".to_string(), 100)].into());
 }
 

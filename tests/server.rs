@@ -18,6 +18,8 @@ mod access_log;
 mod auth;
 #[path = "server/durability.rs"]
 mod durability;
+#[path = "server/erasure.rs"]
+mod erasure;
 #[path = "server/guardian.rs"]
 mod guardian;
 #[path = "server/ids.rs"]

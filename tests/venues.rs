@@ -475,6 +475,67 @@ fn a_city_rolls_out_to_two_venues_which_decide_through_it() {
         })
     });
 
+    // An erasure at the city reaches the venues' copies of its journal: once they follow
+    // past it, no byte of a venue's SQLite file (or its log) holds the erased values.
+    let (status, body) = call(
+        &city,
+        Some(&files.admin),
+        "PUT",
+        "/v1/programs/bergen/holders/AK-77",
+        r#"{"birth-date":"2013-10-29","municipality":"bergen","statuses":["qx-venue-status"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let venue_bytes = |venue: &VenueFiles| -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!(
+                "{}{suffix}",
+                venue.dir.path().join("venue.sqlite").display()
+            );
+            bytes.extend(std::fs::read(file).unwrap_or_default());
+        }
+        bytes
+    };
+    let holds =
+        |bytes: &[u8], value: &str| bytes.windows(value.len()).any(|w| w == value.as_bytes());
+    within(30, "the venues copy the registration", &[&city], || {
+        holds(&venue_bytes(&kino), "qx-venue-status")
+            && holds(&venue_bytes(&kode), "qx-venue-status")
+    });
+    let (status, body) = call(
+        &city,
+        Some(&files.admin),
+        "DELETE",
+        "/v1/programs/bergen/holders/AK-77",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, page) = call(
+        &city,
+        Some(&files.admin),
+        "GET",
+        "/v1/venue/programs/bergen/journal?limit=10000",
+        "",
+    );
+    let last = page["events"].as_array().unwrap().last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    within(30, "both venues follow past the erasure", &[&city], || {
+        ["bergen-kino", "kode"].iter().all(|name| {
+            venue_status(&city, &files.admin, name)
+                .is_some_and(|v| v["position"]["bergen"].as_u64() >= Some(last))
+        })
+    });
+    for venue in [&kino, &kode] {
+        let bytes = venue_bytes(venue);
+        for value in ["2013-10-29", "qx-venue-status"] {
+            assert!(
+                !holds(&bytes, value),
+                "`{value}` is still in a venue's ledger"
+            );
+        }
+    }
+
     // A new version signed with a key both trust: active at both venues within seconds.
     let staged = tempfile::tempdir_in(dir.path()).unwrap();
     let second = bergen_version(

@@ -232,8 +232,8 @@ fn an_unknown_method_is_a_405_naming_the_methods_the_route_takes() {
         (
             "POST",
             "/v1/programs/bergen/holders/AK-1001",
-            "`PUT`, `PATCH`",
-            "PUT, PATCH",
+            "`PUT`, `PATCH`, `DELETE`",
+            "PUT, PATCH, DELETE",
         ),
         ("PUT", "/healthz", "`GET`, `HEAD`", "GET, HEAD"),
     ] {

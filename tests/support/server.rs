@@ -236,6 +236,13 @@ pub fn call(
             }
             answer(request.call())
         }
+        "DELETE" => {
+            let mut request = agent.delete(&url);
+            if let Some(bearer) = &bearer {
+                request = request.header("Authorization", bearer);
+            }
+            answer(request.call())
+        }
         "POST" | "PUT" | "PATCH" => {
             let mut request = match method {
                 "POST" => agent.post(&url),

@@ -111,6 +111,10 @@ pub struct NetArgs {
     /// EVENTS events appended to it, in the background; 0: never.
     #[arg(long, value_name = "EVENTS", default_value_t = cardrules::ledger::SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Apply each program's `[retention]` (remove old events, erase ended holders, forget
+    /// old access-log entries) every SECONDS, in the background; 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = cardrules_server::DEFAULT_COMPACT_EVERY.as_secs())]
+    pub compact_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -384,6 +388,59 @@ pub enum LedgerCommand {
         /// Only this program (repeat for more) [default: every program].
         #[arg(long = "program", value_name = "PROGRAM")]
         programs: Vec<String>,
+    },
+    /// Erase the personal data of a card's holder: every registration of its facts, on
+    /// any of its cards, is rewritten without them in the journal (the SQLite file and its
+    /// write-ahead log, or the PostgreSQL rows), snapshots are rewritten; amounts, times,
+    /// offers and outcomes stay. Exit 2 with the reason when it cannot be erased (money
+    /// left on the card, a program that archives its holders).
+    Erase {
+        #[command(flatten)]
+        read: ReadArgs,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        card: String,
+    },
+    /// Restrict a card's holder (its data kept, nothing decided on the card), or with
+    /// `--lift` lift the restriction.
+    Restrict {
+        #[command(flatten)]
+        read: ReadArgs,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        card: String,
+        /// Lift the restriction instead.
+        #[arg(long)]
+        lift: bool,
+    },
+    /// Apply each program's `[retention]` now: fold the events older than it into a base
+    /// snapshot and remove them, erase the holders of cards stopped longer than it, and
+    /// forget old access-log entries; says what it removed. Safe while a server serves.
+    Compact {
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Compact as of this time (RFC 3339) [default: now].
+        #[arg(long, value_parser = parse_time)]
+        at: Option<i64>,
+        /// Then give the space back to the file system (SQLite `VACUUM`, which waits for
+        /// and holds off writers; PostgreSQL `VACUUM`).
+        #[arg(long)]
+        vacuum: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print everything the ledger holds about a card's holder as one JSON document (as
+    /// `GET …/cards/{card}/export` answers it); recorded in the card's access log.
+    Export {
+        #[command(flatten)]
+        read: ReadArgs,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        card: String,
     },
 }
 

@@ -18,6 +18,7 @@ mod bench;
 mod builder;
 mod kit;
 mod ledger;
+mod personal;
 mod portal;
 mod publish;
 mod replay;
@@ -206,6 +207,28 @@ fn main() -> ExitCode {
         Command::Ledger { command } => match command {
             LedgerCommand::Stats { ledger, json } => ledger::stats(&ledger, json),
             LedgerCommand::Verify { ledger, programs } => ledger::verify(&ledger, &programs),
+            LedgerCommand::Erase {
+                read,
+                program,
+                card,
+            } => personal::erase(&read, &program, &card),
+            LedgerCommand::Restrict {
+                read,
+                program,
+                card,
+                lift,
+            } => personal::restrict(&read, &program, &card, !lift),
+            LedgerCommand::Export {
+                read,
+                program,
+                card,
+            } => personal::export(&read, &program, &card),
+            LedgerCommand::Compact {
+                read,
+                at,
+                vacuum,
+                json,
+            } => personal::compact(&read, at, vacuum, json),
         },
     };
     match result {
@@ -318,6 +341,7 @@ fn serve(args: ServeArgs, trust: Trust) -> anyhow::Result<u8> {
         max_header_bytes: net.max_header_bytes,
         queue_alarm: std::time::Duration::from_secs(net.queue_alarm),
         snapshot_every: net.snapshot_every,
+        compact_every: std::time::Duration::from_secs(net.compact_every),
         bound_times: lateness.bounded(),
         venue,
     };

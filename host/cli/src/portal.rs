@@ -21,7 +21,7 @@ pub struct Asked {
 }
 
 /// The host over `args`' ledger and programs, loaded only for reading.
-fn host(args: &ReadArgs) -> anyhow::Result<Host> {
+pub(crate) fn host(args: &ReadArgs) -> anyhow::Result<Host> {
     let trust = args.trust.resolve(false)?;
     let host = Host::new(Arc::new(Sandbox::new()?), args.ledger.open()?).with_trust(trust);
     // A one-shot command writes no snapshot: the thread would be cut short at its exit.
@@ -32,7 +32,7 @@ fn host(args: &ReadArgs) -> anyhow::Result<Host> {
     Ok(host)
 }
 
-fn unknown_card(program: &str, card: &str, args: &ReadArgs) -> anyhow::Error {
+pub(crate) fn unknown_card(program: &str, card: &str, args: &ReadArgs) -> anyhow::Error {
     anyhow!(
         "card `{card}` is not known to program `{program}` in ledger `{}`",
         args.ledger

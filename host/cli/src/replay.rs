@@ -13,6 +13,13 @@ pub fn table(report: &Report) -> String {
         "replayed {} decisions: {} unchanged, {} changed",
         report.replayed, report.unchanged, report.changed
     );
+    if report.erased > 0 {
+        let _ = writeln!(
+            out,
+            "{} decisions on cards whose holder was erased were not decided again (their facts are gone); their recorded effects were kept",
+            report.erased
+        );
+    }
     if !report.transitions.is_empty() {
         let _ = writeln!(
             out,
@@ -133,7 +140,7 @@ td.bar {{ width: 20rem; }}
 td.bar div {{ background: #3a6ea5; height: 1rem; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>{replayed} decisions replayed: <b>{unchanged}</b> unchanged, <b>{changed}</b> changed.</p>
+<p>{replayed} decisions replayed: <b>{unchanged}</b> unchanged, <b>{changed}</b> changed; {erased} on erased holders' cards not decided again.</p>
 <h2>What would be decided differently</h2>
 <table><tr><th>program</th><th>recorded → replayed</th><th></th><th>count</th><th>examples</th></tr>
 {bars}</table>
@@ -146,5 +153,6 @@ td.bar div {{ background: #3a6ea5; height: 1rem; }}
         replayed = report.replayed,
         unchanged = report.unchanged,
         changed = report.changed,
+        erased = report.erased,
     )
 }

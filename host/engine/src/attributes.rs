@@ -101,16 +101,13 @@ impl Host {
             state
                 .apply_change(&change)
                 .map_err(|refused| Error::invalid(refused.0))?;
-            let view = CardView {
-                program: changing.id().to_string(),
-                card: card.clone(),
-                state: holder.state,
-                statuses: holder.statuses.clone(),
-                birth_date: Some(holder.birth_date),
-                municipality: Some(holder.municipality.clone()),
-                attributes: holder.attributes.clone(),
-                balances: state.balances(&card, at),
-            };
+            let view =
+                crate::host::card_view(changing.id(), state, &card, at).ok_or_else(|| {
+                    Error::UnknownCard {
+                        program: changing.id().to_string(),
+                        card: card.clone(),
+                    }
+                })?;
             Ok(Staged {
                 changes: vec![change],
                 answer: view,

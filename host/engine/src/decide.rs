@@ -20,7 +20,9 @@ use crate::model::{Check, Decision, Read, Request};
 use crate::policy::{
     Answer, Evaluated, Input, PolicyFault, Prepared, Reported, Sandbox, Witnessed,
 };
-use crate::program::{HOST_MESSAGES, POLICY_ERROR, Program, UNKNOWN_CARD, UNKNOWN_OFFER};
+use crate::program::{
+    ERASED, HOST_MESSAGES, POLICY_ERROR, Program, RESTRICTED, UNKNOWN_CARD, UNKNOWN_OFFER,
+};
 
 /// A request about to be decided, checked, with how it is decided.
 pub(crate) struct Asked<'a> {
@@ -385,8 +387,16 @@ fn evaluate(
 fn prepare(program: &Program, asked: &Asked<'_>, at: i64, state: &State) -> Result<Ready> {
     let request = asked.request;
     let Some(holder) = state.holder(&request.card) else {
-        return Ok(Ready::Concluded((Ok(denied(UNKNOWN_CARD)), 0, Vec::new())));
+        let reason = if state.erased(&request.card).is_some() {
+            ERASED
+        } else {
+            UNKNOWN_CARD
+        };
+        return Ok(Ready::Concluded((Ok(denied(reason)), 0, Vec::new())));
     };
+    if state.restricted(&request.card) {
+        return Ok(Ready::Concluded((Ok(denied(RESTRICTED)), 0, Vec::new())));
+    }
     let offer = match &request.offer {
         None => None,
         Some(id) => match program.files.catalogue.get(id) {

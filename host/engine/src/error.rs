@@ -58,6 +58,10 @@ pub enum Error {
         card: String,
         by: String,
     },
+    /// A holder that cannot be erased, now or under its program's rules: money left on
+    /// the card, or a duty to archive. The message says what to do instead.
+    #[error("{0}")]
+    Kept(String),
     /// The ledger failed; nothing was committed.
     #[error("ledger: {context}: {source}")]
     Ledger {
@@ -137,6 +141,7 @@ impl Error {
             | Error::UnknownCard { .. }
             | Error::Forbidden(_)
             | Error::IdReused(_)
+            | Error::Kept(_)
             | Error::Replaced { .. } => true,
             // A path that is not there, or not what it should be, was the caller's to give;
             // a disk that fails is not.

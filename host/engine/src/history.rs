@@ -49,6 +49,10 @@ pub enum EntryKind {
     Registered,
     /// An allowed decision that moved the holder to a new card.
     Replaced,
+    /// The holder's personal data was erased.
+    Erased,
+    /// The holder was restricted (`allow` false) or the restriction lifted (`allow` true).
+    Restricted,
 }
 
 /// One entry of a statement.
@@ -208,6 +212,33 @@ pub(crate) fn entry(program: &str, event: Event) -> Result<Entry> {
             kind: EntryKind::Registered,
             card: holder.card,
             at: at(when),
+            ..Entry::empty()
+        },
+        Change::Redacted { card, at: when, .. } => Entry {
+            seq,
+            kind: EntryKind::Registered,
+            card,
+            at: at(when),
+            ..Entry::empty()
+        },
+        Change::Erased { card, at: when, .. } => Entry {
+            seq,
+            kind: EntryKind::Erased,
+            card,
+            at: at(Some(when)),
+            ..Entry::empty()
+        },
+        Change::Restricted {
+            card,
+            at: when,
+            restricted,
+            ..
+        } => Entry {
+            seq,
+            kind: EntryKind::Restricted,
+            card,
+            at: at(Some(when)),
+            allow: Some(!restricted),
             ..Entry::empty()
         },
         Change::Decided {

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::history::{self, History, HistoryPage};
 use crate::ids;
 use crate::ledger::{Change, HistoryQuery, Journal, Ledger, Staged, View};
-use crate::model::{AttributeValue, CardState, Decision, Holder, Request};
+use crate::model::{AttributeValue, Decision, Holder, Request};
 use crate::policy::Sandbox;
-use crate::program::Program;
 use crate::program::signing::Trust;
+use crate::program::{ERASED, Program};
 use crate::timing::{Clock, Reporter};
 
 /// A card as `GET …/cards/{card}` (and `PUT` or `PATCH …/holders/{card}`) shows it.
@@ -28,7 +28,13 @@ use crate::timing::{Clock, Reporter};
 pub struct CardView {
     pub program: String,
     pub card: String,
-    pub state: CardState,
+    /// `active`, `blocked` or `stopped` (a [`crate::model::CardState`]), or `erased` for a card whose
+    /// holder was erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "active"))]
+    pub state: &'static str,
+    /// (Addition.) The holder is restricted: its data is kept, nothing is decided.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restricted: bool,
     pub statuses: Vec<String>,
     /// (Addition.) The holder's birth date and registered municipality: a registration
     /// desk changing a holder sends them back whole (`PUT …/holders/{card}`). Left out
@@ -82,6 +88,55 @@ impl CardView {
         self.municipality = None;
         self
     }
+}
+
+/// `card` as `GET …/cards/{card}` shows it, if the program knows it: its holder's facts,
+/// or none for a card whose holder was erased.
+pub(crate) fn card_view(
+    program: &str,
+    state: &crate::ledger::State,
+    card: &str,
+    at: i64,
+) -> Option<CardView> {
+    let view = |state_name: &'static str| CardView {
+        program: program.to_string(),
+        card: card.to_string(),
+        state: state_name,
+        restricted: state.restricted(card),
+        statuses: Vec::new(),
+        birth_date: None,
+        municipality: None,
+        attributes: BTreeMap::new(),
+        balances: state.balances(card, at),
+    };
+    if let Some(holder) = state.holder(card) {
+        return Some(CardView {
+            statuses: holder.statuses.clone(),
+            birth_date: Some(holder.birth_date),
+            municipality: Some(holder.municipality.clone()),
+            attributes: holder.attributes.clone(),
+            ..view(holder.state.as_str())
+        });
+    }
+    state.erased(card).map(|_| view(ERASED))
+}
+
+/// What an erasure did (`DELETE …/holders/{card}`, `cardrules ledger erase`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Erasure {
+    pub program: String,
+    pub card: String,
+    /// `erased`.
+    pub state: &'static str,
+    /// The holder's cards whose personal data is gone: this one and those it replaced.
+    pub cards: Vec<String>,
+    /// Units that lapsed with the erasure, by asset (assets the program does not ask to
+    /// be paid out first).
+    pub forfeited: BTreeMap<String, i64>,
+    /// False when the holder had been erased already: nothing was done again.
+    pub done: bool,
 }
 
 /// Programs and a ledger: what answers requests.
@@ -306,17 +361,149 @@ impl Host {
         let program = self.program(program)?;
         ids::check(ids::Kind::Card, "card", card)?;
         self.ledger.read(program.id(), |state| {
-            state.holder(card).map(|holder| CardView {
-                program: program.id().to_string(),
-                card: card.to_string(),
-                state: holder.state,
-                statuses: holder.statuses.clone(),
-                birth_date: Some(holder.birth_date),
-                municipality: Some(holder.municipality.clone()),
-                attributes: holder.attributes.clone(),
-                balances: state.balances(card, at),
+            card_view(program.id(), state, card, at)
+        })
+    }
+
+    /// Erases the personal data of the holder of `card` (GDPR Art. 17), asked by `by` (a
+    /// token's name): every registration of its facts on any of its cards is rewritten
+    /// without them, in every copy the ledger writes (see [`Change::Erased`]), and the
+    /// card is decided on no more. Amounts, times, offers and outcomes stay, so balances,
+    /// totals and capacity tallies are unchanged. Refused ([`Error::Kept`]) while the card
+    /// holds units of an asset the program has paid out first (money), and in a program
+    /// whose archive duty keeps holders' data. Erasing an erased holder again does nothing.
+    pub fn erase(&self, program: &str, card: &str, by: &str) -> Result<Erasure> {
+        let program = self.program(program)?;
+        ids::check(ids::Kind::Card, "card", card)?;
+        let id = program.id().to_string();
+        let rules = program.files.manifest.personal_data.clone();
+        if rules.erasure == crate::program::manifest::ErasureRule::Restrict {
+            return Err(Error::Kept(format!(
+                "program `{id}` keeps its holders' data under {}: holder `{card}` cannot be erased; restrict it instead (`PUT /v1/programs/{id}/holders/{card}/restriction`)",
+                rules.archive.as_deref().unwrap_or("its archive duty")
+            )));
+        }
+        let now = self.clock.now().as_second();
+        let (card, by) = (card.to_string(), by.to_string());
+        self.ledger.submit(program.id(), move |tx| {
+            let state = tx.state();
+            if state.erased(&card).is_some() {
+                return Ok(Staged::nothing(Erasure {
+                    program: id.clone(),
+                    card: card.clone(),
+                    state: ERASED,
+                    cards: state.lineage(&card),
+                    forfeited: BTreeMap::new(),
+                    done: false,
+                }));
+            }
+            if state.holder(&card).is_none() {
+                return Err(match state.replaced_by(&card) {
+                    Some(by) => Error::Replaced {
+                        program: id.clone(),
+                        card: card.clone(),
+                        by: by.to_string(),
+                    },
+                    None => Error::UnknownCard {
+                        program: id.clone(),
+                        card: card.clone(),
+                    },
+                });
+            }
+            let balances = state.balances(&card, now);
+            for asset in &rules.settle {
+                if let Some(units) = balances.get(asset).filter(|u| **u > 0) {
+                    let how = match &rules.settle_with {
+                        Some(action) => format!("pay it out first (`{action}`)"),
+                        None => "pay it out first".to_string(),
+                    };
+                    return Err(Error::Kept(format!(
+                        "card `{card}` of program `{id}` still holds {units} `{asset}`: {how}, then erase its holder"
+                    )));
+                }
+            }
+            let mut assets: Vec<String> = state.lots(&card).iter().map(|l| l.asset.clone()).collect();
+            assets.sort_unstable();
+            assets.dedup();
+            let forfeited: BTreeMap<String, i64> = balances
+                .into_iter()
+                .filter(|(asset, units)| !rules.settle.contains(asset) && *units > 0)
+                .collect();
+            let change = Change::Erased {
+                card: card.clone(),
+                at: now,
+                cards: state.lineage(&card),
+                effects: assets
+                    .into_iter()
+                    .map(|asset| crate::ledger::Effect::Forfeit { asset })
+                    .collect(),
+                by: by.clone(),
+            };
+            state
+                .apply_change(&change)
+                .map_err(|refused| Error::invalid(refused.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: Erasure {
+                    program: id.clone(),
+                    card: card.clone(),
+                    state: ERASED,
+                    cards: state.lineage(&card),
+                    forfeited,
+                    done: true,
+                },
             })
         })
+    }
+
+    /// Restricts the holder of `card` (GDPR Art. 18: its data kept, nothing decided on
+    /// the card: decisions are denied `restricted`), or lifts the restriction; asked by
+    /// `by`. Returns the card as it is now.
+    pub fn restrict(
+        &self,
+        program: &str,
+        card: &str,
+        restricted: bool,
+        by: &str,
+    ) -> Result<CardView> {
+        let program = self.program(program)?;
+        ids::check(ids::Kind::Card, "card", card)?;
+        let id = program.id().to_string();
+        let now = self.clock.now().as_second();
+        let (changed, by) = (card.to_string(), by.to_string());
+        self.ledger
+            .submit(program.id(), move |tx| {
+                let card = &changed;
+                let state = tx.state();
+                if !state.known(card) {
+                    return Err(Error::UnknownCard {
+                        program: id.clone(),
+                        card: card.clone(),
+                    });
+                }
+                if state.restricted(card) == restricted {
+                    return Ok(Staged::nothing(card_view(&id, state, card, now)));
+                }
+                let change = Change::Restricted {
+                    card: card.clone(),
+                    at: now,
+                    restricted,
+                    by: by.clone(),
+                };
+                state
+                    .apply_change(&change)
+                    .map_err(|refused| Error::invalid(refused.0))?;
+                Ok(Staged {
+                    changes: vec![change],
+                    answer: card_view(&id, state, card, now),
+                })
+            })
+            .and_then(|view| {
+                view.ok_or_else(|| Error::UnknownCard {
+                    program: program.id().to_string(),
+                    card: card.to_string(),
+                })
+            })
     }
 
     /// What `card` may still do (see [`crate::allowance`]), or `None` if the card is
@@ -349,7 +536,7 @@ impl Host {
         let id = program.id();
         let Some(cards) = self
             .ledger
-            .read(id, |state| state.holder(card).map(|_| state.lineage(card)))?
+            .read(id, |state| state.known(card).then(|| state.lineage(card)))?
         else {
             return Ok(None);
         };
@@ -404,7 +591,7 @@ impl Host {
         let limit = page.limit.clamp(1, history::MAX_LIMIT);
         let Some(cards) = self
             .ledger
-            .read(id, |state| state.holder(card).map(|_| state.lineage(card)))?
+            .read(id, |state| state.known(card).then(|| state.lineage(card)))?
         else {
             return Ok(None);
         };

@@ -30,6 +30,7 @@ pub mod observe;
 mod policy;
 mod program;
 pub mod replay;
+pub mod retention;
 pub mod sample;
 pub mod shadow;
 pub mod suite;
@@ -39,7 +40,7 @@ pub mod why;
 pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
-pub use host::{CardView, Export, Host, Registration};
+pub use host::{CardView, Erasure, Export, Host, Registration};
 pub use ledger::{Journal, Ledger, MemoryLedger};
 pub use model::{
     AttributeValue, CardState, Check, Decision, Holder, INSTANTS, MAX_OFFSET_SECONDS, Offer,
@@ -52,5 +53,7 @@ pub use program::files::program_dirs;
 pub use program::manifest::{Manifest, ProgramBytes, SIGNATURE_FILE, read_program_bytes};
 pub use program::schema::{Declaration, OFFER_FIELDS, Schema, ValueType};
 pub use program::signing::{self, Trust};
-pub use program::{POLICY_ERROR, Program, Sources, UNKNOWN_CARD, UNKNOWN_OFFER, bundle_digest};
+pub use program::{
+    ERASED, POLICY_ERROR, Program, RESTRICTED, Sources, UNKNOWN_CARD, UNKNOWN_OFFER, bundle_digest,
+};
 pub use timing::{Clock, FixedClock, Reporter, SystemClock, TimeBounds};

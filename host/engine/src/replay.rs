@@ -82,6 +82,9 @@ pub struct Report {
     pub replayed: u64,
     pub unchanged: u64,
     pub changed: u64,
+    /// Decisions on cards whose holder was erased: not decided again (the facts they were
+    /// decided on are gone), their recorded effects kept as they were.
+    pub erased: u64,
     /// Only the changes, most frequent first.
     pub transitions: Vec<Transition>,
     /// program → asset → units.
@@ -95,6 +98,23 @@ fn outcome(decision: &Decision) -> String {
     } else {
         decision.reason.clone()
     }
+}
+
+/// Applies a recorded change to the scratch ledger as it was recorded, not decided again.
+fn recorded_as_is(scratch: &Host, program: &str, seq: u64, change: Change) -> Result<()> {
+    let id = program.to_string();
+    scratch.ledger().submit(program, move |tx| {
+        let program = &id;
+        tx.state().apply_change(&change).map_err(|refused| {
+            Error::invalid(format!(
+                "cannot replay event {seq} of `{program}`: {refused}"
+            ))
+        })?;
+        Ok(crate::ledger::Staged {
+            changes: vec![change.clone()],
+            answer: (),
+        })
+    })
 }
 
 /// Replays the history of each of `programs` recorded in `original` against that program
@@ -111,8 +131,38 @@ pub fn replay(
         let id = program.id();
         let scratch = Host::new(sandbox.clone(), Arc::new(MemoryLedger::new()));
         scratch.insert(program.clone());
+        // Cards whose holder was erased (registrations rewritten without facts), and the
+        // cards their holders moved to.
+        let mut erased: std::collections::HashSet<String> = Default::default();
         for event in original.read(id, 0)? {
             match event.change {
+                change @ (Change::Redacted { .. }
+                | Change::Erased { .. }
+                | Change::Restricted { .. }) => {
+                    match &change {
+                        Change::Redacted { card, .. } => {
+                            erased.insert(card.clone());
+                        }
+                        Change::Erased { cards, .. } => erased.extend(cards.iter().cloned()),
+                        _ => {}
+                    }
+                    recorded_as_is(&scratch, id, event.seq, change)?;
+                }
+                change @ Change::Decided { .. } if erased.contains(change.card()) => {
+                    if let Change::Decided { effects, at, .. } = &change {
+                        for effect in effects {
+                            if let crate::ledger::Effect::MoveCard { new_card } = effect {
+                                erased.insert(new_card.clone());
+                            }
+                        }
+                        let counted = window.since.is_none_or(|since| *at >= since)
+                            && window.until.is_none_or(|until| *at <= until);
+                        if counted {
+                            report.erased += 1;
+                        }
+                    }
+                    recorded_as_is(&scratch, id, event.seq, change)?;
+                }
                 Change::Registered { holder, .. } => {
                     scratch.register(id, &holder).map_err(|e| {
                         Error::invalid(format!(

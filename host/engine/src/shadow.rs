@@ -28,6 +28,9 @@ pub struct Tally {
     pub version: String,
     pub agreed: u64,
     pub differed: u64,
+    /// Decisions on cards whose holder was erased: not compared (the facts they were
+    /// decided on are gone).
+    pub erased: u64,
     /// `(from, to)` → count, where `from` is what was served and `to` what the candidate
     /// would have decided (`allow` or the denial reason).
     pub transitions: Vec<ShadowTransition>,
@@ -46,6 +49,7 @@ struct Follower {
     candidate: Arc<Program>,
     state: State,
     agreed: u64,
+    erased: u64,
     differed: BTreeMap<(String, String), u64>,
 }
 
@@ -78,6 +82,7 @@ impl Shadow {
                     candidate: candidate.clone(),
                     state: State::default(),
                     agreed: 0,
+                    erased: 0,
                     differed: BTreeMap::new(),
                 };
                 (candidate.id().to_string(), follower)
@@ -98,12 +103,19 @@ impl Shadow {
         for (program, follower) in followers.iter_mut() {
             for event in self.journal.read(program, follower.state.seq())? {
                 if let Change::Decided {
-                    request, decision, ..
+                    card,
+                    request,
+                    decision,
+                    ..
                 } = &event.change
                 {
-                    compared += 1;
-                    let recorded = decode_decided(program, event.seq, request, decision);
-                    follower.compare(&self.sandbox, program, recorded);
+                    if follower.state.erased(card).is_some() {
+                        follower.erased += 1;
+                    } else {
+                        compared += 1;
+                        let recorded = decode_decided(program, event.seq, request, decision);
+                        follower.compare(&self.sandbox, program, recorded);
+                    }
                 }
                 let mark = follower.state.mark();
                 follower
@@ -141,6 +153,7 @@ impl Shadow {
                 let tally = Tally {
                     version: f.candidate.policy.info.version.clone(),
                     agreed: f.agreed,
+                    erased: f.erased,
                     differed: f.differed.values().sum(),
                     transitions,
                 };

@@ -235,6 +235,91 @@ impl Journal for PostgresLedger {
             .map_err(|e| fail(&context, e))
     }
 
+    fn compact(&self, base: &Snapshot, seen: u64) -> Result<u64> {
+        let seen = i64::try_from(seen).unwrap_or(i64::MAX);
+        let context = format!("cannot compact the journal of `{}`", base.program);
+        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
+        let format = i32::try_from(base.format).unwrap_or(i32::MAX);
+        self.with_session(&context, |session| {
+            let mut txn = session.client.transaction()?;
+            // Appends to the program wait for this (they lock its last row too).
+            let held = txn
+                .query_opt(
+                    "SELECT 1 FROM cardrules_events WHERE program = $1 AND seq = $2 FOR UPDATE",
+                    &[&base.program, &seq],
+                )?
+                .is_some();
+            if !held {
+                return Err(Failure::Other(Error::Invalid(format!(
+                    "cannot compact the journal of `{}` through event {}: it does not hold that event",
+                    base.program, base.seq
+                ))));
+            }
+            let erased: bool = txn
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM cardrules_events
+                     WHERE program = $1 AND seq > $2 AND kind = 'erased')",
+                    &[&base.program, &seen],
+                )?
+                .try_get(0)?;
+            if erased {
+                return Err(Failure::Other(cardrules::ledger::erased_meanwhile(
+                    &base.program,
+                )));
+            }
+            txn.execute(
+                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
+                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
+                &[
+                    &base.program,
+                    &seq,
+                    &format,
+                    &base.checksum,
+                    &base.body,
+                    &base.written,
+                ],
+            )?;
+            let removed = txn.execute(
+                "DELETE FROM cardrules_events WHERE program = $1 AND seq < $2",
+                &[&base.program, &seq],
+            )?;
+            txn.execute(
+                "DELETE FROM cardrules_snapshots WHERE program = $1 AND seq < $2",
+                &[&base.program, &seq],
+            )?;
+            txn.commit()
+                .map_err(|e| Failure::Db(e, Stage::Committing))?;
+            Ok(removed)
+        })
+    }
+
+    fn reclaim(&self) -> Result<()> {
+        self.with_session("cannot vacuum the journal", |session| {
+            // One statement each: several in one string run as one transaction, which
+            // VACUUM refuses.
+            for table in [
+                "cardrules_events",
+                "cardrules_snapshots",
+                "cardrules_access_log",
+            ] {
+                session.client.batch_execute(&format!("VACUUM {table}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
+        let context = format!("cannot forget old entries of the access log of `{program}`");
+        self.with_session(&context, |session| {
+            Ok(session.client.execute(
+                "DELETE FROM cardrules_access_log WHERE program = $1 AND at < $2",
+                &[&program, &before],
+            )?)
+        })
+    }
+
     fn record_access(&self, entries: &[cardrules::ledger::Access]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -325,6 +410,17 @@ impl Journal for PostgresLedger {
         let kept = snapshot::KEPT as i64;
         self.with_session(&context, |session| {
             let mut txn = session.client.transaction()?;
+            // A snapshot built before an erasure may hold what it erased: not kept.
+            let erased: bool = txn
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM cardrules_events
+                     WHERE program = $1 AND seq > $2 AND kind = 'erased')",
+                    &[&snapshot.program, &seq],
+                )?
+                .try_get(0)?;
+            if erased {
+                return Ok(());
+            }
             txn.execute(
                 "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -341,10 +437,13 @@ impl Journal for PostgresLedger {
             )?;
             // Keep the newest few: the one before the latest is the fallback if the latest
             // turns out damaged.
+            // And a compacted journal's base snapshot, at its first event.
             txn.execute(
                 "DELETE FROM cardrules_snapshots WHERE program = $1 AND seq NOT IN
                      (SELECT seq FROM cardrules_snapshots WHERE program = $1
-                      ORDER BY seq DESC LIMIT $2)",
+                      ORDER BY seq DESC LIMIT $2)
+                     AND seq IS DISTINCT FROM (SELECT MIN(seq) FROM cardrules_events
+                      WHERE program = $1 HAVING MIN(seq) > 1)",
                 &[&snapshot.program, &kept],
             )?;
             txn.commit().map_err(|e| Failure::Db(e, Stage::Committing))
@@ -502,6 +601,78 @@ fn storable(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
 }
 
+/// Rewrites every event of `cards` in `program` before position `erasure` as the erasure
+/// leaves it ([`Change::redacted`]), and each of the program's snapshots without the
+/// erased facts ([`Snapshot::erased`]). The rows' old versions are
+/// dead tuples from the commit on: no dump or replica reads them, and vacuum reclaims
+/// their space.
+fn redact(
+    txn: &mut postgres::Transaction<'_>,
+    program: &str,
+    erasure: i64,
+    cards: &[String],
+) -> Result<(), Failure> {
+    let position = u64::try_from(erasure).unwrap_or(0);
+    for card in cards {
+        let card = storable(card);
+        let rows = txn.query(
+            "SELECT seq, body FROM cardrules_events WHERE program = $1 AND card = $2 AND seq < $3",
+            &[&program, &card, &erasure],
+        )?;
+        for row in rows {
+            let seq: i64 = row.try_get(0)?;
+            let body: &str = row.try_get(1)?;
+            let change = Change::from_row(program, seq, body).map_err(Failure::Other)?;
+            let Some(kept) = change.redacted(position) else {
+                continue;
+            };
+            let kept = kept.to_row(seq).map_err(Failure::Other)?;
+            txn.execute(
+                "UPDATE cardrules_events SET kind = $3, at = $4, body = $5 WHERE program = $1 AND seq = $2",
+                &[&program, &seq, &kept.kind, &kept.at, &kept.body],
+            )?;
+        }
+    }
+    // Each snapshot is rewritten as the erasure leaves it (one that cannot be is dropped).
+    let snapshots = txn.query(
+        "SELECT seq, format, checksum, body, written FROM cardrules_snapshots WHERE program = $1",
+        &[&program],
+    )?;
+    for row in snapshots {
+        let seq: i64 = row.try_get(0)?;
+        let event = txn.query_opt(
+            "SELECT body FROM cardrules_events WHERE program = $1 AND seq = $2",
+            &[&program, &seq],
+        )?;
+        let event: Option<String> = match event {
+            Some(event) => Some(event.try_get(0)?),
+            None => None,
+        };
+        let snapshot = Snapshot {
+            program: program.to_string(),
+            seq: u64::try_from(seq).unwrap_or(0),
+            format: u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(u32::MAX),
+            checksum: row.try_get(2)?,
+            body: row.try_get(3)?,
+            written: row.try_get(4)?,
+        };
+        match snapshot
+            .erased(cards, event.as_deref())
+            .map_err(Failure::Other)?
+        {
+            Some(erased) => txn.execute(
+                "UPDATE cardrules_snapshots SET checksum = $3, body = $4 WHERE program = $1 AND seq = $2",
+                &[&program, &seq, &erased.checksum, &erased.body],
+            )?,
+            None => txn.execute(
+                "DELETE FROM cardrules_snapshots WHERE program = $1 AND seq = $2",
+                &[&program, &seq],
+            )?,
+        };
+    }
+    Ok(())
+}
+
 /// One try at appending `batches` (in `order`) in one transaction.
 fn append_once(
     session: &mut Session,
@@ -542,6 +713,11 @@ fn append_once(
         );
         match inserted {
             Ok(n) if n == rows.seq.len() as u64 => {
+                for (change, &seq) in batch.changes.iter().zip(&rows.seq) {
+                    if let Some(cards) = change.erases() {
+                        redact(&mut savepoint, batch.program, seq, cards)?;
+                    }
+                }
                 savepoint.commit()?;
                 outcomes[i] = Appended::Done;
             }

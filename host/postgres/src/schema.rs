@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS cardrules_schema (
 CREATE TABLE IF NOT EXISTS cardrules_events (
     program     text NOT NULL,
     seq         bigint NOT NULL,        -- position in the program's journal, from 1
-    kind        text NOT NULL,          -- `registered` or `decided`
+    kind        text NOT NULL,          -- `registered`, `decided`, `redacted`, `erased`, `restricted`
     card        text NOT NULL,
     at          bigint,                 -- the request's time (decisions)
     request_id  text,                   -- the idempotency key it is recorded under

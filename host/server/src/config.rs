@@ -66,6 +66,9 @@ pub struct Config {
     /// Write a program's snapshot every this many events appended to it (`--snapshot-every`;
     /// 0: never), and at start when it read a tenth of that from its journal.
     pub snapshot_every: u64,
+    /// Apply each program's `[retention]` this often, in the background
+    /// (`--compact-every`; zero: never).
+    pub compact_every: Duration,
     /// Bound each request's `at` by its program's `max-lateness` and `max-skew` (off with
     /// `--max-lateness none`, for recorded traffic; logged).
     pub bound_times: bool,
@@ -104,6 +107,7 @@ impl Config {
             max_header_bytes: limits::DEFAULT_MAX_HEADER_BYTES,
             queue_alarm: limits::DEFAULT_QUEUE_ALARM,
             snapshot_every: cardrules::ledger::SNAPSHOT_EVERY,
+            compact_every: crate::DEFAULT_COMPACT_EVERY,
             bound_times: true,
             venue: None,
         }

@@ -49,7 +49,7 @@ impl From<Error> for ApiError {
                 tracing::warn!("refused: {e}");
                 StatusCode::FORBIDDEN
             }
-            Error::IdReused(_) | Error::Replaced { .. } => StatusCode::CONFLICT,
+            Error::IdReused(_) | Error::Replaced { .. } | Error::Kept(_) => StatusCode::CONFLICT,
             Error::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unavailable { .. } => {
                 tracing::error!("{e}");

@@ -49,5 +49,8 @@ pub use config::{Config, LedgerSource, MOST_IN_FLIGHT, Validated};
 pub use error::ApiError;
 pub use reload::{load_programs, watch};
 pub use server::{DEFAULT_BODY_LIMIT, Options, Server};
+
+/// How often a server applies its programs' `[retention]` by default (`--compact-every`).
+pub const DEFAULT_COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 pub use shadow::follow;
 pub use start::StartError;

@@ -25,6 +25,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::publish::publish,
         crate::routes::cards::register,
         crate::routes::cards::update_holder,
+        crate::routes::cards::erase,
+        crate::routes::cards::restrict,
         crate::routes::cards::card,
         crate::routes::portal::allowances,
         crate::routes::portal::history,

@@ -171,7 +171,13 @@ fn router(state: AppState) -> Router {
         .route("/v1/programs/{program}/coverage", get(programs::coverage))
         .route(
             "/v1/programs/{program}/holders/{card}",
-            put(cards::register).patch(cards::update_holder),
+            put(cards::register)
+                .patch(cards::update_holder)
+                .delete(cards::erase),
+        )
+        .route(
+            "/v1/programs/{program}/holders/{card}/restriction",
+            put(cards::restrict),
         )
         .route("/v1/programs/{program}/policy", put(publish::publish))
         .route("/v1/programs/{program}/cards/{card}", get(cards::card))

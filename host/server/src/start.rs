@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cardrules::{Host, MemoryLedger, Sandbox};
 
@@ -109,6 +110,7 @@ impl Validated {
             insecure_no_auth,
             shadow,
             snapshot_every,
+            compact_every,
             bound_times,
             venue,
             ..
@@ -200,6 +202,9 @@ impl Validated {
             if let Some(venue) = &venue {
                 venue.start(host.clone(), policies.clone())?;
             }
+            if !compact_every.is_zero() {
+                compact_in_background(host.clone(), compact_every, bound_times, venue.is_none());
+            }
             let listener = listen::bind(&listen)
                 .await
                 .map_err(|e| StartError::context(format!("cannot listen on `{listen}`"), e))?;
@@ -243,4 +248,39 @@ impl Validated {
             Ok(())
         })
     }
+}
+
+/// Applies each program's `[retention]` every `every`, on the blocking pool, while the
+/// server serves (see `cardrules::retention`). Events are removed only where request
+/// times are bounded (`bound_times`): with `--max-lateness none`, a retry of a request
+/// older than the retention would no longer be found. A venue host (not `city`) removes
+/// old events from its copy of the journal but erases nobody itself: its city's erasures
+/// reach it in the journal.
+fn compact_in_background(host: Arc<Host>, every: Duration, bound_times: bool, city: bool) {
+    if !bound_times {
+        tracing::warn!(
+            "retention: events are not removed while request times are unbounded (`--max-lateness none`)"
+        );
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let host = host.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let options = cardrules::retention::Options {
+                    remove_events: bound_times,
+                    erase_ended: city,
+                };
+                host.compact_with(jiff::Timestamp::now().as_second(), options)
+            })
+            .await;
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("retention: {e}"),
+                Err(e) => tracing::error!("retention: the compaction task failed: {e}"),
+            }
+        }
+    });
 }

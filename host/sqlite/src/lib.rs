@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use cardrules::ledger::{
-    Appended, Batch, Event, HistoryQuery, Journal, JournalStats, ProgramStats, Recorded, Snapshot,
-    snapshot,
+    Appended, Batch, Change, Event, HistoryQuery, Journal, JournalStats, ProgramStats, Recorded,
+    Snapshot, snapshot,
 };
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
@@ -32,7 +32,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     program     TEXT NOT NULL,
     seq         INTEGER NOT NULL,       -- position in the program's journal, from 1
-    kind        TEXT NOT NULL,          -- `registered` or `decided`
+    kind        TEXT NOT NULL,          -- `registered`, `decided`, `redacted`, `erased`, `restricted`
     card        TEXT NOT NULL,
     at          INTEGER,                -- the request's time (decisions)
     request_id  TEXT,                   -- the idempotency key it is recorded under
@@ -85,6 +85,102 @@ CREATE TABLE IF NOT EXISTS access_log (
 CREATE INDEX IF NOT EXISTS access_log_by_card ON access_log (program, card, id);
 ";
 
+/// Rewrites every event of `cards` in `program` before position `erasure` as the erasure
+/// leaves it ([`cardrules::ledger::Change::redacted`]), and each of the program's snapshots
+/// without the erased facts ([`Snapshot::erased`]).
+fn redact(
+    txn: &rusqlite::Transaction<'_>,
+    program: &str,
+    erasure: i64,
+    cards: &[String],
+) -> rusqlite::Result<()> {
+    let position = u64::try_from(erasure).unwrap_or(0);
+    let mut select = txn.prepare_cached(
+        "SELECT seq, body FROM events WHERE program = ?1 AND card = ?2 AND seq < ?3",
+    )?;
+    let mut update = txn.prepare_cached(
+        "UPDATE events SET kind = ?3, at = ?4, body = ?5 WHERE program = ?1 AND seq = ?2",
+    )?;
+    for card in cards {
+        let rows: Vec<(i64, String)> = select
+            .query_map(params![program, card, erasure], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (seq, body) in rows {
+            let change = Change::from_row(program, seq, &body)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let Some(kept) = change.redacted(position) else {
+                continue;
+            };
+            let row = kept
+                .to_row(seq)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            update.execute(params![program, seq, row.kind, row.at, row.body])?;
+        }
+    }
+    // Each snapshot is rewritten as the erasure leaves it (one that cannot be is dropped).
+    let snapshots: Vec<(i64, i64, String, Vec<u8>, i64)> = txn
+        .prepare("SELECT seq, format, checksum, body, written FROM snapshots WHERE program = ?1")?
+        .query_map(params![program], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let convert = |e: Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    for (seq, format, checksum, body, written) in snapshots {
+        let event: Option<String> = txn
+            .query_row(
+                "SELECT body FROM events WHERE program = ?1 AND seq = ?2",
+                params![program, seq],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let snapshot = Snapshot {
+            program: program.to_string(),
+            seq: u64::try_from(seq).unwrap_or(0),
+            format: u32::try_from(format).unwrap_or(u32::MAX),
+            checksum,
+            body,
+            written,
+        };
+        match snapshot.erased(cards, event.as_deref()).map_err(convert)? {
+            Some(erased) => txn.execute(
+                "UPDATE snapshots SET checksum = ?3, body = ?4 WHERE program = ?1 AND seq = ?2",
+                params![program, seq, erased.checksum, erased.body],
+            )?,
+            None => txn.execute(
+                "DELETE FROM snapshots WHERE program = ?1 AND seq = ?2",
+                params![program, seq],
+            )?,
+        };
+    }
+    Ok(())
+}
+
+/// Copies the write-ahead log into the file and empties it, so that no page as it was
+/// before an erasure stays in it; a reader that keeps it busy is waited for (the busy
+/// timeout), then reported.
+fn checkpoint(conn: &Connection, path: &str) {
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    match done {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(
+            "the write-ahead log of `{path}` could not be emptied after removing data (a reader kept it busy): it is emptied at the next checkpoint"
+        ),
+        Err(e) => tracing::warn!(
+            "cannot checkpoint the write-ahead log of `{path}` after removing data: {e}"
+        ),
+    }
+}
+
 /// A page of a program's journal: what every batch of its lane reads first.
 const READ_PAGE: &str =
     "SELECT seq, body FROM events WHERE program = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
@@ -115,6 +211,9 @@ impl SqliteLedger {
             conn.pragma_update(None, "journal_mode", "wal")?;
             // Durable on power loss too: an answered decision is on disk.
             conn.pragma_update(None, "synchronous", "full")?;
+            // What is deleted or rewritten (an erased holder's facts, old snapshots) is
+            // overwritten with zeros, not left in free pages.
+            conn.pragma_update(None, "secure_delete", "on")?;
             // Reads map the file instead of copying pages in, one call each: a card's
             // statement touches a page per entry, spread over the whole journal.
             conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
@@ -327,6 +426,7 @@ impl Journal for SqliteLedger {
             .map_err(|e| fail(&context, e))?;
         let recorded_at = now();
         let mut outcomes = Vec::with_capacity(batches.len());
+        let mut erased = false;
         for batch in batches {
             let last: i64 = txn
                 .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE program = ?1")
@@ -343,7 +443,11 @@ impl Journal for SqliteLedger {
                 )
                 .map_err(|e| fail(&context, e))?;
             // `last` is the batch's `after` here, so the rows' positions follow it.
-            for row in batch.rows()? {
+            for (row, change) in batch.rows()?.into_iter().zip(batch.changes) {
+                if let Some(cards) = change.erases() {
+                    redact(&txn, batch.program, row.seq, cards).map_err(|e| fail(&context, e))?;
+                    erased = true;
+                }
                 insert
                     .execute(params![
                         batch.program,
@@ -360,6 +464,12 @@ impl Journal for SqliteLedger {
             outcomes.push(Appended::Done);
         }
         txn.commit().map_err(|e| fail(&context, e))?;
+        if erased {
+            // The erased values are gone from the tables, and `secure_delete` zeroed the
+            // space they took; the write-ahead log still holds the pages as they were
+            // until it is checkpointed and emptied.
+            checkpoint(&conn, &self.path);
+        }
         Ok(outcomes)
     }
 
@@ -504,6 +614,17 @@ impl Journal for SqliteLedger {
         let txn = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| fail(&context, e))?;
+        // A snapshot built before an erasure may hold what it erased: not kept.
+        let erased: bool = txn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE program = ?1 AND seq > ?2 AND kind = 'erased')",
+                params![snapshot.program, seq],
+                |row| row.get(0),
+            )
+            .map_err(|e| fail(&context, e))?;
+        if erased {
+            return Ok(());
+        }
         txn.execute(
             "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -518,14 +639,94 @@ impl Journal for SqliteLedger {
         )
         .map_err(|e| fail(&context, e))?;
         // Keep the newest few: the one before the latest is the fallback if the latest
-        // turns out damaged.
+        // turns out damaged; and a compacted journal's base snapshot, at its first event.
         txn.execute(
             "DELETE FROM snapshots WHERE program = ?1 AND seq NOT IN
-                 (SELECT seq FROM snapshots WHERE program = ?1 ORDER BY seq DESC LIMIT ?2)",
+                 (SELECT seq FROM snapshots WHERE program = ?1 ORDER BY seq DESC LIMIT ?2)
+                 AND seq IS NOT (SELECT MIN(seq) FROM events WHERE program = ?1 HAVING MIN(seq) > 1)",
             params![snapshot.program, snapshot::KEPT as i64],
         )
         .map_err(|e| fail(&context, e))?;
         txn.commit().map_err(|e| fail(&context, e))
+    }
+
+    fn compact(&self, base: &Snapshot, seen: u64) -> Result<u64> {
+        let context = format!("cannot compact the journal of `{}`", base.program);
+        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
+        let mut conn = self.writer.lock();
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| fail(&context, e))?;
+        let held: bool = txn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE program = ?1 AND seq = ?2)",
+                params![base.program, seq],
+                |row| row.get(0),
+            )
+            .map_err(|e| fail(&context, e))?;
+        if !held {
+            return Err(Error::Invalid(format!(
+                "{context} through event {}: its journal does not hold that event",
+                base.seq
+            )));
+        }
+        let erased: bool = txn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE program = ?1 AND seq > ?2 AND kind = 'erased')",
+                params![base.program, i64::try_from(seen).unwrap_or(i64::MAX)],
+                |row| row.get(0),
+            )
+            .map_err(|e| fail(&context, e))?;
+        if erased {
+            return Err(cardrules::ledger::erased_meanwhile(&base.program));
+        }
+        txn.execute(
+            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                base.program,
+                seq,
+                base.format,
+                base.checksum,
+                base.body,
+                base.written
+            ],
+        )
+        .map_err(|e| fail(&context, e))?;
+        let removed = txn
+            .execute(
+                "DELETE FROM events WHERE program = ?1 AND seq < ?2",
+                params![base.program, seq],
+            )
+            .map_err(|e| fail(&context, e))?;
+        txn.execute(
+            "DELETE FROM snapshots WHERE program = ?1 AND seq < ?2",
+            params![base.program, seq],
+        )
+        .map_err(|e| fail(&context, e))?;
+        txn.commit().map_err(|e| fail(&context, e))?;
+        checkpoint(&conn, &self.path);
+        Ok(removed as u64)
+    }
+
+    fn reclaim(&self) -> Result<()> {
+        let conn = self.writer.lock();
+        conn.execute_batch("VACUUM")
+            .map_err(|e| fail(&format!("cannot vacuum `{}`", self.path), e))?;
+        checkpoint(&conn, &self.path);
+        Ok(())
+    }
+
+    fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
+        let context = format!("cannot forget old entries of the access log of `{program}`");
+        let conn = self.writer.lock();
+        let removed = conn
+            .execute(
+                "DELETE FROM access_log WHERE program = ?1 AND at < ?2",
+                params![program, before],
+            )
+            .map_err(|e| fail(&context, e))?;
+        Ok(removed as u64)
     }
 
     fn stats(&self) -> Result<JournalStats> {

@@ -32,6 +32,8 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     counts_over_all_cards_are_every_cards_entries(fresh, twin);
     a_snapshot_starts_only_its_own_programs_journal(fresh, twin);
     a_journal_event_that_cannot_be_applied_changes_nothing(fresh);
+    an_erasure_rewrites_the_holders_events_everywhere_and_changes_no_amount(fresh, twin);
+    a_compacted_journal_starts_from_its_base_snapshot_and_keeps_the_state(fresh, twin);
 }
 
 fn holder(card: &str) -> Holder {
@@ -915,4 +917,242 @@ fn a_journal_event_that_cannot_be_applied_changes_nothing(fresh: &Fresh<'_>) {
         assert_eq!(state.balance("A", "DKK", 20), 0);
         assert!(state.lots("A").is_empty());
     }
+}
+
+/// Erasure: every event of the holder's cards before it is rewritten without the holder's
+/// facts (in the journal the erasure is appended to, read back by any other handle), the
+/// snapshots taken before it are dropped and none built before it is kept, other holders'
+/// events stay as they were, and a state rebuilt from the rewritten journal — holders,
+/// erased cards, lots, counters and earlier cards — equals the live one.
+fn an_erasure_rewrites_the_holders_events_everywhere_and_changes_no_amount(
+    fresh: &Fresh<'_>,
+    twin: &Twin<'_>,
+) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    let mut erased = funded("E", "saving", 40);
+    erased.municipality = "qx-erased-town".into();
+    erased.statuses = vec!["qx-erased-status".into()];
+    register(&live, "p", erased.clone());
+    let mut kept = funded("K", "saving", 10);
+    kept.statuses = vec!["qx-kept-status".into()];
+    register(&live, "p", kept);
+    for day in 0..6 {
+        let at = day * 86_400;
+        let acting = if day > 2 { "E2" } else { "E" };
+        decide(
+            &live,
+            "p",
+            acting,
+            at,
+            vec![count("visit", 1), consume("saving", 1)],
+        )
+        .unwrap();
+        decide(&live, "p", "K", at, vec![count("visit", 1)]).unwrap();
+        if day == 2 {
+            decide(
+                &live,
+                "p",
+                "E",
+                at,
+                vec![Effect::MoveCard {
+                    new_card: "E2".into(),
+                }],
+            )
+            .unwrap();
+            // The holder's facts, changed on its new card: a registration like any other.
+            let mut moved = erased.clone();
+            moved.card = "E2".into();
+            moved.balances.clear();
+            moved.statuses.push("qx-erased-later".into());
+            register(&live, "p", moved);
+        }
+    }
+    let before = journal.read("p", 0).unwrap();
+    let mut built = State::default();
+    catch_up(journal.as_ref(), "p", &mut built, None).unwrap();
+    let snapshot = Snapshot::of(journal.as_ref(), "p", &built).unwrap();
+    journal.save_snapshot(&snapshot).unwrap();
+    assert_eq!(journal.snapshots("p", 2).unwrap().len(), 1);
+    let cards = live.read("p", |s| s.lineage("E2")).unwrap();
+    assert_eq!(cards, vec!["E2".to_string(), "E".to_string()]);
+    live.submit("p", move |tx: &mut Tx<'_>| {
+        let change = Change::Erased {
+            card: "E2".into(),
+            at: 7 * 86_400,
+            cards: cards.clone(),
+            effects: vec![Effect::Forfeit {
+                asset: "saving".into(),
+            }],
+            by: "ops".into(),
+        };
+        tx.state()
+            .apply_change(&change)
+            .map_err(|r| crate::Error::Invalid(r.0))?;
+        Ok(Staged {
+            changes: vec![change],
+            answer: (),
+        })
+    })
+    .unwrap();
+    // The snapshot taken before the erasure is rewritten without the holder; one built
+    // before it and saved after it is not kept.
+    journal.save_snapshot(&snapshot).unwrap();
+    let kept = journal.snapshots("p", 2).unwrap();
+    assert_eq!(kept.len(), 1);
+    let body = String::from_utf8_lossy(&kept[0].body).to_string();
+    assert!(
+        !body.contains("qx-erased") && body.contains("qx-kept-status"),
+        "{body}"
+    );
+
+    let other = twin(&journal);
+    let after = other.read("p", 0).unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    let text = |events: &[Event]| -> String {
+        events
+            .iter()
+            .map(|e| e.change.to_row(e.seq as i64).unwrap().body)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (was, is) = (text(&before), text(&after));
+    for value in ["qx-erased-town", "qx-erased-status", "qx-erased-later"] {
+        assert!(was.contains(value), "{value}");
+        assert!(
+            !is.contains(value),
+            "`{value}` is still in the journal:\n{is}"
+        );
+    }
+    assert!(is.contains("qx-kept-status"));
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.seq, new.seq);
+        if !["E", "E2"].contains(&old.change.card()) {
+            assert_eq!(old.change, new.change, "another holder's event changed");
+        }
+    }
+    let expected = live.read("p", |s| s.canonical()).unwrap();
+    assert!(expected.contains("card E2: erased"), "{expected}");
+    // From the rewritten snapshot, and from the rewritten journal alone.
+    let mut from_journal = State::default();
+    catch_up(other.as_ref(), "p", &mut from_journal, None).unwrap();
+    assert_eq!(from_journal.canonical(), expected);
+    let rebuilt = Ledger::new(other);
+    assert_eq!(rebuilt.read("p", |s| s.canonical()).unwrap(), expected);
+    let started = rebuilt.snapshot_info();
+    let start = started
+        .iter()
+        .find(|(p, _)| p == "p")
+        .and_then(|(_, s)| s.start.as_ref())
+        .expect("started");
+    assert!(
+        start.snapshot.is_some(),
+        "started from the rewritten snapshot"
+    );
+    rebuilt
+        .read("p", |s| {
+            assert!(s.holder("E2").is_none() && s.holder("E").is_none());
+            assert_eq!(s.balance("E2", "saving", 0), 0);
+            assert_eq!(s.balance("K", "saving", 0), 10);
+            assert_eq!(s.count(None, "visit", 0, 10 * 86_400), 12);
+        })
+        .unwrap();
+    // Its number is not given to a holder again.
+    let again = live.submit("p", |tx: &mut Tx<'_>| {
+        let change = Change::Registered {
+            holder: holder("E"),
+            at: None,
+        };
+        tx.state()
+            .apply_change(&change)
+            .map_err(|r| crate::Error::Invalid(r.0))?;
+        Ok(Staged::nothing(()))
+    });
+    assert!(again.is_err());
+}
+
+/// Compaction: the events before a base snapshot are removed in one commit; a host starts
+/// from the base snapshot to the same state, appends go on, newer snapshots never rotate
+/// the base out, verify rebuilds from it, and a compaction an erasure overtook is refused.
+fn a_compacted_journal_starts_from_its_base_snapshot_and_keeps_the_state(
+    fresh: &Fresh<'_>,
+    twin: &Twin<'_>,
+) {
+    let journal = fresh();
+    let live = Ledger::new(journal.clone());
+    live.snapshot_every(0);
+    register(&live, "p", funded("A", "DKK", 5000));
+    register(&live, "p", holder("B"));
+    for day in 0..30 {
+        let at = day * 86_400;
+        decide(
+            &live,
+            "p",
+            "A",
+            at,
+            vec![count("visit", 1), consume("DKK", 10)],
+        )
+        .unwrap();
+        decide(&live, "p", "B", at, vec![count("visit", 1)]).unwrap();
+    }
+    let mut state = snapshot::base_state(journal.as_ref(), "p").unwrap();
+    catch_up(journal.as_ref(), "p", &mut state, Some(20)).unwrap();
+    let base = Snapshot::of(journal.as_ref(), "p", &state).unwrap();
+    let seen = live.read("p", |s| s.seq()).unwrap();
+    assert_eq!(journal.compact(&base, seen).unwrap(), 19);
+    let first = journal.read_page("p", 0, 1).unwrap();
+    assert_eq!(first[0].seq, 20);
+    let expected = live.read("p", |s| s.canonical()).unwrap();
+    let other = Ledger::new(twin(&journal));
+    other.snapshot_every(0);
+    assert_eq!(other.read("p", |s| s.canonical()).unwrap(), expected);
+    // Appends go on, at the positions after the journal's end.
+    decide(&live, "p", "A", 31 * 86_400, vec![consume("DKK", 10)]).unwrap();
+    assert_eq!(
+        other.read("p", |s| s.balance("A", "DKK", 0)).unwrap(),
+        5000 - 31 * 10
+    );
+    // Newer snapshots keep the base, which a start falls back to.
+    for _ in 0..3 {
+        decide(&live, "p", "B", 32 * 86_400, vec![count("visit", 1)]).unwrap();
+        live.write_snapshot("p").unwrap();
+    }
+    let kept: Vec<u64> = journal
+        .snapshots("p", 10)
+        .unwrap()
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert!(kept.contains(&20), "{kept:?}");
+    assert_eq!(kept.len(), snapshot::KEPT + 1, "{kept:?}");
+    assert_eq!(
+        snapshot::verify(journal.as_ref(), "p").unwrap(),
+        snapshot::Verdict::Same {
+            seq: *kept.iter().max().unwrap()
+        }
+    );
+    // A compaction whose base was built before an erasure is refused, and changes nothing.
+    let mut state = snapshot::base_state(journal.as_ref(), "p").unwrap();
+    catch_up(journal.as_ref(), "p", &mut state, Some(40)).unwrap();
+    let overtaken = Snapshot::of(journal.as_ref(), "p", &state).unwrap();
+    let seen = live.read("p", |s| s.seq()).unwrap();
+    live.submit("p", |tx: &mut Tx<'_>| {
+        let change = Change::Erased {
+            card: "B".into(),
+            at: 33 * 86_400,
+            cards: vec!["B".into()],
+            effects: vec![],
+            by: "ops".into(),
+        };
+        tx.state()
+            .apply_change(&change)
+            .map_err(|r| crate::Error::Invalid(r.0))?;
+        Ok(Staged {
+            changes: vec![change],
+            answer: (),
+        })
+    })
+    .unwrap();
+    assert!(journal.compact(&overtaken, seen).is_err());
+    assert_eq!(journal.read_page("p", 0, 1).unwrap()[0].seq, 20);
 }

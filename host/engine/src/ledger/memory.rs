@@ -20,9 +20,12 @@ pub struct MemoryLedger {
 /// One program's events, the positions of its request ids, and its snapshots.
 #[derive(Default)]
 struct Program {
+    /// Its events from position `removed + 1` on.
     changes: Vec<Change>,
-    /// request id → index in `changes` (the index a journal keeps unique).
-    ids: HashMap<String, usize>,
+    /// How many events compaction removed from its start.
+    removed: u64,
+    /// request id → position (the index a journal keeps unique).
+    ids: HashMap<String, u64>,
     /// Newest last.
     snapshots: Vec<Snapshot>,
 }
@@ -88,14 +91,15 @@ impl Journal for MemoryLedger {
         let Some(program) = programs.get(program) else {
             return Ok(Vec::new());
         };
+        let skip = after.saturating_sub(program.removed);
         Ok(program
             .changes
             .iter()
             .enumerate()
-            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .take(limit)
             .map(|(index, change)| Event {
-                seq: index as u64 + 1,
+                seq: program.removed + index as u64 + 1,
                 change: change.clone(),
             })
             .collect())
@@ -104,29 +108,58 @@ impl Journal for MemoryLedger {
     fn recorded(&self, program: &str, request_id: &str) -> Result<Option<Recorded>> {
         let programs = self.programs.lock();
         Ok(programs.get(program).and_then(|p| {
-            let index = *p.ids.get(request_id)?;
-            p.changes[index].recorded().map(|(_, recorded)| recorded)
+            let seq = *p.ids.get(request_id)?;
+            let index = usize::try_from(seq.checked_sub(p.removed + 1)?).ok()?;
+            p.changes
+                .get(index)?
+                .recorded()
+                .map(|(_, recorded)| recorded)
         }))
     }
 
     fn append(&self, batches: &[Batch<'_>]) -> Result<Vec<Appended>> {
         let mut programs = self.programs.lock();
-        Ok(batches
+        batches
             .iter()
             .map(|batch| {
                 let program = programs.entry(batch.program.to_string()).or_default();
-                if program.changes.len() as u64 != batch.after {
-                    return Appended::Conflict;
+                if program.removed + program.changes.len() as u64 != batch.after {
+                    return Ok(Appended::Conflict);
                 }
                 for change in batch.changes {
+                    let seq = program.removed + program.changes.len() as u64 + 1;
                     if let Some((id, _)) = change.recorded() {
-                        program.ids.insert(id.to_string(), program.changes.len());
+                        program.ids.insert(id.to_string(), seq);
+                    }
+                    if let Some(cards) = change.erases() {
+                        let erasure = seq;
+                        for earlier in &mut program.changes {
+                            if cards.iter().any(|c| c == earlier.card())
+                                && let Some(kept) = earlier.redacted(erasure)
+                            {
+                                *earlier = kept;
+                            }
+                        }
+                        let mut kept = Vec::new();
+                        for snapshot in program.snapshots.drain(..) {
+                            let at = snapshot.seq.saturating_sub(program.removed);
+                            let at = usize::try_from(at).unwrap_or(usize::MAX);
+                            let event = match at.checked_sub(1).and_then(|i| program.changes.get(i))
+                            {
+                                Some(change) => Some(change.to_row(snapshot.seq as i64)?.body),
+                                None => None,
+                            };
+                            if let Some(erased) = snapshot.erased(cards, event.as_deref())? {
+                                kept.push(erased);
+                            }
+                        }
+                        program.snapshots = kept;
                     }
                     program.changes.push(change.clone());
                 }
-                Appended::Done
+                Ok(Appended::Done)
             })
-            .collect())
+            .collect()
     }
 
     fn snapshots(&self, program: &str, limit: usize) -> Result<Vec<Snapshot>> {
@@ -140,12 +173,63 @@ impl Journal for MemoryLedger {
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         let mut programs = self.programs.lock();
         let program = programs.entry(snapshot.program.clone()).or_default();
+        let after = snapshot.seq.saturating_sub(program.removed);
+        if super::erased_after(&program.changes, after) {
+            return Ok(());
+        }
         program.snapshots.retain(|s| s.seq != snapshot.seq);
         program.snapshots.push(snapshot.clone());
         program.snapshots.sort_by_key(|s| s.seq);
-        let extra = program.snapshots.len().saturating_sub(KEPT);
-        program.snapshots.drain(..extra);
+        // The newest few, and the base snapshot of a compacted journal.
+        let base = (program.removed > 0).then_some(program.removed + 1);
+        let newest: Vec<u64> = program
+            .snapshots
+            .iter()
+            .rev()
+            .take(KEPT)
+            .map(|s| s.seq)
+            .collect();
+        program
+            .snapshots
+            .retain(|s| newest.contains(&s.seq) || Some(s.seq) == base);
         Ok(())
+    }
+
+    fn compact(&self, base: &Snapshot, seen: u64) -> Result<u64> {
+        let mut programs = self.programs.lock();
+        let Some(program) = programs.get_mut(&base.program) else {
+            return Ok(0);
+        };
+        if super::erased_after(&program.changes, seen.saturating_sub(program.removed)) {
+            return Err(super::erased_meanwhile(&base.program));
+        }
+        let last = program.removed + program.changes.len() as u64;
+        if base.seq <= program.removed || base.seq > last {
+            return Err(crate::Error::invalid(format!(
+                "cannot compact `{}` through event {}: its journal holds events {} to {last}",
+                base.program,
+                base.seq,
+                program.removed + 1
+            )));
+        }
+        let removed = base.seq - 1 - program.removed;
+        program
+            .changes
+            .drain(..usize::try_from(removed).unwrap_or(usize::MAX));
+        program.removed = base.seq - 1;
+        let first = base.seq;
+        program.ids.retain(|_, seq| *seq >= first);
+        program.snapshots.retain(|s| s.seq > base.seq);
+        program.snapshots.push(base.clone());
+        program.snapshots.sort_by_key(|s| s.seq);
+        Ok(removed)
+    }
+
+    fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
+        let mut log = self.accesses.lock();
+        let had = log.len();
+        log.retain(|a| a.program != program || a.at >= before);
+        Ok((had - log.len()) as u64)
     }
 
     fn stats(&self) -> Result<JournalStats> {
@@ -155,7 +239,7 @@ impl Journal for MemoryLedger {
             .map(|(name, p)| ProgramStats {
                 program: name.clone(),
                 events: p.changes.len() as u64,
-                last: p.changes.len() as u64,
+                last: p.removed + p.changes.len() as u64,
                 snapshot: p.snapshots.last().map(Snapshot::info),
             })
             .collect();

@@ -34,6 +34,8 @@ pub use start::{ProgramSnapshots, ProgramStart, SNAPSHOT_EVERY, catch_up};
 pub use state::{Mark, State, View};
 
 use crate::error::Result;
+use std::collections::BTreeMap;
+
 use crate::model::{CardState, Holder};
 
 /// The most units of an asset a card may hold, and the most a counter may total: amounts
@@ -170,6 +172,39 @@ pub enum Change {
         /// Fuel the policy used.
         fuel: u64,
     },
+    /// A registration whose holder was erased later (at event `erased`): rewritten in
+    /// place by the erasure, it keeps what the registration changed that is not personal
+    /// — the card, its state, its starting balances — and none of the holder's facts.
+    Redacted {
+        card: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<i64>,
+        state: CardState,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        balances: BTreeMap<String, i64>,
+        /// The position of the erasure that rewrote it.
+        erased: u64,
+    },
+    /// A holder's personal data was erased: every earlier registration of `cards` (the
+    /// holder's cards, `card` first) is rewritten as [`Change::Redacted`] and their
+    /// decisions keep only what the law keeps. `effects` are what the erasure itself did
+    /// to the card (forfeits of what a program lets lapse on erasure).
+    Erased {
+        card: String,
+        at: i64,
+        cards: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        effects: Vec<Effect>,
+        /// Who asked (`retention` when a program's retention erased it).
+        by: String,
+    },
+    /// A holder was restricted (its data kept, nothing processed) or released.
+    Restricted {
+        card: String,
+        at: i64,
+        restricted: bool,
+        by: String,
+    },
 }
 
 /// One entry of a program's journal.
@@ -206,7 +241,10 @@ impl Change {
     pub fn card(&self) -> &str {
         match self {
             Change::Registered { holder, .. } => &holder.card,
-            Change::Decided { card, .. } => card,
+            Change::Decided { card, .. }
+            | Change::Redacted { card, .. }
+            | Change::Erased { card, .. }
+            | Change::Restricted { card, .. } => card,
         }
     }
 
@@ -234,10 +272,90 @@ impl Change {
     /// registration's time on the host's clock (the `at` column of its row).
     pub fn at(&self) -> Option<i64> {
         match self {
-            Change::Registered { at, .. } => *at,
-            Change::Decided { at, .. } => Some(*at),
+            Change::Registered { at, .. } | Change::Redacted { at, .. } => *at,
+            Change::Decided { at, .. }
+            | Change::Erased { at, .. }
+            | Change::Restricted { at, .. } => Some(*at),
         }
     }
+
+    /// This change as the erasure at position `erasure` leaves it, if it is one the
+    /// erasure rewrites: a registration keeps its card, state and starting balances; a
+    /// decision keeps its request (card, action, offer, amounts, time, id: no facts of
+    /// the holder) and its outcome, without the notes, checks and reads a policy or an
+    /// explanation added. Other changes hold nothing personal and stay as they are.
+    pub fn redacted(&self, erasure: u64) -> Option<Change> {
+        match self {
+            Change::Registered { holder, at } => Some(Change::Redacted {
+                card: holder.card.clone(),
+                at: *at,
+                state: holder.state,
+                balances: holder.balances.clone(),
+                erased: erasure,
+            }),
+            Change::Decided {
+                card,
+                at,
+                request_id,
+                request,
+                decision,
+                effects,
+                digest,
+                fuel,
+            } => {
+                let mut kept: serde_json::Value = serde_json::from_str(decision).ok()?;
+                let object = kept.as_object_mut()?;
+                let stripped = ["checks", "reads", "error"]
+                    .iter()
+                    .any(|key| object.remove(*key).is_some());
+                let noted = object
+                    .get("notes")
+                    .and_then(|n| n.as_array())
+                    .is_some_and(|n| !n.is_empty());
+                if !stripped && !noted {
+                    return None;
+                }
+                object.insert("notes".into(), serde_json::Value::Array(Vec::new()));
+                Some(Change::Decided {
+                    card: card.clone(),
+                    at: *at,
+                    request_id: request_id.clone(),
+                    request: request.clone(),
+                    decision: kept.to_string(),
+                    effects: effects.clone(),
+                    digest: digest.clone(),
+                    fuel: *fuel,
+                })
+            }
+            Change::Redacted { .. } | Change::Erased { .. } | Change::Restricted { .. } => None,
+        }
+    }
+
+    /// The cards an erasure erases and its position's changes to rewrite: for
+    /// backends, which rewrite every earlier event of `cards` with [`Change::redacted`]
+    /// in the transaction that appends the erasure.
+    pub fn erases(&self) -> Option<&[String]> {
+        match self {
+            Change::Erased { cards, .. } => Some(cards),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an erasure stands in `changes` (a program's journal, from position 1) after
+/// position `seq`: then a snapshot at `seq` may hold what it erased, and is not kept.
+fn erased_after(changes: &[Change], seq: u64) -> bool {
+    changes
+        .iter()
+        .skip(usize::try_from(seq).unwrap_or(usize::MAX))
+        .any(|change| change.erases().is_some())
+}
+
+/// The refusal of a compaction that an erasure overtook.
+pub fn erased_meanwhile(program: &str) -> crate::Error {
+    crate::Error::invalid(format!(
+        "cannot compact the journal of `{program}` now: a holder was erased while its base snapshot was built; the next run compacts it"
+    ))
 }
 
 /// Which events of a program [`Journal::history`] returns: a card statement's page.
@@ -378,6 +496,36 @@ pub trait Journal: Send + Sync {
     fn accesses(&self, program: &str, card: &str, after: u64, limit: usize) -> Result<Vec<Access>> {
         let _ = (program, card, after, limit);
         Ok(Vec::new())
+    }
+
+    /// Removes every event of `base.program` before position `base.seq` and keeps `base`
+    /// as the program's **base snapshot** (the state at that position, which the events
+    /// after it build on), in one atomic commit; returns how many events were removed. The
+    /// event at `base.seq` stays, so that the snapshot is bound to its journal as any is,
+    /// and the base snapshot is never rotated out by newer ones. Refused, with nothing
+    /// done, if an erasure was appended after position `seen` (the journal's end when the
+    /// snapshot was built, which may hold what it erased). A journal that cannot remove
+    /// events refuses.
+    fn compact(&self, base: &Snapshot, seen: u64) -> Result<u64> {
+        let _ = seen;
+        Err(crate::Error::invalid(format!(
+            "the journal `{}` cannot remove events (program `{}`)",
+            self.describe(),
+            base.program
+        )))
+    }
+
+    /// Gives the space of removed rows back (SQLite `VACUUM`, PostgreSQL `VACUUM`); a
+    /// journal with nothing to give back does nothing.
+    fn reclaim(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes the access-log entries of `program` from before `before` (seconds since
+    /// the epoch); returns how many.
+    fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
+        let _ = (program, before);
+        Ok(0)
     }
 
     /// Every program with events, its event count and last position, and what its

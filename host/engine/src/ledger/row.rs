@@ -16,7 +16,7 @@ use crate::model::{Decision, Request};
 pub struct EventRow<'a> {
     /// Position in the program's journal, from 1.
     pub seq: i64,
-    /// `registered` or `decided`.
+    /// `registered`, `decided`, `redacted`, `erased` or `restricted`.
     pub kind: &'static str,
     /// The card registered, or the card the decision was for.
     pub card: &'a str,
@@ -41,6 +41,9 @@ impl Change {
                 request_id,
                 ..
             } => ("decided", card.as_str(), Some(*at), request_id.as_deref()),
+            Change::Redacted { card, at, .. } => ("redacted", card.as_str(), *at, None),
+            Change::Erased { card, at, .. } => ("erased", card.as_str(), Some(*at), None),
+            Change::Restricted { card, at, .. } => ("restricted", card.as_str(), Some(*at), None),
         };
         Ok(EventRow {
             seq,

@@ -164,6 +164,44 @@ impl Snapshot {
         Ok(Ok(state))
     }
 
+    /// This snapshot as an erasure of `cards` leaves it: their holders' facts taken out of
+    /// the state (each card stays known, erased, with its lots and counters), bound to
+    /// `event`, the row body of the journal's event at its position as the erasure
+    /// rewrote it. The state is then exactly what the rewritten journal builds up to its
+    /// position. `None` for a snapshot that cannot be opened (dropped rather than kept
+    /// with the facts in it).
+    pub fn erased(&self, cards: &[String], event: Option<&str>) -> Result<Option<Snapshot>> {
+        let Ok((mut state, _)) = self.open() else {
+            return Ok(None);
+        };
+        let mark = state.mark();
+        for card in cards {
+            state.forget_holder(card);
+        }
+        state.settle(mark);
+        let event = match event {
+            Some(body) => Some(identity(&Event::from_row(
+                &self.program,
+                i64::try_from(self.seq).unwrap_or(i64::MAX),
+                body,
+            )?)?),
+            None => None,
+        };
+        let body = Body {
+            state: state.image(),
+            program: self.program.clone(),
+            event,
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| {
+            Error::ledger(format!("cannot encode a snapshot of `{}`", self.program), e)
+        })?;
+        Ok(Some(Snapshot {
+            checksum: checksum(&body),
+            body,
+            ..self.clone()
+        }))
+    }
+
     /// The checksum `body` should carry (for tools that repair, and tests that forge).
     pub fn reseal(&self) -> String {
         checksum(&self.body)
@@ -213,13 +251,47 @@ fn event_at(journal: &dyn Journal, program: &str, seq: u64) -> Result<Option<Eve
     Ok(event.filter(|event| event.seq == seq))
 }
 
+/// Where `program`'s journal begins: the empty state for a journal that holds its first
+/// event (or none), else — a compacted journal — the state its base snapshot holds at its
+/// first event, which must be usable: the events before it are gone.
+pub fn base_state(journal: &dyn Journal, program: &str) -> Result<State> {
+    let Some(first) = journal.read_page(program, 0, 1)?.into_iter().next() else {
+        return Ok(State::default());
+    };
+    if first.seq <= 1 {
+        return Ok(State::default());
+    }
+    for snapshot in journal.snapshots(program, KEPT + 1)? {
+        if snapshot.seq == first.seq {
+            return match snapshot.bound(journal, program)? {
+                Ok(state) => Ok(state),
+                Err(why) => Err(Error::ledger(
+                    format!("journal of `{program}`"),
+                    format!(
+                        "it was compacted to begin at event {}, and its base snapshot there cannot be used: {why}",
+                        first.seq
+                    ),
+                )),
+            };
+        }
+    }
+    Err(Error::ledger(
+        format!("journal of `{program}`"),
+        format!(
+            "event {} follows 0: the events before it are gone (compacted, or removed by hand), and no base snapshot at it is left to start from",
+            first.seq
+        ),
+    ))
+}
+
 /// The newest usable snapshot of `program`, as a state, or `None` (start from the
 /// journal's first event). Unusable ones — unsound, another program's, or taken on a
 /// journal other than this one (see [`Snapshot::bound`]) — are skipped with a warning.
 pub fn latest_state(journal: &dyn Journal, program: &str) -> Option<(State, SnapshotInfo)> {
     // One at a time, newest first: a snapshot is as large as the state, and the older
     // ones are read only if the newer fail.
-    for nth in 0..KEPT {
+    // The newest few, and a compacted journal's base snapshot (see `Journal::compact`).
+    for nth in 0..=KEPT {
         let snapshot = match journal.snapshots(program, nth + 1) {
             Ok(mut snapshots) if snapshots.len() > nth => snapshots.swap_remove(nth),
             Ok(_) => return None,
@@ -285,12 +357,16 @@ impl Verdict {
 /// reached; what it holds, however damaged, is a [`Verdict`].
 pub fn verify(journal: &dyn Journal, program: &str) -> Result<Verdict> {
     let snapshot = journal.snapshots(program, 1)?.into_iter().next();
-    let mut rebuilt = State::default();
     let broken = |e: Error| match e {
         Error::Unavailable { .. } => Err(e),
         other => Ok(Verdict::Broken {
             why: other.to_string(),
         }),
+    };
+    // A compacted journal is rebuilt from its base snapshot, as a start does.
+    let mut rebuilt = match base_state(journal, program) {
+        Ok(state) => state,
+        Err(e) => return broken(e),
     };
     let Some(snapshot) = snapshot else {
         return match super::catch_up(journal, program, &mut rebuilt, None) {

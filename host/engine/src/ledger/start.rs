@@ -245,10 +245,15 @@ pub fn catch_up(
         for event in events {
             let expected = state.seq() + 1;
             if event.seq != expected {
-                return Err(Error::ledger(
-                    format!("journal of `{program}`"),
-                    format!("event {} follows {}", event.seq, state.seq()),
-                ));
+                let why = if state.seq() == 0 {
+                    format!(
+                        "event {} follows 0: the events before it are gone (compacted, or removed by hand), and no snapshot at it could be used to start from",
+                        event.seq
+                    )
+                } else {
+                    format!("event {} follows {}", event.seq, state.seq())
+                };
+                return Err(Error::ledger(format!("journal of `{program}`"), why));
             }
             let mark = state.mark();
             if let Err(refused) = state.apply_change(&event.change) {

@@ -60,6 +60,97 @@ pub struct Manifest {
     /// What a card's allowances ask the policy (`GET …/allowances`).
     #[serde(default)]
     pub allowances: AllowanceActions,
+    /// What the program does when a holder's personal data is to be erased
+    /// (`[personal-data]`).
+    #[serde(default)]
+    pub personal_data: PersonalData,
+    /// How long what no rule reads any more is kept (`[retention]`); nothing is removed
+    /// without it.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// `[retention]`: how long the ledger keeps a program's events, its ended holders and
+/// its access log. Each is a period such as `"400d"` or `"72h"`; left out, kept for ever.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Retention {
+    /// How long an event stays in the journal after its time (a decision's request time,
+    /// a registration's): older ones are folded into the program's base snapshot and
+    /// removed. At least `max-lateness` + `max-skew`, so that a retried request id is
+    /// always found; and no shorter than the longest window a rule reads (the manifest's
+    /// author knows it; the host cannot).
+    #[serde(default, deserialize_with = "period")]
+    pub decisions: Option<jiff::SignedDuration>,
+    /// How long the holder of a stopped card keeps its personal data after the card's last
+    /// event: then it is erased, by `retention` (unless money is left on it).
+    #[serde(default, deserialize_with = "period")]
+    pub holders: Option<jiff::SignedDuration>,
+    /// How long an entry of the access log is kept.
+    #[serde(default, deserialize_with = "period")]
+    pub access_log: Option<jiff::SignedDuration>,
+}
+
+impl Retention {
+    /// Whether anything is to be removed at all.
+    pub fn any(&self) -> bool {
+        self.decisions.is_some() || self.holders.is_some() || self.access_log.is_some()
+    }
+}
+
+/// A retention period: whole days (`"400d"`) or a duration (`"72h"`, `"90m"`).
+fn period<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<jiff::SignedDuration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let parsed = match text.strip_suffix('d').map(str::parse::<i64>) {
+        Some(Ok(days)) if (1..=36_500).contains(&days) => {
+            Ok(jiff::SignedDuration::from_secs(days * 86_400))
+        }
+        Some(_) => Err(format!(
+            "`{text}`: days must be a whole number from 1 to 36500"
+        )),
+        None => text
+            .parse::<jiff::SignedDuration>()
+            .map_err(|e| format!("`{text}` is not a period such as \"400d\" or \"72h\": {e}")),
+    };
+    match parsed {
+        Ok(period) if period.is_positive() => Ok(Some(period)),
+        Ok(_) => Err(serde::de::Error::custom(format!(
+            "`{text}`: a retention period is longer than 0"
+        ))),
+        Err(why) => Err(serde::de::Error::custom(why)),
+    }
+}
+
+/// `[personal-data]`: how a holder of the program is erased, or why it cannot be.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PersonalData {
+    /// `erase` (the default): an admin may erase a holder; `restrict`: a duty to archive
+    /// (named in `archive`) keeps holders' data, so erasure is refused and a holder can
+    /// only be restricted.
+    #[serde(default)]
+    pub erasure: ErasureRule,
+    /// The law or duty that keeps holders' data, shown when erasure is refused.
+    #[serde(default)]
+    pub archive: Option<String>,
+    /// Assets that must be spent or paid out before a holder is erased (money); units of
+    /// the others lapse with the erasure, recorded as forfeits in its event.
+    #[serde(default)]
+    pub settle: Vec<String>,
+    /// The action that pays out what is left (named when erasure is refused).
+    #[serde(default)]
+    pub settle_with: Option<String>,
+}
+
+/// Whether a program's holders can be erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErasureRule {
+    #[default]
+    Erase,
+    Restrict,
 }
 
 fn default_max_lateness() -> jiff::SignedDuration {
@@ -373,6 +464,28 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
                 "`policy.toml` asks for `{name}` = {asked}, above the host's ceiling of {most}"
             )));
         }
+    }
+    if let Some(decisions) = manifest.retention.decisions {
+        let bound = manifest.max_lateness.saturating_add(manifest.max_skew);
+        if decisions < bound {
+            return Err(Error::invalid(format!(
+                "`policy.toml`, `[retention]`: `decisions` ({decisions:#}) is shorter than `max-lateness` + `max-skew` ({bound:#}): a till's retry of an older request would no longer be found, and could be decided twice"
+            )));
+        }
+    }
+    for asset in &manifest.personal_data.settle {
+        if !manifest.assets.contains(asset) {
+            return Err(Error::invalid(format!(
+                "`policy.toml`, `[personal-data]`: `settle` names asset `{asset}`, which is not among the program's `assets`"
+            )));
+        }
+    }
+    if manifest.personal_data.erasure == ErasureRule::Restrict
+        && manifest.personal_data.archive.is_none()
+    {
+        return Err(Error::invalid(
+            "`policy.toml`, `[personal-data]`: `erasure = \"restrict\"` needs `archive`, the duty that keeps holders' data",
+        ));
     }
     manifest
         .schema

@@ -27,6 +27,10 @@ use signing::Trust;
 pub const UNKNOWN_CARD: &str = "unknown-card";
 pub const UNKNOWN_OFFER: &str = "unknown-offer";
 pub const POLICY_ERROR: &str = "policy-error";
+/// The card's holder was erased: nothing is decided on it again.
+pub const ERASED: &str = "erased";
+/// The card's holder is restricted: its data is kept, nothing is decided.
+pub const RESTRICTED: &str = "restricted";
 
 /// English messages for the host's own reasons, used when a manifest has none.
 pub(crate) const HOST_MESSAGES: &[(&str, &str)] = &[
@@ -38,6 +42,14 @@ pub(crate) const HOST_MESSAGES: &[(&str, &str)] = &[
     (
         POLICY_ERROR,
         "The program's rules could not be applied; please try again later.",
+    ),
+    (
+        ERASED,
+        "This card's holder was erased: the card can no longer be used.",
+    ),
+    (
+        RESTRICTED,
+        "This card is restricted: nothing can be done with it for now.",
     ),
 ];
 

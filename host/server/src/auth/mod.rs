@@ -182,6 +182,10 @@ pub enum Route {
     AccessLog,
     /// `GET /v1/programs/{program}/cards/{card}/export`
     Export,
+    /// `DELETE /v1/programs/{program}/holders/{card}`: erase a holder's personal data
+    Erase,
+    /// `PUT /v1/programs/{program}/holders/{card}/restriction`
+    Restrict,
 }
 
 impl Route {
@@ -206,11 +210,13 @@ impl Route {
             Route::Why => "GET /v1/programs/{program}/cards/{card}/history/{seq}/why",
             Route::AccessLog => "GET /v1/programs/{program}/cards/{card}/access-log",
             Route::Export => "GET /v1/programs/{program}/cards/{card}/export",
+            Route::Erase => "DELETE /v1/programs/{program}/holders/{card}",
+            Route::Restrict => "PUT /v1/programs/{program}/holders/{card}/restriction",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 20] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -229,6 +235,8 @@ impl Route {
         Route::Why,
         Route::AccessLog,
         Route::Export,
+        Route::Erase,
+        Route::Restrict,
     ];
 }
 

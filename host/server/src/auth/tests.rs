@@ -110,25 +110,27 @@ fn the_rights_of_each_role() {
         Why,
         AccessLog,
         Export,
+        Erase,
+        Restrict,
     ];
     let (t, f) = (true, false);
     for (who, allowed) in [
         (
             &till,
-            [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f, f],
+            [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f, f, f, f],
         ),
         (
             &desk,
-            [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f, t],
+            [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f, t, f, f],
         ),
-        (&ops, [t; 18]),
+        (&ops, [t; 20]),
         (
             &parent,
-            [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f, t],
+            [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f, t, f, f],
         ),
         (
             &venue,
-            [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f, f],
+            [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f, f, f, f],
         ),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {

@@ -274,3 +274,103 @@ pub(crate) async fn export(
     access_log::record(&state, &access, &program, &card, Route::Export).await?;
     Ok(Json(export).into_response())
 }
+
+/// Erases the personal data of the card's holder (GDPR Art. 17): admins only. From then
+/// on no copy the ledger writes holds the holder's facts; amounts, times, offers and
+/// outcomes stay, pseudonymous, so that balances and totals are unchanged. The card
+/// answers `"state": "erased"` and decisions on it are denied `erased`. Refused (409)
+/// while money is left on the card, and in a program whose archive duty keeps its holders'
+/// data (restrict the holder instead). Recorded in the card's access log.
+#[utoipa::path(delete, path = "/v1/programs/{program}/holders/{card}", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id")),
+    responses(
+        (status = 200, description = "The holder's personal data is erased (or was already)", body = cardrules::Erasure),
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        (status = 409, description = "Not erased: money left on the card, a replaced card, or a program that keeps its holders' data", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+) -> ApiResult<Json<cardrules::Erasure>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Erase))?;
+    access.check(|c| c.may_act_for(&program))?;
+    if state.upstream.is_some() {
+        return Err(upstream::at_the_city(&state, "erase holders"));
+    }
+    let host = state.host.clone();
+    let by = caller_name(&access);
+    let (p, c) = (program.clone(), card.clone());
+    let erased = blocking(&state, move || host.erase(&p, &c, &by)).await?;
+    access_log::record(&state, &access, &program, &card, Route::Erase).await?;
+    tracing::info!(program, card, "holder erased");
+    Ok(Json(erased))
+}
+
+/// The body of `PUT …/holders/{card}/restriction`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Restriction {
+    /// True restricts the holder (its data kept, nothing decided: decisions are denied
+    /// `restricted`); false lifts the restriction.
+    restricted: bool,
+}
+
+/// Restricts the card's holder, or lifts the restriction (GDPR Art. 18): admins only. A
+/// restricted holder's data is kept and shown, and nothing is decided on the card.
+/// Journaled, and recorded in the card's access log.
+#[utoipa::path(put, path = "/v1/programs/{program}/holders/{card}/restriction", tag = "cards",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id"),
+           ("card" = String, Path, description = "The card id")),
+    request_body(content = Restriction, description = "`{\"restricted\": true}` or `false`", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The card as it is now", body = cardrules::CardView),
+        BadBody,
+        Refused,
+        (status = 404, description = "Unknown program or card", body = ErrorBody),
+        HostFailed,
+    ))]
+pub(crate) async fn restrict(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    body: Body,
+) -> ApiResult<Json<CardView>> {
+    let UrlPath((program, card)) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Restrict))?;
+    access.check(|c| c.may_act_for(&program))?;
+    if state.upstream.is_some() {
+        return Err(upstream::at_the_city(&state, "restrict holders"));
+    }
+    let body: serde_json::Value = json_body(
+        body,
+        state.body_limit,
+        state.limits.idle_timeout,
+        "restriction",
+    )
+    .await?;
+    let restriction: Restriction = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("cannot parse restriction: {e}")))?;
+    let host = state.host.clone();
+    let by = caller_name(&access);
+    let (p, c) = (program.clone(), card.clone());
+    let view = blocking(&state, move || {
+        host.restrict(&p, &c, restriction.restricted, &by)
+    })
+    .await?;
+    access_log::record(&state, &access, &program, &card, Route::Restrict).await?;
+    Ok(Json(view))
+}
+
+/// The caller's token name, as the journal records who asked (`-` without `--auth`).
+fn caller_name(access: &Access) -> String {
+    access
+        .caller()
+        .map_or_else(|| "-".to_string(), |caller| caller.name().to_string())
+}

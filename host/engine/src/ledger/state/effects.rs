@@ -45,7 +45,7 @@ impl State {
                 if to_card == card {
                     return refuse(format!("transfer to the acting card `{card}` itself"));
                 }
-                if !self.holders.contains_key(to_card) {
+                if !self.known(to_card) {
                     return refuse(format!("transfer to unknown card `{to_card}`"));
                 }
                 for (units, expires) in self.take(card, asset, *amount, at)? {
@@ -60,12 +60,9 @@ impl State {
                 Ok(())
             }
             Effect::SetState { state } => {
-                let Some(holder) = self.holders.get(card) else {
+                if !self.set_card_state(card, *state) {
                     return refuse(format!("card `{card}` has no holder"));
-                };
-                let mut holder = holder.clone();
-                holder.state = *state;
-                self.put_holder(holder);
+                }
                 Ok(())
             }
             Effect::MoveCard { new_card } => self.move_card(card, new_card),
@@ -78,20 +75,31 @@ impl State {
         if new_card == card {
             return Err(Refused(format!("card `{card}` cannot move to itself")));
         }
-        if self.holders.contains_key(new_card) {
+        if self.known(new_card) {
             return Err(Refused(format!(
                 "new card `{new_card}` already belongs to a holder"
             )));
         }
-        let Some(holder) = self.holders.get(card).cloned() else {
-            return Err(Refused(format!("card `{card}` has no holder")));
-        };
-        let mut moved = holder.clone();
-        moved.card = new_card.to_string();
-        self.put_holder(moved);
-        let mut old = holder;
-        old.state = CardState::Blocked;
-        self.put_holder(old);
+        match self.holders.get(card).cloned() {
+            Some(holder) => {
+                let mut moved = holder.clone();
+                moved.card = new_card.to_string();
+                self.put_holder(moved);
+                let mut old = holder;
+                old.state = CardState::Blocked;
+                self.put_holder(old);
+            }
+            // A card whose holder was erased later, read back from the journal: the new
+            // card was the same holder's, and its facts are gone too.
+            None => {
+                let Some(state) = self.erased(card) else {
+                    return Err(Refused(format!("card `{card}` has no holder")));
+                };
+                self.erased.insert(new_card.to_string(), state);
+                self.undo.push(Undo::Erased(new_card.to_string(), None));
+                self.set_card_state(card, CardState::Blocked);
+            }
+        }
         self.replaced(card, new_card);
 
         let lots = self.lots.get(card).cloned().unwrap_or_default();

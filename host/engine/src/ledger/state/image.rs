@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::Recent;
 use super::{State, Tally};
 use crate::ledger::{LotRow, MAX_UNITS};
-use crate::model::Holder;
+use crate::model::{CardState, Holder};
 
 /// One card's part of the state.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,6 +32,12 @@ struct Card {
     /// The cards it replaced, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     previous: Vec<String>,
+    /// The card's state, for a card whose holder was erased (then it has no holder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    erased: Option<CardState>,
+    /// Whether its holder is restricted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    restricted: bool,
 }
 
 /// The whole state of a program at a journal position.
@@ -53,6 +59,7 @@ impl State {
             .chain(self.tallies.keys())
             .chain(self.lots.keys())
             .chain(self.previous.keys())
+            .chain(self.erased.keys())
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -79,6 +86,8 @@ impl State {
                         .map(|l| (l.id, l.asset.clone(), l.amount, l.expires))
                         .collect(),
                     previous: self.previous.get(card).cloned().unwrap_or_default(),
+                    erased: self.erased(card),
+                    restricted: self.restricted(card),
                 }
             })
             .collect();
@@ -122,6 +131,18 @@ impl State {
                     return Err(format!("the holder of card `{name}` does not fit it"));
                 }
                 state.holders.insert(name.clone(), holder);
+            }
+            if let Some(erased) = card.erased {
+                if state.holders.contains_key(&name) {
+                    return Err(format!("card `{name}` has a holder and was erased"));
+                }
+                state.erased.insert(name.clone(), erased);
+            }
+            if card.restricted {
+                if !state.known(&name) {
+                    return Err(format!("card `{name}` is restricted but has no holder"));
+                }
+                state.restricted.insert(name.clone());
             }
             let mut counters = HashMap::new();
             for (counter, entries) in card.counters {

@@ -17,7 +17,7 @@ mod touched;
 
 use super::{Change, Effect, Journal, LotRow, MAX_UNITS, Recorded, Refused};
 use crate::error::{Error, Result};
-use crate::model::Holder;
+use crate::model::{CardState, Holder};
 pub(crate) use image::Image;
 
 /// What the policy may read of its program's ledger, and nothing that writes.
@@ -95,6 +95,8 @@ enum Undo {
     /// A card's latest entry in `previous`.
     Previous(String),
     Seq(u64),
+    Erased(String, Option<CardState>),
+    Restricted(String, bool),
 }
 
 /// A point to roll back to (see [`State::mark`]).
@@ -144,6 +146,11 @@ pub struct State {
     /// card → the cards it was moved to, in order (the reverse of `previous`): a replaced
     /// card is never registered again.
     replaced_by: HashMap<String, Vec<String>>,
+    /// card → its state, for the cards whose holder was erased: known (their balances,
+    /// counters and earlier cards stay), with no holder and no facts.
+    erased: HashMap<String, CardState>,
+    /// The cards whose holder is restricted: data kept, nothing decided.
+    restricted: std::collections::HashSet<String>,
     /// The journal position this state includes: the program's last event applied.
     seq: u64,
     undo: Vec<Undo>,
@@ -378,6 +385,18 @@ impl State {
                     }
                 }
                 Undo::Seq(seq) => self.seq = seq,
+                Undo::Erased(card, Some(old)) => {
+                    self.erased.insert(card, old);
+                }
+                Undo::Erased(card, None) => {
+                    self.erased.remove(&card);
+                }
+                Undo::Restricted(card, true) => {
+                    self.restricted.insert(card);
+                }
+                Undo::Restricted(card, false) => {
+                    self.restricted.remove(&card);
+                }
             }
         }
     }
@@ -595,6 +614,12 @@ impl State {
     /// Registers a holder, or replaces the facts of an existing one; a new holder's
     /// starting balances are granted without expiry.
     pub fn register(&mut self, holder: &Holder) -> Result<(), Refused> {
+        if self.erased.contains_key(&holder.card) {
+            return Err(Refused(format!(
+                "card `{}` was erased: its number is not given to a holder again",
+                holder.card
+            )));
+        }
         let existed = self.holders.contains_key(&holder.card);
         if existed && !holder.balances.is_empty() {
             return Err(Refused(format!(
@@ -619,10 +644,141 @@ impl State {
         Ok(())
     }
 
+    /// Whether `card` is a card of the program: its holder's, or one whose holder was
+    /// erased.
+    pub fn known(&self, card: &str) -> bool {
+        self.holders.contains_key(card) || self.erased.contains_key(card)
+    }
+
+    /// The state of `card` if its holder was erased.
+    pub fn erased(&self, card: &str) -> Option<CardState> {
+        self.erased.get(card).copied()
+    }
+
+    /// Whether the holder of `card` is restricted.
+    pub fn restricted(&self, card: &str) -> bool {
+        self.restricted.contains(card)
+    }
+
+    /// Sets the state of `card`, holder or not; false if the card is unknown.
+    fn set_card_state(&mut self, card: &str, state: CardState) -> bool {
+        if let Some(holder) = self.holders.get(card) {
+            let mut holder = holder.clone();
+            holder.state = state;
+            self.put_holder(holder);
+            return true;
+        }
+        if let Some(&old) = self.erased.get(card) {
+            self.erased.insert(card.to_string(), state);
+            self.undo.push(Undo::Erased(card.to_string(), Some(old)));
+            return true;
+        }
+        false
+    }
+
+    /// Forgets the facts of `card`'s holder: the card stays known, with its state.
+    fn erase(&mut self, card: &str) -> Result<(), Refused> {
+        if self.erased.contains_key(card) {
+            return Ok(());
+        }
+        let Some(holder) = self.holders.remove(card) else {
+            return Err(Refused(format!("card `{card}` has no holder")));
+        };
+        let state = holder.state;
+        self.undo.push(Undo::Holder(card.to_string(), Some(holder)));
+        self.erased.insert(card.to_string(), state);
+        self.undo.push(Undo::Erased(card.to_string(), None));
+        Ok(())
+    }
+
+    /// Forgets the facts of `card`'s holder if it has one (a snapshot rewritten by an
+    /// erasure).
+    pub(crate) fn forget_holder(&mut self, card: &str) {
+        if self.holders.contains_key(card) {
+            let _ = self.erase(card);
+        }
+    }
+
+    /// A registration rewritten by an erasure: the card is known without facts; a new
+    /// one gets its starting balances as a registration would.
+    fn redacted(
+        &mut self,
+        card: &str,
+        state: CardState,
+        balances: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<(), Refused> {
+        if self.known(card) {
+            if self.holders.contains_key(card) {
+                self.erase(card)?;
+            }
+            self.set_card_state(card, state);
+            if !balances.is_empty() {
+                return Err(Refused(format!(
+                    "card `{card}` exists already: starting balances are only for new cards"
+                )));
+            }
+            return Ok(());
+        }
+        self.erased.insert(card.to_string(), state);
+        self.undo.push(Undo::Erased(card.to_string(), None));
+        for (asset, &amount) in balances {
+            if amount < 0 {
+                return Err(Refused(format!(
+                    "card `{card}`: starting balance of `{asset}` is negative"
+                )));
+            }
+            if amount > 0 {
+                self.add_lot(card, asset, amount, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restrict(&mut self, card: &str, restricted: bool) {
+        let was = self.restricted.contains(card);
+        if was == restricted {
+            return;
+        }
+        if restricted {
+            self.restricted.insert(card.to_string());
+        } else {
+            self.restricted.remove(card);
+        }
+        self.undo.push(Undo::Restricted(card.to_string(), was));
+    }
+
     /// Applies a change read from the journal (or about to be written to it).
     pub fn apply_change(&mut self, change: &Change) -> Result<(), Refused> {
         match change {
             Change::Registered { holder, .. } => self.register(holder),
+            Change::Redacted {
+                card,
+                state,
+                balances,
+                ..
+            } => self.redacted(card, *state, balances),
+            Change::Erased {
+                card,
+                at,
+                cards,
+                effects,
+                ..
+            } => {
+                self.apply(card, *at, effects)?;
+                for card in cards {
+                    self.erase(card)?;
+                }
+                Ok(())
+            }
+            Change::Restricted {
+                card, restricted, ..
+            } => {
+                if !self.known(card) {
+                    return Err(Refused(format!("card `{card}` has no holder")));
+                }
+                self.restrict(card, *restricted);
+                Ok(())
+            }
             Change::Decided {
                 card,
                 at,
@@ -645,8 +801,18 @@ impl State {
     /// ids are the journal's.)
     pub fn canonical(&self) -> String {
         let mut out = String::new();
-        for card in self.cards() {
-            out.push_str(&format!("card {card}: {:?}\n", self.holders.get(card)));
+        let mut cards: Vec<&str> = self
+            .holders
+            .keys()
+            .chain(self.erased.keys())
+            .map(String::as_str)
+            .collect();
+        cards.sort_unstable();
+        for card in cards {
+            match self.holders.get(card) {
+                Some(holder) => out.push_str(&format!("card {card}: {holder:?}\n")),
+                None => out.push_str(&format!("card {card}: erased {:?}\n", self.erased(card))),
+            }
             let mut lots: Vec<_> = self
                 .lots(card)
                 .iter()
@@ -659,6 +825,9 @@ impl State {
             }
             if let Some(previous) = self.previous.get(card) {
                 out.push_str(&format!("  previous {previous:?}\n"));
+            }
+            if self.restricted(card) {
+                out.push_str("  restricted\n");
             }
         }
         out

@@ -18,6 +18,9 @@ impl State {
                 }
                 Undo::CardTallies(card, _) => keys.push(reads::counts_of(card)),
                 Undo::Lots(card, _) => keys.push(reads::lots(card)),
+                // A card erased or restricted is decided on no more: what read its holder
+                // (a decision on it, a transfer to it) is decided again.
+                Undo::Erased(card, _) | Undo::Restricted(card, _) => keys.push(reads::holder(card)),
                 // Not readable by a policy: lot ids, request ids (the lane looks those up
                 // again itself), a card's earlier cards, the journal position.
                 Undo::NextLot(_) | Undo::Recorded(_) | Undo::Previous(_) | Undo::Seq(_) => {}

@@ -1,0 +1,444 @@
+//! Erasure and restriction (GDPR Art. 17 and 18), on SQLite and PostgreSQL: a holder with
+//! distinctive values decides, is erased, and no byte of the SQLite file, its write-ahead
+//! log, or a `pg_dump` taken afterwards holds any of them — while every other card's
+//! balance, statement and allowances, and the program's totals, are what they were; replay
+//! runs over the ledger and reports the erased decisions; money on a card and an archive
+//! duty each refuse erasure with the reason; a restricted holder is kept and not decided.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::fixtures::*;
+use crate::support::files::{copy_dir, shipped_policies};
+use crate::support::postgres::Database;
+use crate::support::server::*;
+
+/// What only the erased holder's registration carries: none of it may be found afterwards.
+const ERASED_VALUES: [&str; 4] = [
+    "2011-02-27",
+    "zyxwerslev",
+    "qxstatus-7001",
+    "qxcategory-7001",
+];
+
+/// The other holder's distinctive values: still there afterwards (the scan can see them).
+const KEPT_VALUES: [&str; 2] = ["qxstatus-7002", "qxcategory-7002"];
+
+fn holder(card: &str, birth: &str, municipality: &str, n: &str) -> String {
+    json!({
+        "birth-date": birth,
+        "municipality": municipality,
+        "statuses": ["member:bakkens-hjerte", format!("qxstatus-{n}")],
+        "attributes": {"blocked-categories": format!("qxcategory-{n}"), "daily-limit": 9000},
+        "balances": {"DKK": 5000},
+        "card": card,
+    })
+    .to_string()
+}
+
+fn purchase(card: &str, id: &str, minute: u32, amount: i64, explain: bool) -> String {
+    json!({
+        "program": "albertslund", "card": card, "action": "purchase", "offer": "bh-toast",
+        "amount": amount, "at": format!("2024-09-02T15:{minute:02}:00+02:00"), "id": id,
+        "explain": explain,
+    })
+    .to_string()
+}
+
+/// Everything a holder's guardian sees of a card: its view, statement and allowances.
+fn seen(server: &Server, token: &str, card: &str) -> (Value, Value, Value) {
+    let base = format!("/v1/programs/albertslund/cards/{card}");
+    let get = |path: String| {
+        let (status, body) = call(server, Some(token), "GET", &path, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    (
+        get(base.clone()),
+        get(format!("{base}/history")),
+        get(format!("{base}/allowances?at=2024-09-03T10:00:00%2B02:00")),
+    )
+}
+
+fn total_dkk(server: &Server, token: &str, cards: &[&str]) -> i64 {
+    cards
+        .iter()
+        .map(|card| {
+            let (_, view) = call(
+                server,
+                Some(token),
+                "GET",
+                &format!("/v1/programs/albertslund/cards/{card}"),
+                "",
+            );
+            view["balances"]["DKK"].as_i64().unwrap_or(0)
+        })
+        .sum()
+}
+
+fn holds(bytes: &[u8], value: &str) -> bool {
+    bytes
+        .windows(value.len())
+        .any(|window| window == value.as_bytes())
+}
+
+/// Runs the whole story on a server over `ledger`; `scan` gives the bytes of every copy of
+/// the ledger as it stands (the files, or a dump).
+fn erase_on(ledger: &str, scan: &dyn Fn() -> Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    // Bergen archives its holders in this test: erasure is refused there, naming
+    // restriction.
+    let bergen = dir.path().join("policies/bergen/policy.toml");
+    let manifest = std::fs::read_to_string(&bergen).unwrap();
+    assert!(manifest.contains("\nerasure = \"erase\"\n"));
+    std::fs::write(
+        &bergen,
+        manifest.replace(
+            "\nerasure = \"erase\"\n",
+            "\nerasure = \"restrict\"\narchive = \"the Archives Act (arkivlova)\"\n",
+        ),
+    )
+    .unwrap();
+    let (ops, e1) = make_token(&["--name", "ops", "--role", "admin", "--program", "*"]);
+    let (desk, e2) = make_token(&[
+        "--name",
+        "desk",
+        "--role",
+        "registrar",
+        "--program",
+        "albertslund",
+    ]);
+    std::fs::write(dir.path().join("auth.toml"), format!("{e1}\n{e2}\n")).unwrap();
+    let auth = dir.path().join("auth.toml");
+    let server = Server::start_on(
+        Arc::new(dir),
+        ledger,
+        &[
+            "--allow-unsigned",
+            "--auth",
+            auth.to_str().unwrap(),
+            "--snapshot-every",
+            "3",
+        ],
+    );
+    let put = |card: &str, body: String| {
+        let (status, answer) = call(
+            &server,
+            Some(&ops),
+            "PUT",
+            &format!("/v1/programs/albertslund/holders/{card}"),
+            &body,
+        );
+        assert_eq!(status, 201, "{answer}");
+    };
+    put(
+        "BK-7001",
+        holder("BK-7001", "2011-02-27", "zyxwerslev", "7001"),
+    );
+    put(
+        "BK-7002",
+        holder("BK-7002", "2012-03-01", "albertslund", "7002"),
+    );
+    let decide = |body: String| {
+        let (status, decision) = call(&server, Some(&ops), "POST", "/v1/decisions", &body);
+        assert_eq!(status, 200, "{decision}");
+        decision
+    };
+    for (n, card) in ["BK-7001", "BK-7002"].iter().enumerate() {
+        let minute = n as u32 * 10;
+        assert_eq!(
+            decide(purchase(card, &format!("{card}/1"), minute, 1500, true))["allow"],
+            true
+        );
+        assert_eq!(
+            decide(purchase(card, &format!("{card}/2"), minute + 1, 500, false))["allow"],
+            true
+        );
+    }
+    // A guardian's change of a limit is a registration like any other.
+    let (status, body) = call(
+        &server,
+        Some(&desk),
+        "PATCH",
+        "/v1/programs/albertslund/holders/BK-7001",
+        r#"{"attributes":{"purchase-limit":3000}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let cards = ["BK-2001", "BK-2002", "BK-7002"];
+    let before: Vec<_> = cards.iter().map(|c| seen(&server, &ops, c)).collect();
+    let total_before = total_dkk(&server, &ops, &cards);
+
+    // Erasure is for admins; money on the card refuses it, naming the payout.
+    let erase = |token: &str, card: &str| {
+        call(
+            &server,
+            Some(token),
+            "DELETE",
+            &format!("/v1/programs/albertslund/holders/{card}"),
+            "",
+        )
+    };
+    let (status, body) = erase(&desk, "BK-7001");
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = erase(&ops, "BK-7001");
+    assert_eq!(status, 409, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("3000 `DKK`") && error.contains("`close-account`"),
+        "{error}"
+    );
+    let closed = decide(
+        json!({"program": "albertslund", "card": "BK-7001", "action": "close-account",
+               "at": "2024-09-02T16:00:00+02:00", "id": "BK-7001/close"})
+        .to_string(),
+    );
+    assert_eq!(closed["allow"], true, "{closed}");
+    // Before: the values are in the ledger (the scan can find them).
+    let bytes = scan();
+    for value in ERASED_VALUES.iter().chain(&KEPT_VALUES) {
+        assert!(
+            holds(&bytes, value),
+            "`{value}` is not in the ledger before"
+        );
+    }
+    let (status, erased) = erase(&ops, "BK-7001");
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["state"], "erased", "{erased}");
+    assert_eq!(erased["cards"], json!(["BK-7001"]), "{erased}");
+    // Again: nothing more to do.
+    let (status, again) = erase(&ops, "BK-7001");
+    assert_eq!((status, &again["done"]), (200, &json!(false)), "{again}");
+
+    // The card: erased, no facts; decisions on it denied `erased`; not registered again.
+    let (status, view) = call(
+        &server,
+        Some(&ops),
+        "GET",
+        "/v1/programs/albertslund/cards/BK-7001",
+        "",
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "erased", "{view}");
+    assert!(
+        view.get("birth-date").is_none() && view["statuses"] == json!([]),
+        "{view}"
+    );
+    let denied = decide(purchase("BK-7001", "BK-7001/3", 30, 100, false));
+    assert_eq!(
+        (&denied["allow"], &denied["reason"]),
+        (&json!(false), &json!("erased")),
+        "{denied}"
+    );
+    let (status, body) = call(
+        &server,
+        Some(&ops),
+        "PUT",
+        "/v1/programs/albertslund/holders/BK-7001",
+        &holder("BK-7001", "2011-02-27", "zyxwerslev", "7001"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("was erased"),
+        "{body}"
+    );
+    // Its export: the card, erased, and its statement without facts.
+    let (status, export) = call(
+        &server,
+        Some(&ops),
+        "GET",
+        "/v1/programs/albertslund/cards/BK-7001/export",
+        "",
+    );
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["registrations"], json!([]), "{export}");
+    assert!(
+        export["statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "erased"),
+        "{export}"
+    );
+    // A retried request id of the erased card is answered as recorded, not decided again.
+    let retried = decide(purchase("BK-7001", "BK-7001/2", 1, 500, false));
+    assert_eq!(
+        (&retried["allow"], &retried["replayed"]),
+        (&json!(true), &json!(true)),
+        "{retried}"
+    );
+
+    // Every other card is as it was, to the øre.
+    let after: Vec<_> = cards.iter().map(|c| seen(&server, &ops, c)).collect();
+    assert_eq!(before, after);
+    assert_eq!(total_dkk(&server, &ops, &cards), total_before);
+    // More decisions: the next snapshot is written after the erasure.
+    for n in 3..7 {
+        decide(purchase(
+            "BK-7002",
+            &format!("BK-7002/{n}"),
+            20 + n,
+            100,
+            false,
+        ));
+    }
+    // (A snapshot taken before the erasure is dropped with it, and one built before it
+    // but saved after is not kept: any snapshot now is one without the holder.)
+    eventually("a snapshot after the erasure", &server, || {
+        let stats: Value = serde_json::from_str(&cardrules(&[
+            "ledger", "stats", "--ledger", ledger, "--json",
+        ]))
+        .unwrap();
+        stats["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["program"] == "albertslund" && p["snapshot"].is_object())
+    });
+
+    // No copy of the ledger holds a value of the erased holder; the others' are there.
+    let bytes = scan();
+    for value in ERASED_VALUES {
+        assert!(!holds(&bytes, value), "`{value}` is still in the ledger");
+    }
+    for value in KEPT_VALUES {
+        assert!(holds(&bytes, value), "`{value}` is gone from the ledger");
+    }
+    // Nor do the logs or the metrics, of either holder.
+    let (_, metrics) = call(&server, Some(&ops), "GET", "/metrics", "");
+    let shown = format!("{}\n{metrics}", server.log());
+    for value in ERASED_VALUES.iter().chain(&KEPT_VALUES) {
+        assert!(
+            !shown.contains(value),
+            "`{value}` is in the logs or metrics"
+        );
+    }
+
+    // Replay runs over the ledger and reports the erased decisions as erased.
+    let report = cardrules(&[
+        "replay",
+        "--ledger",
+        ledger,
+        "--policies",
+        server.policies().to_str().unwrap(),
+        "--allow-unsigned",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["changed"], 0, "{report}");
+    assert!(report["erased"].as_u64().unwrap() >= 3, "{report}");
+
+    // An archive duty keeps the holder: erasure is refused, naming restriction.
+    let (status, body) = call(
+        &server,
+        Some(&ops),
+        "DELETE",
+        "/v1/programs/bergen/holders/AK-1001",
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("arkivlova")
+            && body["error"].as_str().unwrap().contains("restriction"),
+        "{body}"
+    );
+    // Restriction: data kept and shown, nothing decided, until lifted.
+    let restrict = |restricted: bool| {
+        call(
+            &server,
+            Some(&ops),
+            "PUT",
+            "/v1/programs/bergen/holders/AK-1001/restriction",
+            &json!({ "restricted": restricted }).to_string(),
+        )
+    };
+    let (status, view) = restrict(true);
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["restricted"], true, "{view}");
+    assert!(view["birth-date"].is_string(), "{view}");
+    let redeem = |id: &str| {
+        decide(
+            json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                   "offer": "bergen-kino", "at": "2024-03-02T12:00:00+01:00", "id": id})
+            .to_string(),
+        )
+    };
+    let denied = redeem("restricted-1");
+    assert_eq!(denied["reason"], "restricted", "{denied}");
+    let (status, _) = restrict(false);
+    assert_eq!(status, 200);
+    assert_eq!(redeem("restricted-2")["allow"], true);
+    let (status, body) = call(
+        &server,
+        Some(&desk),
+        "PUT",
+        "/v1/programs/albertslund/holders/BK-7002/restriction",
+        r#"{"restricted":true}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    let (_, log) = call(
+        &server,
+        Some(&ops),
+        "GET",
+        "/v1/programs/albertslund/cards/BK-7001/access-log",
+        "",
+    );
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["method"] == "DELETE" && e["token"] == "ops"),
+        "{log}"
+    );
+    drop(server);
+    // Stopped (the log checkpointed into the file): still none of them.
+    let bytes = scan();
+    for value in ERASED_VALUES {
+        assert!(
+            !holds(&bytes, value),
+            "`{value}` is in the ledger after a stop"
+        );
+    }
+}
+
+#[test]
+fn an_erased_holder_is_in_no_byte_of_the_sqlite_file_or_its_log_and_every_other_card_is_unchanged()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("erasure.sqlite");
+    let path = ledger.clone();
+    let scan = move || {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = format!("{}{suffix}", path.display());
+            if let Ok(more) = std::fs::read(&file) {
+                bytes.extend(more);
+            }
+        }
+        bytes
+    };
+    erase_on(ledger.to_str().unwrap(), &scan);
+}
+
+#[test]
+fn an_erased_holder_is_in_no_pg_dump_taken_afterwards_and_every_other_card_is_unchanged() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let url = database.url.clone();
+    let scan = move || {
+        let out = std::process::Command::new("pg_dump")
+            .arg(&url)
+            .output()
+            .expect("pg_dump runs (PostgreSQL's client tools are installed with the server)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    erase_on(&database.url, &scan);
+}
