@@ -83,11 +83,12 @@ fn policies(dir: &Path) -> PathBuf {
     }
     let manifest = to.join("policy.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text}\n[retention]\ndecisions = \"365d\"\n"),
-    )
-    .unwrap();
+    let shipped = "decisions = \"400d\"";
+    assert!(
+        text.contains(shipped),
+        "the shipped Bergen manifest sets a retention"
+    );
+    std::fs::write(&manifest, text.replace(shipped, "decisions = \"365d\"")).unwrap();
     dir.join("policies")
 }
 

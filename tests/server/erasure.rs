@@ -442,3 +442,192 @@ fn an_erased_holder_is_in_no_pg_dump_taken_afterwards_and_every_other_card_is_un
     };
     erase_on(&database.url, &scan);
 }
+
+/// Two servers over two ledgers given the same traffic; one ledger is compacted while its
+/// server serves. Every answer after it is the same on both (counts over the year and the
+/// semester, capacities, balances, allowances), after a restart too; the ended holder is
+/// erased there and only there; `ledger verify` passes on the compacted ledger.
+fn retention_on(compacted: &str, twin: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_policies(), &dir.path().join("policies"));
+    let bergen = dir.path().join("policies/bergen/policy.toml");
+    let manifest = std::fs::read_to_string(&bergen).unwrap();
+    let shipped = "decisions = \"400d\"\nholders = \"730d\"\naccess-log = \"730d\"\n";
+    assert!(manifest.contains(shipped));
+    std::fs::write(
+        &bergen,
+        manifest.replace(
+            shipped,
+            "decisions = \"90d\"\nholders = \"120d\"\naccess-log = \"100d\"\n",
+        ),
+    )
+    .unwrap();
+    let dir = Arc::new(dir);
+    let policies = dir.path().join("policies");
+    // Recorded traffic of 2027, after the holders are registered (on the host's clock).
+    let a = Server::start_on(dir.clone(), compacted, &["--allow-unsigned"]);
+    let b = Server::start_on(dir.clone(), twin, &["--allow-unsigned"]);
+    let cards: Vec<String> = (1..=6).map(|n| format!("RT-{n:02}")).collect();
+    let both = |method: &str, path: &str, body: &str| -> Value {
+        let (sa, va) = call(&a, None, method, path, body);
+        let (sb, vb) = call(&b, None, method, path, body);
+        assert_eq!((sa, &va), (sb, &vb), "{method} {path} {body}");
+        va
+    };
+    for card in cards.iter().chain([&"RT-STOP".to_string()]) {
+        let (status, _) = call(
+            &a,
+            None,
+            "PUT",
+            &format!("/v1/programs/bergen/holders/{card}"),
+            r#"{"birth-date":"2014-01-01","municipality":"bergen"}"#,
+        );
+        assert_eq!(status, 201);
+        let (status, _) = call(
+            &b,
+            None,
+            "PUT",
+            &format!("/v1/programs/bergen/holders/{card}"),
+            r#"{"birth-date":"2014-01-01","municipality":"bergen"}"#,
+        );
+        assert_eq!(status, 201);
+    }
+    let redeem = |card: &str, offer: &str, at: &str, id: &str| {
+        json!({"program": "bergen", "card": card, "action": "redeem", "offer": offer,
+               "party": 1, "at": at, "id": id, "explain": true})
+        .to_string()
+    };
+    let mut allowed = 0;
+    for month in 1..=9 {
+        for (n, card) in cards.iter().enumerate() {
+            let at = format!("2027-{month:02}-{:02}T12:00:00+02:00", 1 + n);
+            for offer in ["bergen-kino", "akvariet"] {
+                let decision = both(
+                    "POST",
+                    "/v1/decisions",
+                    &redeem(card, offer, &at, &format!("{card}/{offer}/{month}")),
+                );
+                allowed += usize::from(decision["allow"] == true);
+            }
+        }
+    }
+    // Autumn enrolments: two places at the climbing club, one football school per card.
+    for (n, card) in cards.iter().take(3).enumerate() {
+        let at = format!("2027-08-{:02}T12:00:00+02:00", 10 + n);
+        for offer in ["klatring-bratte-rom", "brann-fotballskole"] {
+            both(
+                "POST",
+                "/v1/decisions",
+                &redeem(card, offer, &at, &format!("{card}/{offer}")),
+            );
+        }
+    }
+    // A card used in February, then stopped: its holder's data is kept 120 days.
+    both(
+        "POST",
+        "/v1/decisions",
+        &redeem(
+            "RT-STOP",
+            "bergen-kino",
+            "2027-02-01T12:00:00+01:00",
+            "stop/1",
+        ),
+    );
+    both(
+        "PUT",
+        "/v1/programs/bergen/holders/RT-STOP",
+        r#"{"birth-date":"2014-01-01","municipality":"bergen","state":"stopped"}"#,
+    );
+    assert!(allowed > 30, "the traffic is mostly allowed: {allowed}");
+    let history = |server: &Server, card: &str| -> usize {
+        let (_, page) = call(
+            server,
+            None,
+            "GET",
+            &format!("/v1/programs/bergen/cards/{card}/history?limit=500"),
+            "",
+        );
+        page["entries"].as_array().unwrap().len()
+    };
+    let long = history(&a, "RT-01");
+
+    // Compacted as of mid-December 2027, while its server serves.
+    let report = cardrules(&[
+        "ledger",
+        "compact",
+        "--ledger",
+        compacted,
+        "--policies",
+        policies.to_str().unwrap(),
+        "--allow-unsigned",
+        "--at",
+        "2027-12-15T00:00:00Z",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let bergen = report["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == "bergen")
+        .unwrap();
+    assert!(bergen["events-removed"].as_u64().unwrap() > 100, "{report}");
+    assert_eq!(bergen["holders-erased"], json!(["RT-STOP"]), "{report}");
+    assert!(bergen["accesses-removed"].as_u64().unwrap() > 0, "{report}");
+    assert!(history(&a, "RT-01") < long);
+
+    // The same answers on both, now and after a restart of the compacted ledger's server.
+    let compare = |a: &Server, b: &Server, day: u32| {
+        for card in &cards {
+            let at = format!("2027-12-{day:02}T12:00:00+01:00");
+            for offer in [
+                "bergen-kino",
+                "akvariet",
+                "klatring-bratte-rom",
+                "brann-fotballskole",
+            ] {
+                let body = redeem(card, offer, &at, &format!("{card}/{offer}/dec-{day}"));
+                let (_, da) = call(a, None, "POST", "/v1/decisions", &body);
+                let (_, db) = call(b, None, "POST", "/v1/decisions", &body);
+                assert_eq!(da, db, "{body}");
+            }
+            for path in [
+                format!("/v1/programs/bergen/cards/{card}"),
+                format!(
+                    "/v1/programs/bergen/cards/{card}/allowances?at=2027-12-{day:02}T13:00:00%2B01:00"
+                ),
+            ] {
+                let (_, va) = call(a, None, "GET", &path, "");
+                let (_, vb) = call(b, None, "GET", &path, "");
+                assert_eq!(va, vb, "{path}");
+            }
+        }
+    };
+    compare(&a, &b, 16);
+    let (_, stopped) = call(&a, None, "GET", "/v1/programs/bergen/cards/RT-STOP", "");
+    assert_eq!(stopped["state"], "erased", "{stopped}");
+    let (_, stopped) = call(&b, None, "GET", "/v1/programs/bergen/cards/RT-STOP", "");
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    drop(a);
+    let a = Server::start_on(dir.clone(), compacted, &["--allow-unsigned"]);
+    compare(&a, &b, 17);
+    drop(a);
+    let out = cardrules(&["ledger", "verify", "--ledger", compacted]);
+    assert!(out.contains("bergen"), "{out}");
+}
+
+#[test]
+fn retention_compacts_a_served_sqlite_ledger_and_every_answer_stays_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let compacted = dir.path().join("compacted.sqlite");
+    let twin = dir.path().join("twin.sqlite");
+    retention_on(compacted.to_str().unwrap(), twin.to_str().unwrap());
+}
+
+#[test]
+fn retention_compacts_a_served_postgres_ledger_and_every_answer_stays_the_same() {
+    let (Some(compacted), Some(twin)) = (Database::fresh(), Database::fresh()) else {
+        return;
+    };
+    retention_on(&compacted.url, &twin.url);
+}

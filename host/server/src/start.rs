@@ -263,7 +263,8 @@ fn compact_in_background(host: Arc<Host>, every: Duration, bound_times: bool, ci
         );
     }
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
+        // The first run after one period: a start has enough to read already.
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;

@@ -50,6 +50,21 @@ pub(crate) struct Image {
     cards: Vec<Card>,
 }
 
+impl Image {
+    /// The image with the holders of `cards` erased (see [`State`]'s erasure): each keeps
+    /// its card, state, lots, counters and earlier cards, and loses its facts.
+    pub(crate) fn erase(&mut self, cards: &[String]) {
+        for name in cards {
+            if let Ok(index) = self.cards.binary_search_by(|c| c.card.as_str().cmp(name)) {
+                let card = &mut self.cards[index];
+                if let Some(holder) = card.holder.take() {
+                    card.erased = Some(holder.state);
+                }
+            }
+        }
+    }
+}
+
 impl State {
     /// The state as an image; the state must be settled (nothing to take back).
     pub(crate) fn image(&self) -> Image {

@@ -691,14 +691,6 @@ impl State {
         Ok(())
     }
 
-    /// Forgets the facts of `card`'s holder if it has one (a snapshot rewritten by an
-    /// erasure).
-    pub(crate) fn forget_holder(&mut self, card: &str) {
-        if self.holders.contains_key(card) {
-            let _ = self.erase(card);
-        }
-    }
-
     /// A registration rewritten by an erasure: the card is known without facts; a new
     /// one gets its starting balances as a registration would.
     fn redacted(
