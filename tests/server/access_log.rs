@@ -161,9 +161,19 @@ fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only_and_its_
     assert_eq!(status, 400);
     // Export: everything the ledger holds about the holder, for its guardian, the desk and
     // admins; not for a till or another card's guardian; and each export is logged.
+    // A year of history: a visit to a museum every week of 2024, and the cinema once.
     let redeem = r#"{"program":"bergen","card":"AK-1001","action":"redeem","offer":"bergen-kino","at":"2024-03-02T12:00:00+01:00","id":"export-1"}"#;
     let (status, _) = call(&server, Some(&till), "POST", "/v1/decisions", redeem);
     assert_eq!(status, 200);
+    for week in 0..52 {
+        let at = 1_704_283_200 + week * 7 * 86_400; // 2024-01-03T12:00:00Z, weekly
+        let at = jiff::Timestamp::from_second(at).unwrap();
+        let body = format!(
+            r#"{{"program":"bergen","card":"AK-1001","action":"redeem","offer":"kode-museum","at":"{at}","id":"week-{week}"}}"#
+        );
+        let (status, decision) = call(&server, Some(&till), "POST", "/v1/decisions", &body);
+        assert_eq!(status, 200, "{decision}");
+    }
     for token in [&parent, &desk, &ops] {
         let (status, export) = call(&server, Some(token), "GET", &format!("{card}/export"), "");
         assert_eq!(status, 200, "{export}");
@@ -180,6 +190,11 @@ fn every_read_and_change_of_a_card_is_in_its_access_log_for_admins_only_and_its_
         );
         let statement = export["statement"].as_array().unwrap();
         assert!(statement.iter().any(|e| e["id"] == "export-1"), "{export}");
+        assert_eq!(
+            statement.iter().filter(|e| e["kind"] == "decided").count(),
+            53,
+            "the whole year: {export}"
+        );
     }
     for token in [&till, &other_parent] {
         let (status, body) = call(&server, Some(token), "GET", &format!("{card}/export"), "");

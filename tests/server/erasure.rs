@@ -87,6 +87,7 @@ fn holds(bytes: &[u8], value: &str) -> bool {
 /// the ledger as it stands (the files, or a dump).
 fn erase_on(ledger: &str, scan: &dyn Fn() -> Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
     copy_dir(&shipped_policies(), &dir.path().join("policies"));
     // Bergen archives its holders in this test: erasure is refused there, naming
     // restriction.
@@ -112,8 +113,9 @@ fn erase_on(ledger: &str, scan: &dyn Fn() -> Vec<u8>) {
     ]);
     std::fs::write(dir.path().join("auth.toml"), format!("{e1}\n{e2}\n")).unwrap();
     let auth = dir.path().join("auth.toml");
+    let dir = Arc::new(dir);
     let server = Server::start_on(
-        Arc::new(dir),
+        dir.clone(),
         ledger,
         &[
             "--allow-unsigned",
@@ -401,6 +403,31 @@ fn erase_on(ledger: &str, scan: &dyn Fn() -> Vec<u8>) {
             "`{value}` is in the ledger after a stop"
         );
     }
+    // The operator's commands: an export, and an erasure refused while money is left.
+    let tool = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cardrules"))
+            .args(["ledger", command, "--ledger", ledger])
+            .args(["--policies", policies.to_str().unwrap(), "--allow-unsigned"])
+            .args(["--program", "albertslund", "--card", "BK-7002"])
+            .output()
+            .unwrap()
+    };
+    let out = tool("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(export["holder"]["statuses"][1], "qxstatus-7002", "{export}");
+    let out = tool("erase");
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("error: cannot erase the holder of card `BK-7002`")
+            && error.contains("`close-account`"),
+        "{error}"
+    );
 }
 
 #[test]
