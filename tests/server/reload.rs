@@ -321,4 +321,29 @@ fn a_shadow_candidate_is_compared_on_the_same_state_without_touching_the_answers
     let fifth = json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
                        "offer": "bergen-kino", "at": "2024-05-10T17:00:00+02:00"});
     assert_eq!(server.decide(&fifth)["reason"], "quota-exhausted");
+
+    // The holder erased, a shadow started afresh on the ledger reports its decisions as
+    // erased (their facts are gone) instead of comparing them or failing.
+    let (status, erased) = call(
+        &server,
+        None,
+        "DELETE",
+        "/v1/programs/bergen/holders/AK-1001",
+        "",
+    );
+    assert_eq!(status, 200, "{erased}");
+    let dir = server.dir.clone();
+    drop(server);
+    let server = Server::start_with(dir, &["--allow-unsigned", "--shadow", &shadow]);
+    eventually("the shadow has followed the journal", &server, || {
+        let (_, all) = server.get("/v1/programs");
+        all["shadow"]["bergen"]["erased"].as_u64().unwrap_or(0) >= 5
+    });
+    let (_, all) = server.get("/v1/programs");
+    let bergen = &all["shadow"]["bergen"];
+    assert_eq!(
+        (&bergen["agreed"], &bergen["differed"], &bergen["erased"]),
+        (&json!(0), &json!(0), &json!(5)),
+        "{all:#}"
+    );
 }
