@@ -41,6 +41,10 @@ pub struct Options {
     /// Erase ended holders (`holders`): only on a host whose journal is its own (a city),
     /// not on a venue's copy, which receives the city's erasures.
     pub erase_ended: bool,
+    /// Remove old events only when at least this many are due: each removal writes a
+    /// new base snapshot (the program's whole state), which a server running it every
+    /// hour need not do for an hour's worth of events.
+    pub min_events: u64,
 }
 
 impl Default for Options {
@@ -48,9 +52,13 @@ impl Default for Options {
         Options {
             remove_events: true,
             erase_ended: true,
+            min_events: 1,
         }
     }
 }
+
+/// What a server removes at least, when it applies retention in the background.
+pub const MIN_EVENTS_WHILE_SERVING: u64 = 10_000;
 
 /// What compaction did to one program.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -142,7 +150,7 @@ impl Host {
             // What the journal held before the state was built: an erasure after it is
             // not in the state, and refuses the compaction (see `Journal::compact`).
             let seen = self.ledger().read(id, |state| state.seq())?;
-            if let Some(base) = end_of_old(journal.as_ref(), id, horizon)? {
+            if let Some(base) = end_of_old(journal.as_ref(), id, horizon, options.min_events)? {
                 let mut state = base_state(journal.as_ref(), id)?;
                 catch_up(journal.as_ref(), id, &mut state, Some(base))?;
                 let snapshot = Snapshot::of(journal.as_ref(), id, &state)?;
@@ -183,6 +191,7 @@ fn end_of_old(
     journal: &dyn crate::ledger::Journal,
     program: &str,
     horizon: i64,
+    min_events: u64,
 ) -> Result<Option<u64>> {
     let mut after = 0;
     let mut first = None;
@@ -202,7 +211,7 @@ fn end_of_old(
         after = end;
     }
     Ok(match (first, last_old) {
-        (Some(first), Some(last)) if last > first => Some(last),
+        (Some(first), Some(last)) if last > first && last - first >= min_events => Some(last),
         _ => None,
     })
 }

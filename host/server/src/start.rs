@@ -273,6 +273,7 @@ fn compact_in_background(host: Arc<Host>, every: Duration, bound_times: bool, ci
                 let options = cardrules::retention::Options {
                     remove_events: bound_times,
                     erase_ended: city,
+                    min_events: cardrules::retention::MIN_EVENTS_WHILE_SERVING,
                 };
                 host.compact_with(jiff::Timestamp::now().as_second(), options)
             })
