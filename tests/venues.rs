@@ -1131,3 +1131,99 @@ fn a_venue_keeps_its_last_good_programs_whatever_its_city_sends() {
     );
     assert_eq!(status, 503, "{answer}");
 }
+
+/// A city whose retention removed its first events: a venue that joins afterwards begins
+/// its copy at the city's base snapshot and follows on from there, and its ledger verifies.
+#[test]
+fn a_venue_joins_a_city_whose_retention_removed_old_events() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let files = city_files(dir.path());
+    bergen_version(
+        &files.keys,
+        "a",
+        &dir.path().join("city").join("policies"),
+        Some(("decisions = \"400d\"", "decisions = \"90d\"")),
+    );
+    let ledger = dir.path().join("city.sqlite").display().to_string();
+    let port = free_port();
+    let city_url = format!("http://127.0.0.1:{port}");
+    let city = start_city(&dir, &files, &ledger, port);
+    // Recorded traffic of 2027, after the demo holders were registered (host's clock).
+    for month in 1..=10 {
+        let body = json!({"program": "bergen", "card": "AK-1001", "action": "redeem",
+                          "offer": "kode-museum", "party": 1, "id": format!("m-{month}"),
+                          "at": format!("2027-{month:02}-05T12:00:00+01:00")});
+        let (status, decision) = call(
+            &city,
+            Some(&files.admin),
+            "POST",
+            "/v1/decisions",
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{decision}");
+    }
+    let out = run_in(
+        dir.path(),
+        &[
+            "ledger",
+            "compact",
+            "--ledger",
+            &ledger,
+            "--policies",
+            dir.path().join("city").join("policies").to_str().unwrap(),
+            "--trust",
+            files.trust.to_str().unwrap(),
+            "--at",
+            "2027-12-15T00:00:00Z",
+        ],
+    );
+    assert!(
+        out.contains("bergen: ") && !out.contains("bergen: 0 events removed"),
+        "{out}"
+    );
+    let (_, page) = call(
+        &city,
+        Some(&files.admin),
+        "GET",
+        "/v1/venue/programs/bergen/journal?limit=10000",
+        "",
+    );
+    let events = page["events"].as_array().unwrap();
+    let (first, last) = (
+        events[0]["seq"].as_u64().unwrap(),
+        events.last().unwrap()["seq"].as_u64().unwrap(),
+    );
+    assert!(first > 1, "compacted: {page}");
+
+    let kino = venue_files(dir.path(), &files.kino_token);
+    let kino_host = start_venue(&kino, &city_url, &dir.path().join("venue-trust.toml"));
+    within(
+        30,
+        "the new venue holds the city's journal",
+        &[&city, &kino_host],
+        || {
+            venue_status(&city, &files.admin, "bergen-kino")
+                .is_some_and(|v| v["position"]["bergen"].as_u64() == Some(last))
+        },
+    );
+    assert!(
+        kino_host
+            .log()
+            .contains("began the journal of `bergen` at the city's base snapshot"),
+        "{}",
+        kino_host.log()
+    );
+    drop(kino_host);
+    let venue_ledger = kino.dir.path().join("venue.sqlite");
+    let verified = run_in(
+        dir.path(),
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            venue_ledger.to_str().unwrap(),
+        ],
+    );
+    assert!(verified.contains("bergen"), "{verified}");
+    drop(city);
+}

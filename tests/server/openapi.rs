@@ -51,6 +51,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
         ("GET", "/v1/venue/programs"),
         ("GET", "/v1/venue/programs/{program}/bundle"),
         ("GET", "/v1/venue/programs/{program}/journal"),
+        ("GET", "/v1/venue/programs/{program}/base"),
         ("PUT", "/v1/venue/status"),
         ("GET", "/v1/venues"),
         (
@@ -81,6 +82,9 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     for (method, path) in &described {
         if path.ends_with("/why") {
             continue; // needs a decision in the statement: among the cases below
+        }
+        if path.ends_with("/base") {
+            continue; // needs a compacted journal (tests/venues.rs); its 404 is below
         }
         // Erasure and restriction act on a card no case below uses.
         let card = if path.contains("/holders/") && method != "PUT" && method != "PATCH"
@@ -532,7 +536,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     ];
     let cases: Vec<Case<'_>> = cases
         .into_iter()
-        .chain::<[Case<'_>; 8]>([
+        .chain::<[Case<'_>; 9]>([
             (
                 Some(&ops),
                 "PUT",
@@ -596,6 +600,14 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
                 "/v1/programs/bergen/holders/AK-1003",
                 String::new(),
                 200,
+            ),
+            (
+                Some(&ops),
+                "GET",
+                "/v1/venue/programs/{program}/base",
+                "/v1/venue/programs/bergen/base",
+                String::new(),
+                404,
             ),
         ])
         .collect();

@@ -310,6 +310,60 @@ impl Journal for PostgresLedger {
         })
     }
 
+    fn adopt(&self, base: &Snapshot, changes: &[cardrules::ledger::Change]) -> Result<()> {
+        let context = format!("cannot begin the journal of `{}`", base.program);
+        if base.seq == 0 {
+            return Err(Error::Invalid(format!("{context} at event 0")));
+        }
+        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
+        let format = i32::try_from(base.format).unwrap_or(i32::MAX);
+        let rows = Rows::of(&Batch {
+            program: &base.program,
+            after: base.seq - 1,
+            changes,
+        })?;
+        self.with_session(&context, |session| {
+            let insert = session.prepared(Query::Insert)?;
+            let mut txn = session.client.transaction()?;
+            txn.execute(
+                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
+                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
+                &[
+                    &base.program,
+                    &seq,
+                    &format,
+                    &base.checksum,
+                    &base.body,
+                    &base.written,
+                ],
+            )?;
+            // Inserted only into an empty journal (its last position 0).
+            let inserted = txn.execute(
+                &insert,
+                &[
+                    &base.program,
+                    &0i64,
+                    &rows.seq,
+                    &rows.kind,
+                    &rows.card,
+                    &rows.at,
+                    &rows.request_id,
+                    &rows.body,
+                ],
+            )?;
+            if inserted != rows.seq.len() as u64 {
+                return Err(Failure::Other(Error::Invalid(format!(
+                    "{context} at event {}: it holds events",
+                    base.seq
+                ))));
+            }
+            txn.commit()
+                .map_err(|e| Failure::Db(e, Stage::Committing))
+        })
+    }
+
     fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
         let context = format!("cannot forget old entries of the access log of `{program}`");
         self.with_session(&context, |session| {

@@ -35,6 +35,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         crate::routes::venues::programs,
         crate::routes::venues::bundle,
         crate::routes::venues::journal,
+        crate::routes::venues::base,
         crate::routes::venues::status,
         crate::routes::venues::venues,
         crate::routes::portal::why,

@@ -200,6 +200,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/venue/programs", get(venues::programs))
         .route("/v1/venue/programs/{program}/bundle", get(venues::bundle))
         .route("/v1/venue/programs/{program}/journal", get(venues::journal))
+        .route("/v1/venue/programs/{program}/base", get(venues::base))
         .route("/v1/venue/status", put(venues::status))
         .route("/v1/venues", get(venues::venues))
         .route(

@@ -136,6 +136,21 @@ pub struct BundleBody {
     pub files: BTreeMap<String, String>,
 }
 
+/// The base snapshot of a city's compacted journal
+/// (`GET /v1/venue/programs/{program}/base`): where a venue joining it begins.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BaseBody {
+    pub program: String,
+    /// The position of the journal's first event, which the snapshot is bound to.
+    pub seq: u64,
+    pub format: u32,
+    pub checksum: String,
+    pub written: i64,
+    /// The snapshot's bytes, in standard base64.
+    pub body: String,
+}
+
 /// One event of a program's journal, as a venue follows it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

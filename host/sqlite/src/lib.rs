@@ -717,6 +717,65 @@ impl Journal for SqliteLedger {
         Ok(())
     }
 
+    fn adopt(&self, base: &Snapshot, changes: &[Change]) -> Result<()> {
+        let context = format!("cannot begin the journal of `{}`", base.program);
+        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
+        let mut conn = self.writer.lock();
+        let txn = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| fail(&context, e))?;
+        let held: bool = txn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE program = ?1)",
+                params![base.program],
+                |row| row.get(0),
+            )
+            .map_err(|e| fail(&context, e))?;
+        if held || base.seq == 0 {
+            return Err(Error::Invalid(format!(
+                "{context} at event {}: it holds events, or that is no position",
+                base.seq
+            )));
+        }
+        txn.execute(
+            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                base.program,
+                seq,
+                base.format,
+                base.checksum,
+                base.body,
+                base.written
+            ],
+        )
+        .map_err(|e| fail(&context, e))?;
+        let batch = Batch {
+            program: &base.program,
+            after: base.seq - 1,
+            changes,
+        };
+        let recorded_at = now();
+        for row in batch.rows()? {
+            txn.execute(
+                "INSERT INTO events (program, seq, kind, card, at, request_id, body, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    base.program,
+                    row.seq,
+                    row.kind,
+                    row.card,
+                    row.at,
+                    row.request_id,
+                    row.body,
+                    recorded_at
+                ],
+            )
+            .map_err(|e| fail(&context, e))?;
+        }
+        txn.commit().map_err(|e| fail(&context, e))
+    }
+
     fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
         let context = format!("cannot forget old entries of the access log of `{program}`");
         let conn = self.writer.lock();

@@ -12,8 +12,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use cardrules::Host;
-use cardrules::ledger::{Appended, Batch, Change};
-use cardrules_server::upstream::JournalPage;
+use cardrules::Journal as _;
+use cardrules::ledger::{Appended, Batch, Change, Snapshot};
+use cardrules_server::upstream::{BaseBody, JournalPage};
 
 use crate::city::City;
 use crate::report::Report;
@@ -115,6 +116,30 @@ fn follow(host: &Host, city: &City, report: &Report, program: &str) {
         if page.events.is_empty() {
             continue;
         }
+        // A venue holding nothing of a journal its city compacted begins at the city's
+        // base snapshot, bound to the page's first event.
+        if last == 0 && page.program == program && page.events[0].seq > 1 {
+            match begin_at_base(host, city, program, page) {
+                Ok(now) => {
+                    tracing::info!(
+                        "began the journal of `{program}` at the city's base snapshot: holding it up to position {now}"
+                    );
+                    last = now;
+                    report.position(program, last);
+                }
+                Err(why) => {
+                    if failing.as_deref() != Some(why.as_str()) {
+                        tracing::error!(
+                            "cannot begin the journal of `{program}` at the city host `{}`'s base snapshot: {why}",
+                            city.url()
+                        );
+                        failing = Some(why);
+                    }
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+            }
+            continue;
+        }
         let follows_on = page.program == program
             && page
                 .events
@@ -157,4 +182,71 @@ fn follow(host: &Host, city: &City, report: &Report, program: &str) {
             }
         }
     }
+}
+
+/// Begins the venue's empty journal of `program` at its city's base snapshot and the
+/// `page` of events from the base's position on; returns the last position held. The
+/// snapshot must be bound to the page's first event (checked once adopted, as any start
+/// checks it), or nothing is kept.
+fn begin_at_base(
+    host: &Host,
+    city: &City,
+    program: &str,
+    page: JournalPage,
+) -> Result<u64, String> {
+    use base64::Engine as _;
+    let fetched = city
+        .get(&format!("/v1/venue/programs/{program}/base"), None)
+        .map_err(|e| format!("cannot reach it: {e}"))?;
+    if fetched.status != 200 {
+        return Err(format!(
+            "it answered {}: {}",
+            fetched.status,
+            fetched.error()
+        ));
+    }
+    let base: BaseBody = serde_json::from_slice(&fetched.body)
+        .map_err(|e| format!("its base snapshot is not one: {e}"))?;
+    let first = page.events[0].seq;
+    if base.program != program || base.seq != first {
+        return Err(format!(
+            "its base snapshot is at event {} of `{}`, its journal begins at event {first}",
+            base.seq, base.program
+        ));
+    }
+    let follows_on = page
+        .events
+        .iter()
+        .enumerate()
+        .all(|(i, event)| event.seq == first + i as u64);
+    if !follows_on {
+        return Err("its page of the journal does not follow on".to_string());
+    }
+    let snapshot = Snapshot {
+        program: base.program,
+        seq: base.seq,
+        format: base.format,
+        checksum: base.checksum,
+        body: base64::engine::general_purpose::STANDARD
+            .decode(&base.body)
+            .map_err(|e| format!("its base snapshot is not base64: {e}"))?,
+        written: base.written,
+    };
+    // The snapshot is checked whole before anything is kept: sound, this program's, and
+    // bound to the first event the city sent.
+    let scratch = cardrules::MemoryLedger::new();
+    let changes: Vec<Change> = page.events.into_iter().map(|e| e.change).collect();
+    scratch
+        .adopt(&snapshot, &changes)
+        .map_err(|e| e.to_string())?;
+    match snapshot.bound(&scratch, program) {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => return Err(format!("its base snapshot cannot be used: {why}")),
+        Err(e) => return Err(e.to_string()),
+    }
+    host.ledger()
+        .journal()
+        .adopt(&snapshot, &changes)
+        .map_err(|e| e.to_string())?;
+    Ok(first + changes.len() as u64 - 1)
 }

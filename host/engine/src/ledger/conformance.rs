@@ -34,6 +34,7 @@ pub fn run_all(fresh: &Fresh<'_>, twin: &Twin<'_>) {
     a_journal_event_that_cannot_be_applied_changes_nothing(fresh);
     an_erasure_rewrites_the_holders_events_everywhere_and_changes_no_amount(fresh, twin);
     a_compacted_journal_starts_from_its_base_snapshot_and_keeps_the_state(fresh, twin);
+    an_empty_journal_begins_at_another_journals_base_snapshot(fresh);
 }
 
 fn holder(card: &str) -> Holder {
@@ -1155,4 +1156,52 @@ fn a_compacted_journal_starts_from_its_base_snapshot_and_keeps_the_state(
     .unwrap();
     assert!(journal.compact(&overtaken, seen).is_err());
     assert_eq!(journal.read_page("p", 0, 1).unwrap()[0].seq, 20);
+}
+
+/// A venue joining a compacted city: an empty journal begins at the city's base snapshot
+/// and the events from it, starts to the city's state, takes appends after them, and
+/// refuses to begin again.
+fn an_empty_journal_begins_at_another_journals_base_snapshot(fresh: &Fresh<'_>) {
+    let city = fresh();
+    let live = Ledger::new(city.clone());
+    live.snapshot_every(0);
+    register(&live, "p", funded("A", "DKK", 500));
+    for day in 0..10 {
+        decide(
+            &live,
+            "p",
+            "A",
+            day * 86_400,
+            vec![consume("DKK", 1), count("visit", 1)],
+        )
+        .unwrap();
+    }
+    let mut state = snapshot::base_state(city.as_ref(), "p").unwrap();
+    catch_up(city.as_ref(), "p", &mut state, Some(6)).unwrap();
+    let base = Snapshot::of(city.as_ref(), "p", &state).unwrap();
+    city.compact(&base, live.read("p", |s| s.seq()).unwrap())
+        .unwrap();
+    let (found, first) = snapshot::base_snapshot(city.as_ref(), "p")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, 6);
+    let found = found.expect("a base snapshot");
+    let events: Vec<Change> = city
+        .read("p", 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.change)
+        .collect();
+    let venue = fresh();
+    venue.adopt(&found, &events).unwrap();
+    assert!(venue.adopt(&found, &events).is_err(), "begins once");
+    let copy = Ledger::new(venue.clone());
+    copy.snapshot_every(0);
+    assert_eq!(
+        copy.read("p", |s| s.canonical()).unwrap(),
+        live.read("p", |s| s.canonical()).unwrap()
+    );
+    decide(&copy, "p", "A", 20 * 86_400, vec![consume("DKK", 1)]).unwrap();
+    assert_eq!(venue.read("p", 0).unwrap().last().unwrap().seq, 12);
+    assert_eq!(copy.read("p", |s| s.balance("A", "DKK", 0)).unwrap(), 489);
 }

@@ -225,6 +225,26 @@ impl Journal for MemoryLedger {
         Ok(removed)
     }
 
+    fn adopt(&self, base: &Snapshot, changes: &[Change]) -> Result<()> {
+        let mut programs = self.programs.lock();
+        let program = programs.entry(base.program.clone()).or_default();
+        if program.removed + program.changes.len() as u64 > 0 || base.seq == 0 {
+            return Err(crate::Error::invalid(format!(
+                "cannot begin the journal of `{}` at event {}: it holds events, or that is no position",
+                base.program, base.seq
+            )));
+        }
+        program.removed = base.seq - 1;
+        for (offset, change) in changes.iter().enumerate() {
+            if let Some((id, _)) = change.recorded() {
+                program.ids.insert(id.to_string(), base.seq + offset as u64);
+            }
+            program.changes.push(change.clone());
+        }
+        program.snapshots = vec![base.clone()];
+        Ok(())
+    }
+
     fn forget_accesses(&self, program: &str, before: i64) -> Result<u64> {
         let mut log = self.accesses.lock();
         let had = log.len();

@@ -515,6 +515,20 @@ pub trait Journal: Send + Sync {
         )))
     }
 
+    /// Begins `base.program`'s empty journal at the base snapshot `base`: keeps it as the
+    /// program's base snapshot and appends `changes` at the positions from `base.seq` on
+    /// (the first is the event the snapshot is bound to), in one commit. How a venue
+    /// host starts to follow a city whose journal was compacted. Refused if the program's
+    /// journal holds any event; a journal that cannot begin past position 1 refuses.
+    fn adopt(&self, base: &Snapshot, changes: &[Change]) -> Result<()> {
+        let _ = changes;
+        Err(crate::Error::invalid(format!(
+            "the journal `{}` cannot begin `{}` at a base snapshot",
+            self.describe(),
+            base.program
+        )))
+    }
+
     /// Gives the space of removed rows back (SQLite `VACUUM`, PostgreSQL `VACUUM`); a
     /// journal with nothing to give back does nothing.
     fn reclaim(&self) -> Result<()> {

@@ -257,33 +257,46 @@ fn event_at(journal: &dyn Journal, program: &str, seq: u64) -> Result<Option<Eve
 /// event (or none), else — a compacted journal — the state its base snapshot holds at its
 /// first event, which must be usable: the events before it are gone.
 pub fn base_state(journal: &dyn Journal, program: &str) -> Result<State> {
-    let Some(first) = journal.read_page(program, 0, 1)?.into_iter().next() else {
-        return Ok(State::default());
-    };
-    if first.seq <= 1 {
-        return Ok(State::default());
-    }
-    for snapshot in journal.snapshots(program, KEPT + 1)? {
-        if snapshot.seq == first.seq {
-            return match snapshot.bound(journal, program)? {
+    match base_snapshot(journal, program)? {
+        None => Ok(State::default()),
+        Some((snapshot, first)) => match snapshot {
+            Some(snapshot) => match snapshot.bound(journal, program)? {
                 Ok(state) => Ok(state),
                 Err(why) => Err(Error::ledger(
                     format!("journal of `{program}`"),
                     format!(
-                        "it was compacted to begin at event {}, and its base snapshot there cannot be used: {why}",
-                        first.seq
+                        "it was compacted to begin at event {first}, and its base snapshot there cannot be used: {why}"
                     ),
                 )),
-            };
-        }
+            },
+            None => Err(Error::ledger(
+                format!("journal of `{program}`"),
+                format!(
+                    "event {first} follows 0: the events before it are gone (compacted, or removed by hand), and no base snapshot at it is left to start from"
+                ),
+            )),
+        },
     }
-    Err(Error::ledger(
-        format!("journal of `{program}`"),
-        format!(
-            "event {} follows 0: the events before it are gone (compacted, or removed by hand), and no base snapshot at it is left to start from",
-            first.seq
-        ),
-    ))
+}
+
+/// The base snapshot of a compacted journal: `None` for a journal that holds its first
+/// event (or none); else the snapshot at its first event, if it has one, and that
+/// event's position.
+pub fn base_snapshot(
+    journal: &dyn Journal,
+    program: &str,
+) -> Result<Option<(Option<Snapshot>, u64)>> {
+    let Some(first) = journal.read_page(program, 0, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    if first.seq <= 1 {
+        return Ok(None);
+    }
+    let base = journal
+        .snapshots(program, KEPT + 1)?
+        .into_iter()
+        .find(|snapshot| snapshot.seq == first.seq);
+    Ok(Some((base, first.seq)))
 }
 
 /// The newest usable snapshot of `program`, as a state, or `None` (start from the

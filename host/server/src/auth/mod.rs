@@ -164,7 +164,8 @@ pub enum Route {
     /// `PUT /v1/programs/{program}/policy`
     Publish,
     /// `GET /v1/venue/programs` and what follows from it: a program's files
-    /// (`…/programs/{program}/bundle`) and its journal (`…/programs/{program}/journal`)
+    /// (`…/programs/{program}/bundle`), its journal (`…/programs/{program}/journal`) and
+    /// a compacted journal's base snapshot (`…/programs/{program}/base`)
     Rollout,
     /// `PUT /v1/venue/status`
     VenueStatus,

@@ -322,3 +322,56 @@ pub(crate) async fn venues(
         venues: state.venues.list(),
     }))
 }
+
+/// The base snapshot of `program`'s journal, when the city's retention removed its first
+/// events: a venue that joins (or fell behind) starts from it and the events after it. 404
+/// when the journal still begins at its first event (follow it from there).
+#[utoipa::path(get, path = "/v1/venue/programs/{program}/base", tag = "venues",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id")),
+    responses(
+        (status = 200, description = "The base snapshot, bound to the journal's first event", body = crate::upstream::BaseBody),
+        Refused,
+        (status = 404, description = "Unknown program, or a journal that was not compacted", body = ErrorBody),
+    ))]
+pub(crate) async fn base(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult<Json<crate::upstream::BaseBody>> {
+    use base64::Engine as _;
+    let UrlPath(program) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Rollout))?;
+    access.check(|c| c.may_act_for(&program))?;
+    state.host.program(&program)?;
+    seen(&state, &access).await;
+    let journal = state.host.ledger().journal().clone();
+    let p = program.clone();
+    let found = blocking(&state, move || {
+        cardrules::ledger::snapshot::base_snapshot(journal.as_ref(), &p)
+    })
+    .await?;
+    let not_compacted = || {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("the journal of `{program}` begins at its first event: follow it from there"),
+        )
+    };
+    match found {
+        None => Err(not_compacted()),
+        Some((None, first)) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the journal of `{program}` begins at event {first}, and no base snapshot of it is left"
+            ),
+        )),
+        Some((Some(snapshot), _)) => Ok(Json(crate::upstream::BaseBody {
+            program: snapshot.program.clone(),
+            seq: snapshot.seq,
+            format: snapshot.format,
+            checksum: snapshot.checksum.clone(),
+            written: snapshot.written,
+            body: base64::engine::general_purpose::STANDARD.encode(&snapshot.body),
+        })),
+    }
+}
