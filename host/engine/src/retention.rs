@@ -96,6 +96,17 @@ impl Host {
                 done.push(self.compact_program(&program, now, options)?);
             }
         }
+        if !done.is_empty() {
+            // One count of the whole journal, not one per program.
+            let stats = self.ledger().journal().stats()?;
+            for report in &mut done {
+                report.events_kept = stats
+                    .programs
+                    .iter()
+                    .find(|p| p.program == report.program)
+                    .map_or(0, |p| p.events);
+            }
+        }
         Ok(done)
     }
 
@@ -162,12 +173,6 @@ impl Host {
             report.accesses_removed =
                 journal.forget_accesses(id, now.saturating_sub(period.as_secs()))?;
         }
-        report.events_kept = journal
-            .stats()?
-            .programs
-            .iter()
-            .find(|p| p.program == id)
-            .map_or(0, |p| p.events);
         report.millis = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.events_removed > 0 || !report.holders_erased.is_empty() {
             tracing::info!(

@@ -239,7 +239,6 @@ impl Journal for PostgresLedger {
         let seen = i64::try_from(seen).unwrap_or(i64::MAX);
         let context = format!("cannot compact the journal of `{}`", base.program);
         let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
-        let format = i32::try_from(base.format).unwrap_or(i32::MAX);
         self.with_session(&context, |session| {
             let mut txn = session.client.transaction()?;
             // Appends to the program wait for this (they lock its last row too).
@@ -267,20 +266,7 @@ impl Journal for PostgresLedger {
                     &base.program,
                 )));
             }
-            txn.execute(
-                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
-                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
-                &[
-                    &base.program,
-                    &seq,
-                    &format,
-                    &base.checksum,
-                    &base.body,
-                    &base.written,
-                ],
-            )?;
+            put_snapshot(&mut txn, base)?;
             let removed = txn.execute(
                 "DELETE FROM cardrules_events WHERE program = $1 AND seq < $2",
                 &[&base.program, &seq],
@@ -315,8 +301,6 @@ impl Journal for PostgresLedger {
         if base.seq == 0 {
             return Err(Error::Invalid(format!("{context} at event 0")));
         }
-        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
-        let format = i32::try_from(base.format).unwrap_or(i32::MAX);
         let rows = Rows::of(&Batch {
             program: &base.program,
             after: base.seq - 1,
@@ -325,20 +309,7 @@ impl Journal for PostgresLedger {
         self.with_session(&context, |session| {
             let insert = session.prepared(Query::Insert)?;
             let mut txn = session.client.transaction()?;
-            txn.execute(
-                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
-                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
-                &[
-                    &base.program,
-                    &seq,
-                    &format,
-                    &base.checksum,
-                    &base.body,
-                    &base.written,
-                ],
-            )?;
+            put_snapshot(&mut txn, base)?;
             // Inserted only into an empty journal (its last position 0).
             let inserted = txn.execute(
                 &insert,
@@ -359,8 +330,7 @@ impl Journal for PostgresLedger {
                     base.seq
                 ))));
             }
-            txn.commit()
-                .map_err(|e| Failure::Db(e, Stage::Committing))
+            txn.commit().map_err(|e| Failure::Db(e, Stage::Committing))
         })
     }
 
@@ -460,7 +430,6 @@ impl Journal for PostgresLedger {
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         let context = format!("cannot write a snapshot of `{}`", snapshot.program);
         let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
-        let format = i32::try_from(snapshot.format).unwrap_or(i32::MAX);
         let kept = snapshot::KEPT as i64;
         self.with_session(&context, |session| {
             let mut txn = session.client.transaction()?;
@@ -475,20 +444,7 @@ impl Journal for PostgresLedger {
             if erased {
                 return Ok(());
             }
-            txn.execute(
-                "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
-                     checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
-                &[
-                    &snapshot.program,
-                    &seq,
-                    &format,
-                    &snapshot.checksum,
-                    &snapshot.body,
-                    &snapshot.written,
-                ],
-            )?;
+            put_snapshot(&mut txn, snapshot)?;
             // Keep the newest few: the one before the latest is the fallback if the latest
             // turns out damaged.
             // And a compacted journal's base snapshot, at its first event.
@@ -725,6 +681,26 @@ fn redact(
         };
     }
     Ok(())
+}
+
+/// Keeps `snapshot` (in place of one at the same position).
+fn put_snapshot(txn: &mut postgres::Transaction<'_>, snapshot: &Snapshot) -> Result<u64, Failure> {
+    let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+    let format = i32::try_from(snapshot.format).unwrap_or(i32::MAX);
+    Ok(txn.execute(
+        "INSERT INTO cardrules_snapshots (program, seq, format, checksum, body, written)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (program, seq) DO UPDATE SET format = EXCLUDED.format,
+             checksum = EXCLUDED.checksum, body = EXCLUDED.body, written = EXCLUDED.written",
+        &[
+            &snapshot.program,
+            &seq,
+            &format,
+            &snapshot.checksum,
+            &snapshot.body,
+            &snapshot.written,
+        ],
+    )?)
 }
 
 /// One try at appending `batches` (in `order`) in one transaction.

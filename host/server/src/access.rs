@@ -47,6 +47,13 @@ impl Access {
         }
     }
 
+    /// The caller's token name, as logs, the journal and the access log name it (`-`
+    /// without an auth file).
+    pub(crate) fn name(&self) -> String {
+        self.caller()
+            .map_or_else(|| "-".to_string(), |caller| caller.name().to_string())
+    }
+
     /// The known caller, if there is an auth file.
     pub(crate) fn caller(&self) -> Option<&Arc<Caller>> {
         match self {

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use cardrules::ledger::{
-    Appended, Batch, Change, Event, HistoryQuery, Journal, JournalStats, ProgramStats, Recorded,
-    Snapshot, snapshot,
+    Appended, Batch, Change, Event, EventRow, HistoryQuery, Journal, JournalStats, ProgramStats,
+    Recorded, Snapshot, snapshot,
 };
 use cardrules::{Error, Result};
 use parking_lot::Mutex;
@@ -84,6 +84,45 @@ CREATE TABLE IF NOT EXISTS access_log (
 );
 CREATE INDEX IF NOT EXISTS access_log_by_card ON access_log (program, card, id);
 ";
+
+/// Writes one event's row of `program`.
+fn insert_row(
+    txn: &rusqlite::Transaction<'_>,
+    program: &str,
+    row: &EventRow<'_>,
+    recorded_at: i64,
+) -> rusqlite::Result<usize> {
+    txn.prepare_cached(
+        "INSERT INTO events (program, seq, kind, card, at, request_id, body, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        program,
+        row.seq,
+        row.kind,
+        row.card,
+        row.at,
+        row.request_id,
+        row.body,
+        recorded_at
+    ])
+}
+
+/// Keeps `snapshot` (in place of one at the same position).
+fn put_snapshot(txn: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Result<usize> {
+    txn.execute(
+        "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            snapshot.program,
+            i64::try_from(snapshot.seq).unwrap_or(i64::MAX),
+            snapshot.format,
+            snapshot.checksum,
+            snapshot.body,
+            snapshot.written
+        ],
+    )
+}
 
 /// Rewrites every event of `cards` in `program` before position `erasure` as the erasure
 /// leaves it ([`cardrules::ledger::Change::redacted`]), and each of the program's snapshots
@@ -436,29 +475,13 @@ impl Journal for SqliteLedger {
                 outcomes.push(Appended::Conflict);
                 continue;
             }
-            let mut insert = txn
-                .prepare_cached(
-                    "INSERT INTO events (program, seq, kind, card, at, request_id, body, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(|e| fail(&context, e))?;
             // `last` is the batch's `after` here, so the rows' positions follow it.
             for (row, change) in batch.rows()?.into_iter().zip(batch.changes) {
                 if let Some(cards) = change.erases() {
                     redact(&txn, batch.program, row.seq, cards).map_err(|e| fail(&context, e))?;
                     erased = true;
                 }
-                insert
-                    .execute(params![
-                        batch.program,
-                        row.seq,
-                        row.kind,
-                        row.card,
-                        row.at,
-                        row.request_id,
-                        row.body,
-                        recorded_at
-                    ])
+                insert_row(&txn, batch.program, &row, recorded_at)
                     .map_err(|e| fail(&context, e))?;
             }
             outcomes.push(Appended::Done);
@@ -625,19 +648,7 @@ impl Journal for SqliteLedger {
         if erased {
             return Ok(());
         }
-        txn.execute(
-            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                snapshot.program,
-                seq,
-                snapshot.format,
-                snapshot.checksum,
-                snapshot.body,
-                snapshot.written
-            ],
-        )
-        .map_err(|e| fail(&context, e))?;
+        put_snapshot(&txn, snapshot).map_err(|e| fail(&context, e))?;
         // Keep the newest few: the one before the latest is the fallback if the latest
         // turns out damaged; and a compacted journal's base snapshot, at its first event.
         txn.execute(
@@ -680,19 +691,7 @@ impl Journal for SqliteLedger {
         if erased {
             return Err(cardrules::ledger::erased_meanwhile(&base.program));
         }
-        txn.execute(
-            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                base.program,
-                seq,
-                base.format,
-                base.checksum,
-                base.body,
-                base.written
-            ],
-        )
-        .map_err(|e| fail(&context, e))?;
+        put_snapshot(&txn, base).map_err(|e| fail(&context, e))?;
         let removed = txn
             .execute(
                 "DELETE FROM events WHERE program = ?1 AND seq < ?2",
@@ -719,7 +718,6 @@ impl Journal for SqliteLedger {
 
     fn adopt(&self, base: &Snapshot, changes: &[Change]) -> Result<()> {
         let context = format!("cannot begin the journal of `{}`", base.program);
-        let seq = i64::try_from(base.seq).unwrap_or(i64::MAX);
         let mut conn = self.writer.lock();
         let txn = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -737,19 +735,7 @@ impl Journal for SqliteLedger {
                 base.seq
             )));
         }
-        txn.execute(
-            "INSERT OR REPLACE INTO snapshots (program, seq, format, checksum, body, written)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                base.program,
-                seq,
-                base.format,
-                base.checksum,
-                base.body,
-                base.written
-            ],
-        )
-        .map_err(|e| fail(&context, e))?;
+        put_snapshot(&txn, base).map_err(|e| fail(&context, e))?;
         let batch = Batch {
             program: &base.program,
             after: base.seq - 1,
@@ -757,21 +743,7 @@ impl Journal for SqliteLedger {
         };
         let recorded_at = now();
         for row in batch.rows()? {
-            txn.execute(
-                "INSERT INTO events (program, seq, kind, card, at, request_id, body, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    base.program,
-                    row.seq,
-                    row.kind,
-                    row.card,
-                    row.at,
-                    row.request_id,
-                    row.body,
-                    recorded_at
-                ],
-            )
-            .map_err(|e| fail(&context, e))?;
+            insert_row(&txn, &base.program, &row, recorded_at).map_err(|e| fail(&context, e))?;
         }
         txn.commit().map_err(|e| fail(&context, e))
     }

@@ -40,9 +40,7 @@ pub(crate) async fn record(
         program: program.to_string(),
         card: card.to_string(),
         at: jiff::Timestamp::now().as_second(),
-        token: access
-            .caller()
-            .map_or_else(|| "-".to_string(), |caller| caller.name().to_string()),
+        token: access.name(),
         route: path.to_string(),
         method: method.to_string(),
     };

@@ -304,7 +304,7 @@ pub(crate) async fn erase(
         return Err(upstream::at_the_city(&state, "erase holders"));
     }
     let host = state.host.clone();
-    let by = caller_name(&access);
+    let by = access.name();
     let (p, c) = (program.clone(), card.clone());
     let erased = blocking(&state, move || host.erase(&p, &c, &by)).await?;
     access_log::record(&state, &access, &program, &card, Route::Erase).await?;
@@ -358,7 +358,7 @@ pub(crate) async fn restrict(
     let restriction: Restriction = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("cannot parse restriction: {e}")))?;
     let host = state.host.clone();
-    let by = caller_name(&access);
+    let by = access.name();
     let (p, c) = (program.clone(), card.clone());
     let view = blocking(&state, move || {
         host.restrict(&p, &c, restriction.restricted, &by)
@@ -366,11 +366,4 @@ pub(crate) async fn restrict(
     .await?;
     access_log::record(&state, &access, &program, &card, Route::Restrict).await?;
     Ok(Json(view))
-}
-
-/// The caller's token name, as the journal records who asked (`-` without `--auth`).
-fn caller_name(access: &Access) -> String {
-    access
-        .caller()
-        .map_or_else(|| "-".to_string(), |caller| caller.name().to_string())
 }
