@@ -1227,3 +1227,397 @@ fn a_venue_joins_a_city_whose_retention_removed_old_events() {
     assert!(verified.contains("bergen"), "{verified}");
     drop(city);
 }
+
+/// A venue host of `program` at `location`: its files, with a till of the program.
+fn offline_venue(dir: &Path, city_token: &str, program: &str) -> VenueFiles {
+    let venue = Arc::new(tempfile::tempdir_in(dir).unwrap());
+    std::fs::create_dir_all(venue.path().join("policies")).unwrap();
+    std::fs::write(venue.path().join("city.token"), city_token).unwrap();
+    let (till, e1) = token(
+        venue.path(),
+        &["--name", "till", "--role", "terminal", "--program", program],
+    );
+    let (admin, e2) = token(
+        venue.path(),
+        &["--name", "manager", "--role", "admin", "--program", "*"],
+    );
+    std::fs::write(venue.path().join("auth.toml"), format!("{e1}\n\n{e2}\n")).unwrap();
+    VenueFiles {
+        dir: venue,
+        till,
+        admin,
+    }
+}
+
+fn start_offline_venue(venue: &VenueFiles, city: &str) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
+    command
+        .arg("serve")
+        .arg("--policies")
+        .arg(venue.dir.path().join("policies"))
+        .arg("--ledger")
+        .arg(venue.dir.path().join("venue.sqlite"))
+        .args(["--listen", "127.0.0.1:0", "--allow-unsigned"])
+        .arg("--auth")
+        .arg(venue.dir.path().join("auth.toml"))
+        .args(["--upstream", city])
+        .arg("--upstream-token")
+        .arg(venue.dir.path().join("city.token"));
+    Server::spawn(venue.dir.clone(), command)
+}
+
+/// Whether `server`'s copy of `program`'s journal holds a lease of `venue`.
+fn holds_lease(server: &Server, admin: &str, program: &str, venue: &str) -> bool {
+    let (status, page) = call(
+        server,
+        Some(admin),
+        "GET",
+        &format!("/v1/venue/programs/{program}/journal?after=0&limit=10000"),
+        "",
+    );
+    status == 200
+        && page["events"].as_array().is_some_and(|events| {
+            events
+                .iter()
+                .rev()
+                .find(|e| {
+                    ["leased", "returned"].contains(&e["change"]["kind"].as_str().unwrap_or(""))
+                        && e["change"]["venue"] == venue
+                })
+                .is_some_and(|e| e["change"]["kind"] == "leased")
+        })
+}
+
+/// The city's statement of `card`: its decided entries by id.
+fn decided_at_city(city: &Server, admin: &str, program: &str, card: &str) -> Vec<Value> {
+    let (status, statement) = call(
+        city,
+        Some(admin),
+        "GET",
+        &format!("/v1/programs/{program}/cards/{card}/history?limit=500"),
+        "",
+    );
+    assert_eq!(status, 200, "{statement}");
+    statement["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "decided")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_venue_cut_off_from_its_city_decides_alone_and_its_city_takes_it_back_exactly_once() {
+    let database = Database::fresh();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    copy_dir(
+        &shipped_policies(),
+        &dir.path().join("city").join("policies"),
+    );
+    let ledger = match &database {
+        Some(db) => db.url.clone(),
+        None => {
+            eprintln!("the city runs on SQLite: CARDRULES_TEST_POSTGRES is unset");
+            dir.path().join("city.sqlite").display().to_string()
+        }
+    };
+    let (admin, e1) = token(
+        dir.path(),
+        &["--name", "ops", "--role", "admin", "--program", "*"],
+    );
+    let (kino_token, e2) = token(
+        dir.path(),
+        &[
+            "--name",
+            "bergen-kino",
+            "--role",
+            "venue",
+            "--program",
+            "bergen",
+            "--location",
+            "bergen-kino",
+        ],
+    );
+    let (club_token, e3) = token(
+        dir.path(),
+        &[
+            "--name",
+            "bakkens-hjerte",
+            "--role",
+            "venue",
+            "--program",
+            "albertslund",
+            "--location",
+            "bakkens-hjerte",
+        ],
+    );
+    let auth = dir.path().join("city-auth.toml");
+    std::fs::write(&auth, [e1, e2, e3].join("\n\n") + "\n").unwrap();
+    let port = free_port();
+    let city_url = format!("http://127.0.0.1:{port}");
+    let start_city = || {
+        let city_dir = Arc::new(tempfile::tempdir_in(dir.path()).unwrap());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cardrules"));
+        command
+            .arg("serve")
+            .arg("--policies")
+            .arg(dir.path().join("city").join("policies"))
+            .args([
+                "--ledger",
+                &ledger,
+                "--allow-unsigned",
+                "--max-lateness",
+                "none",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--auth")
+            .arg(&auth);
+        Server::spawn(city_dir, command)
+    };
+    let city = start_city();
+    let kino = offline_venue(dir.path(), &kino_token, "bergen");
+    let club = offline_venue(dir.path(), &club_token, "albertslund");
+    let kino_host = start_offline_venue(&kino, &city_url);
+    let club_host = start_offline_venue(&club, &city_url);
+    within(
+        60,
+        "both venues hold a lease",
+        &[&city, &kino_host, &club_host],
+        || {
+            holds_lease(&kino_host, &kino.admin, "bergen", "bergen-kino")
+                && holds_lease(&club_host, &club.admin, "albertslund", "bakkens-hjerte")
+        },
+    );
+    let decide = |host: &Server, till: &str, body: Value| {
+        call(host, Some(till), "POST", "/v1/decisions", &body.to_string())
+    };
+    let kino_at = |card: &str, id: &str| {
+        json!({"program": "bergen", "card": card, "action": "redeem", "offer": "bergen-kino",
+               "at": "2024-03-02T12:00:00+01:00", "id": id})
+    };
+    let buy = |card: &str, amount: i64, id: &str| {
+        json!({"program": "albertslund", "card": card, "action": "purchase", "offer": "bh-toast",
+               "amount": amount, "at": "2024-03-02T12:00:00+01:00", "id": id})
+    };
+    // Online: the city decides.
+    let (status, online) = decide(&kino_host, &kino.till, kino_at("AK-1001", "k-1"));
+    assert_eq!((status, &online["allow"]), (200, &json!(true)), "{online}");
+    assert!(online.get("offline").is_none(), "{online}");
+    // The venue's copy of the journal holds it (as it soon does, following its city).
+    within(30, "the cinema's copy holds `k-1`", &[&kino_host], || {
+        let (_, page) = call(
+            &kino_host,
+            Some(&kino.admin),
+            "GET",
+            "/v1/venue/programs/bergen/journal?after=0&limit=10000",
+            "",
+        );
+        page.to_string().contains("\"request-id\":\"k-1\"")
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+
+    // The city goes away. The request that finds it gone is a 503 (its fate unknown);
+    // the venues decide alone from then on, under their leases.
+    city.terminate();
+    let (status, lost) = decide(&kino_host, &kino.till, kino_at("AK-1002", "k-2"));
+    assert_eq!(status, 503, "{lost}");
+    let mut answers: Vec<(String, Value)> = Vec::new();
+    for (card, id) in [
+        ("AK-1001", "k-3"),
+        ("AK-1001", "k-4"),
+        ("AK-1001", "k-5"),
+        ("AK-1001", "k-6"),
+        ("AK-1003", "k-7"),
+        ("AK-1002", "k-8"),
+    ] {
+        let (status, answer) = decide(&kino_host, &kino.till, kino_at(card, id));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["offline"], true, "{answer}");
+        answers.push((id.to_string(), answer));
+    }
+    let reasons: Vec<&str> = answers
+        .iter()
+        .map(|(_, a)| a["reason"].as_str().unwrap())
+        .collect();
+    // Four visits a year at the cinema (one online, three alone), then the quota; a card
+    // not registered in Bergen is refused as anywhere; the card whose request was lost
+    // with the link is not decided alone.
+    assert_eq!(
+        reasons,
+        [
+            "ok",
+            "ok",
+            "ok",
+            "quota-exhausted",
+            "not-resident",
+            "offline"
+        ],
+        "{answers:?}"
+    );
+    // A retry is answered what was answered.
+    let (_, again) = decide(&kino_host, &kino.till, kino_at("AK-1001", "k-3"));
+    assert_eq!(
+        (&again["reason"], &again["replayed"]),
+        (&json!("ok"), &json!(true)),
+        "{again}"
+    );
+    // The club sells within what is escrowed to it (100 kr of BK-2001's 200 kr), under
+    // the card's daily limit (60 kr).
+    let (status, _) = decide(&club_host, &club.till, buy("BK-2002", 100, "c-0"));
+    assert_eq!(status, 503);
+    for (amount, id, reason) in [
+        (3000, "c-1", "ok"),
+        (2500, "c-2", "ok"),
+        (1000, "c-3", "daily-limit"),
+    ] {
+        let (status, answer) = decide(&club_host, &club.till, buy("BK-2001", amount, id));
+        assert_eq!(
+            (status, answer["reason"].as_str()),
+            (200, Some(reason)),
+            "{answer}"
+        );
+        assert_eq!(answer["offline"], true, "{answer}");
+        answers.push((id.to_string(), answer));
+    }
+
+    // The city comes back; the cinema's host is killed as it brings its decisions back,
+    // and starts again from its outbox.
+    let city = start_city();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(kino_host);
+    let kino_host = start_offline_venue(&kino, &city_url);
+    within(
+        60,
+        "the city holds every decision made alone",
+        &[&city, &kino_host, &club_host],
+        || {
+            decided_at_city(&city, &admin, "bergen", "AK-1001").len() >= 5
+                && decided_at_city(&city, &admin, "albertslund", "BK-2001").len() >= 3
+        },
+    );
+    // Each once, as answered, marked as decided alone at the venue.
+    for (program, card) in [
+        ("bergen", "AK-1001"),
+        ("bergen", "AK-1003"),
+        ("bergen", "AK-1002"),
+        ("albertslund", "BK-2001"),
+    ] {
+        let entries = decided_at_city(&city, &admin, program, card);
+        for (id, answer) in answers.iter().filter(|(_, a)| a["offline"] == true) {
+            let matching: Vec<&Value> = entries.iter().filter(|e| e["id"] == id.as_str()).collect();
+            if answers.iter().any(|(i, _)| i == id) && matching.is_empty() {
+                continue; // another card's
+            }
+            assert_eq!(matching.len(), 1, "`{id}` at the city: {entries:?}");
+            assert_eq!(
+                matching[0]["reason"], answer["reason"],
+                "{id}: {:?}",
+                matching[0]
+            );
+            assert_eq!(matching[0]["offline"], true, "{id}: {:?}", matching[0]);
+        }
+    }
+    let (_, card) = call(
+        &city,
+        Some(&admin),
+        "GET",
+        "/v1/programs/albertslund/cards/BK-2001",
+        "",
+    );
+    assert_eq!(card["balances"]["DKK"], 20000 - 3000 - 2500, "{card}");
+
+    if std::env::var("CARDRULES_DEBUG_OFFLINE").is_ok() {
+        std::thread::sleep(Duration::from_secs(3));
+        let (_, page) = call(
+            &city,
+            Some(&admin),
+            "GET",
+            "/v1/venue/programs/bergen/journal?after=0&limit=10000",
+            "",
+        );
+        for e in page["events"].as_array().unwrap() {
+            eprintln!(
+                "city {} {} {} {}",
+                e["seq"], e["change"]["kind"], e["change"]["request-id"], e["change"]["card"]
+            );
+        }
+    }
+    // Back online: decisions are the city's again.
+    within(
+        60,
+        "the cinema forwards again",
+        &[&city, &kino_host],
+        || {
+            let (status, answer) = decide(
+                &kino_host,
+                &kino.till,
+                kino_at("AK-1004", &format!("k-9-{}", rand_suffix())),
+            );
+            status == 200 && answer.get("offline").is_none()
+        },
+    );
+
+    // What a venue cannot do with an upload: forge, replay, reach past its lease, or act
+    // for another program.
+    let upload = |token: &str, program: &str, items: Value| {
+        call(
+            &city,
+            Some(token),
+            "POST",
+            &format!("/v1/venue/programs/{program}/upload"),
+            &json!({"items": items}).to_string(),
+        )
+    };
+    let forged = json!([{"request": kino_at("AK-1003", "forged-1"),
+        "decision": {"allow": true, "reason": "ok", "message": "", "admitted": 1, "price": 0, "notes": [], "balances": {},
+                     "policy": online["policy"].clone(), "offline": true}}]);
+    let (status, refused) = upload(&kino_token, "bergen", forged);
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("forged-1"),
+        "{refused}"
+    );
+    let elsewhere = json!([{"request": {"program": "bergen", "card": "AK-1002", "action": "redeem", "offer": "akvariet",
+        "at": "2024-03-02T12:00:00+01:00", "id": "elsewhere-1"},
+        "decision": {"allow": true, "reason": "ok", "message": "", "admitted": 1, "price": 0, "notes": [], "balances": {},
+                     "policy": online["policy"].clone(), "offline": true}}]);
+    let (status, refused) = upload(&kino_token, "bergen", elsewhere);
+    assert_eq!(status, 409, "{refused}");
+    let (status, _) = upload(&club_token, "bergen", json!([]));
+    assert_eq!(status, 403);
+    let (status, _) = upload(&admin, "bergen", json!([]));
+    assert_eq!(status, 403);
+    for id in ["forged-1", "elsewhere-1"] {
+        for card in ["AK-1002", "AK-1003"] {
+            assert!(
+                decided_at_city(&city, &admin, "bergen", card)
+                    .iter()
+                    .all(|e| e["id"] != id)
+            );
+        }
+    }
+    // A replayed upload appends nothing.
+    let replayed =
+        json!([{"request": kino_at("AK-1001", "k-3"), "decision": answers[0].1.clone()}]);
+    let (status, done) = upload(&kino_token, "bergen", replayed);
+    assert_eq!(
+        (status, &done["already"], &done["appended"]),
+        (200, &json!(1), &json!(0)),
+        "{done}"
+    );
+    assert_eq!(
+        decided_at_city(&city, &admin, "bergen", "AK-1001")
+            .iter()
+            .filter(|e| e["id"] == "k-3")
+            .count(),
+        1
+    );
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}

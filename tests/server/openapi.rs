@@ -52,6 +52,9 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
         ("GET", "/v1/venue/programs/{program}/bundle"),
         ("GET", "/v1/venue/programs/{program}/journal"),
         ("GET", "/v1/venue/programs/{program}/base"),
+        ("POST", "/v1/venue/programs/{program}/lease"),
+        ("DELETE", "/v1/venue/programs/{program}/lease"),
+        ("POST", "/v1/venue/programs/{program}/upload"),
         ("PUT", "/v1/venue/status"),
         ("GET", "/v1/venues"),
         (
@@ -536,7 +539,7 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
     ];
     let cases: Vec<Case<'_>> = cases
         .into_iter()
-        .chain::<[Case<'_>; 9]>([
+        .chain::<[Case<'_>; 12]>([
             (
                 Some(&ops),
                 "PUT",
@@ -608,6 +611,31 @@ fn the_openapi_description_covers_every_route_and_matches_real_answers() {
                 "/v1/venue/programs/bergen/base",
                 String::new(),
                 404,
+            ),
+            // A lease is a venue's (tests/venues.rs takes, uses and returns one).
+            (
+                Some(&till),
+                "POST",
+                "/v1/venue/programs/{program}/lease",
+                "/v1/venue/programs/bergen/lease",
+                String::new(),
+                403,
+            ),
+            (
+                Some(&ops),
+                "DELETE",
+                "/v1/venue/programs/{program}/lease",
+                "/v1/venue/programs/bergen/lease",
+                String::new(),
+                403,
+            ),
+            (
+                Some(&ops),
+                "POST",
+                "/v1/venue/programs/{program}/upload",
+                "/v1/venue/programs/bergen/upload",
+                r#"{"items": []}"#.into(),
+                403,
             ),
         ])
         .collect();

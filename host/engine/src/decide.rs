@@ -15,13 +15,17 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::ledger::reads::{ReadSet, Seen};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use crate::ledger::{Change, Effect, MAX_UNITS, Reader, Recorded, Staged, State, View};
 use crate::model::{Check, Decision, Read, Request};
+use crate::offline::{Lens, Uncovered};
 use crate::policy::{
     Answer, Evaluated, Input, PolicyFault, Prepared, Reported, Sandbox, Witnessed,
 };
 use crate::program::{
-    ERASED, HOST_MESSAGES, POLICY_ERROR, Program, RESTRICTED, UNKNOWN_CARD, UNKNOWN_OFFER,
+    ERASED, HOST_MESSAGES, OFFLINE, POLICY_ERROR, Program, RESTRICTED, UNKNOWN_CARD, UNKNOWN_OFFER,
 };
 
 /// A request about to be decided, checked, with how it is decided.
@@ -38,6 +42,12 @@ pub(crate) struct Asked<'a> {
     /// The position up to which the caller found `id` recorded nowhere in the journal,
     /// if it looked (see [`State::recorded`]).
     pub looked_up: Option<u64>,
+    /// Decided by this venue alone, at this time on its clock, under its lease, with the
+    /// cards whose outcome at the city it does not know yet (see `crate::offline`); none
+    /// for a decision at the city.
+    /// The last: whether the venue itself decides (true), or the city verifies what it
+    /// uploaded (false: a lease the city recalled still held until handed back).
+    pub alone: Option<(&'a str, i64, &'a Arc<BTreeSet<String>>, bool)>,
 }
 
 /// Checks what the caller sent before anything is decided; returns the party size.
@@ -95,6 +105,7 @@ pub(crate) fn dry_run_on(
         id: None,
         fingerprint: None,
         looked_up: None,
+        alone: None,
     };
     decide_on(sandbox, program, &asked, state, None).map(|staged| staged.answer)
 }
@@ -116,8 +127,17 @@ pub(crate) fn ask_on(
         id: None,
         fingerprint: None,
         looked_up: None,
+        alone: None,
     };
-    let (outcome, _, _) = evaluate(sandbox, program, &asked, request.at.as_second(), state)?;
+    let (outcome, _, _) = evaluate(
+        sandbox,
+        program,
+        &asked,
+        request.at.as_second(),
+        state,
+        None,
+    )?
+    .0;
     Ok(outcome)
 }
 
@@ -200,6 +220,18 @@ pub(crate) fn decide_on(
     state: &mut State,
     proposed: Option<Evaluation>,
 ) -> Result<Staged<Decision>> {
+    decide_concluded(sandbox, program, asked, state, proposed, false)
+}
+
+/// [`decide_on`]; with `concluded`, `proposed` is the answer to keep whatever is lent.
+fn decide_concluded(
+    sandbox: &Sandbox,
+    program: &Program,
+    asked: &Asked<'_>,
+    state: &mut State,
+    proposed: Option<Evaluation>,
+    concluded: bool,
+) -> Result<Staged<Decision>> {
     let request = asked.request;
     if let Some(id) = asked.id
         && let Some(earlier) = state.recorded(id, asked.looked_up)?
@@ -209,13 +241,71 @@ pub(crate) fn decide_on(
     let at = request.at.as_second();
     let mark = state.mark();
     let explain = asked.request.explain;
-    let (mut outcome, fuel, reads) = match proposed {
+    // What is lent to venues shapes what this side may read and change (see
+    // `crate::offline`); a proposal was read without it, so none is kept then.
+    let lens = match asked.alone {
+        Some((venue, now, tainted, at_venue)) => Some(Arc::new(Lens::venue(
+            state.tenures(),
+            venue,
+            now,
+            tainted.clone(),
+            at_venue,
+        ))),
+        None => Lens::city(state.tenures(), request.venue.as_deref()).map(Arc::new),
+    };
+    // A decision the venue alone may not make comes concluded (see [`denied_offline`]).
+    let (mut outcome, fuel, reads) = match proposed.filter(|_| lens.is_none() || concluded) {
         Some(evaluation) => evaluation,
-        None => evaluate(sandbox, program, asked, at, state)?,
+        None => {
+            let (evaluation, uncovered) =
+                evaluate(sandbox, program, asked, at, state, lens.clone())?;
+            let uncovered = uncovered.or_else(|| match (&lens, &evaluation.0) {
+                (Some(lens), Ok(answer)) if answer.allow => {
+                    lens.effects(&request.card, &answer.effects).err()
+                }
+                _ => None,
+            });
+            match (uncovered, asked.alone) {
+                (None, _) => evaluation,
+                // The venue cannot decide it alone: denied `offline`, saying why.
+                (Some(why), Some(_)) => {
+                    let mut answer = denied(OFFLINE);
+                    answer.notes.push(why.0);
+                    answer.checks.push(Reported {
+                        rule: "covered-by-lease".to_string(),
+                        passed: false,
+                        reason: OFFLINE.to_string(),
+                        used: None,
+                        limit: None,
+                        until: None,
+                    });
+                    (Ok(answer), evaluation.1, evaluation.2)
+                }
+                // The city holds off: what it would read or change is a venue's now.
+                (Some(why), None) => {
+                    return Err(Error::Held {
+                        program: program.id().to_string(),
+                        card: request.card.clone(),
+                        why: why.0,
+                        venues: lens
+                            .as_ref()
+                            .map(|l| l.venues_on(&request.card))
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+        }
     };
     if let Ok(answer) = &mut outcome
         && answer.allow
-        && let Err(refused) = state.apply(&request.card, at, &answer.effects)
+        && let Err(refused) = state
+            .apply(&request.card, at, &answer.effects)
+            .and_then(|()| match state.lends() {
+                true => {
+                    state.spend_escrow(request.venue.as_deref(), &request.card, &answer.effects)
+                }
+                false => Ok(()),
+            })
     {
         state.rollback(mark); // whatever part of the effects was applied
         outcome = Err(PolicyFault::answer(format!(
@@ -258,6 +348,8 @@ pub(crate) fn decide_on(
         checks: None,
         reads: None,
         venue: request.venue.clone(),
+        offline: asked.alone.is_some(),
+        pending: false,
     };
     if asked.dry_run {
         state.rollback(mark);
@@ -300,6 +392,29 @@ pub(crate) fn decide_on(
         }],
         answer: decision,
     })
+}
+
+/// `asked` denied with `reason` and `notes`, as a decision to keep, without asking the
+/// policy: an action a venue may not decide alone (`offline`), or a venue's denial taken
+/// in as it was answered (a denial changes nothing).
+pub(crate) fn denied_with(
+    sandbox: &Sandbox,
+    program: &Program,
+    asked: &Asked<'_>,
+    state: &mut State,
+    reason: &str,
+    notes: Vec<String>,
+) -> Result<Staged<Decision>> {
+    let mut answer = denied(reason);
+    answer.notes = notes;
+    decide_concluded(
+        sandbox,
+        program,
+        asked,
+        state,
+        Some((Ok(answer), 0, Vec::new())),
+        true,
+    )
 }
 
 /// The decision recorded under `id`, answered again to a retry of the same request; a
@@ -365,18 +480,30 @@ fn evaluate(
     asked: &Asked<'_>,
     at: i64,
     state: &mut State,
-) -> Result<Evaluation> {
+    lens: Option<Arc<Lens>>,
+) -> Result<(Evaluation, Option<Uncovered>)> {
+    // The host's own read of the acting card's holder, held to the lens as the policy's.
+    if let Some(lens) = &lens
+        && let Err(why) = lens.holder(
+            &asked.request.card,
+            state.holder(&asked.request.card).is_some(),
+        )
+    {
+        return Ok(((Ok(denied(OFFLINE)), 0, Vec::new()), Some(why)));
+    }
     match prepare(program, asked, at, state)? {
-        Ready::Concluded(evaluation) => Ok(evaluation),
+        Ready::Concluded(evaluation) => Ok((evaluation, None)),
         Ready::Prepared(prepared) => {
-            let evaluated = sandbox.evaluate(
+            let mut evaluated = sandbox.evaluate(
                 &program.policy,
                 &program.context,
                 state,
                 prepared,
                 asked.request.explain,
+                lens,
             );
-            conclude(program, asked, evaluated)
+            let uncovered = evaluated.uncovered.take();
+            Ok((conclude(program, asked, evaluated)?, uncovered))
         }
     }
 }

@@ -62,6 +62,23 @@ pub enum Error {
     /// the card, or a duty to archive. The message says what to do instead.
     #[error("{0}")]
     Kept(String),
+    /// A request the city cannot decide now: what it reads or changes is lent to a venue
+    /// host, which decides it alone until it hands its lease back (see
+    /// `crate::offline`). Nothing was decided; the same request may succeed later.
+    #[error(
+        "cannot decide for card `{card}` of program `{program}` now: {why}; try again once the venue hands its lease back"
+    )]
+    Held {
+        program: String,
+        card: String,
+        why: String,
+        /// The venues whose leases are in the way (the city recalls them).
+        venues: Vec<String>,
+    },
+    /// An upload of a venue's offline decisions that the city does not take: forged,
+    /// outside the venue's lease, or out of order. Nothing of it was appended.
+    #[error("{0}")]
+    Refused(String),
     /// The ledger failed; nothing was committed.
     #[error("ledger: {context}: {source}")]
     Ledger {
@@ -142,6 +159,8 @@ impl Error {
             | Error::Forbidden(_)
             | Error::IdReused(_)
             | Error::Kept(_)
+            | Error::Held { .. }
+            | Error::Refused(_)
             | Error::Replaced { .. } => true,
             // A path that is not there, or not what it should be, was the caller's to give;
             // a disk that fails is not.

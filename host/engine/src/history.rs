@@ -53,6 +53,10 @@ pub enum EntryKind {
     Erased,
     /// The holder was restricted (`allow` false) or the restriction lifted (`allow` true).
     Restricted,
+    /// A venue was lent what it may decide alone (`card` empty).
+    Leased,
+    /// A venue's lease ended (`card` empty).
+    Returned,
 }
 
 /// One entry of a statement.
@@ -98,6 +102,9 @@ pub struct Entry {
     /// The venue host the decision came through, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub venue: Option<String>,
+    /// Decided by that venue alone while it could not reach the city.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 }
 
 /// Which page of a statement a caller asks for.
@@ -228,6 +235,18 @@ pub(crate) fn entry(program: &str, event: Event) -> Result<Entry> {
             at: at(Some(when)),
             ..Entry::empty()
         },
+        Change::Leased { at: when, .. } => Entry {
+            seq,
+            kind: EntryKind::Leased,
+            at: at(Some(when)),
+            ..Entry::empty()
+        },
+        Change::Returned { at: when, .. } | Change::Recalled { at: when, .. } => Entry {
+            seq,
+            kind: EntryKind::Returned,
+            at: at(Some(when)),
+            ..Entry::empty()
+        },
         Change::Restricted {
             card,
             at: when,
@@ -273,6 +292,7 @@ pub(crate) fn entry(program: &str, event: Event) -> Result<Entry> {
                 price: decision.price,
                 balances: Some(decision.balances),
                 venue: decision.venue,
+                offline: decision.offline,
             }
         }
     })
@@ -298,6 +318,7 @@ impl Entry {
             price: None,
             balances: None,
             venue: None,
+            offline: false,
         }
     }
 }

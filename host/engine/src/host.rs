@@ -141,21 +141,24 @@ pub struct Erasure {
 
 /// Programs and a ledger: what answers requests.
 pub struct Host {
-    sandbox: Arc<Sandbox>,
+    pub(crate) sandbox: Arc<Sandbox>,
     programs: RwLock<HashMap<String, Arc<Program>>>,
     /// Programs that could not be loaded, with why; requests for them get that error.
     broken: RwLock<HashMap<String, String>>,
-    ledger: Arc<Ledger>,
+    pub(crate) ledger: Arc<Ledger>,
     /// Whose signatures make a program loadable.
     trust: Trust,
     /// Whether decisions are evaluated by their callers before the lane (see
     /// [`Host::with_proposals`]).
     proposing: bool,
     /// What "now" is, for the bounds on a reported request's `at` ([`Host::decide_as`]).
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Whether programs' demo holders are registered into an empty journal (see
     /// [`Host::with_demo_holders`]).
     demo_holders: bool,
+    /// How long a change the venues' leases hold back waits for them to hand them back
+    /// (see [`Host::with_patience`]).
+    patience: std::time::Duration,
 }
 
 impl Host {
@@ -172,6 +175,7 @@ impl Host {
             proposing: true,
             clock: crate::timing::system_clock(),
             demo_holders: true,
+            patience: std::time::Duration::ZERO,
         }
     }
 
@@ -194,6 +198,40 @@ impl Host {
     /// it stands and then checked by the program's lane (`true`, the default: a
     /// program's decisions evaluate in parallel), or evaluated one at a time in the lane
     /// (`false`: what benchmarks compare with).
+    /// Lets a change that a venue's lease holds back (a holder's, or a decision on what a
+    /// venue decides alone; [`Error::Held`]) recall the lease and wait up to `patience`
+    /// for the venue to hand it back — a connected venue does so within a second — before
+    /// it is refused. Without it (the default), it is refused at once, the lease recalled.
+    pub fn with_patience(mut self, patience: std::time::Duration) -> Host {
+        self.patience = patience;
+        self
+    }
+
+    /// Runs `attempt`; while a lease holds it back, recalls the lease and tries again,
+    /// for up to the host's patience.
+    fn held_back<T>(&self, program: &str, attempt: impl Fn() -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        loop {
+            match attempt() {
+                Err(Error::Held {
+                    venues, why, card, ..
+                }) => {
+                    self.recall(program, &venues)?;
+                    if started.elapsed() >= self.patience {
+                        return Err(Error::Held {
+                            program: program.to_string(),
+                            card,
+                            why,
+                            venues,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn with_proposals(mut self, proposing: bool) -> Host {
         self.proposing = proposing;
         self
@@ -290,6 +328,10 @@ impl Host {
     /// Registers (or replaces) a holder; returns whether the card was new. Starting
     /// balances are only for new cards.
     pub fn register(&self, program: &str, holder: &Holder) -> Result<bool> {
+        self.held_back(program, || self.register_now(program, holder))
+    }
+
+    fn register_now(&self, program: &str, holder: &Holder) -> Result<bool> {
         let program = self.program(program)?;
         program.check_holder(holder)?;
         let holder = holder.clone();
@@ -306,6 +348,7 @@ impl Host {
                 });
             }
             let created = state.holder(&holder.card).is_none();
+            held(&id, state, &holder.card)?;
             let change = Change::Registered {
                 holder: holder.clone(),
                 at: Some(jiff::Timestamp::now().as_second()),
@@ -373,6 +416,10 @@ impl Host {
     /// holds units of an asset the program has paid out first (money), and in a program
     /// whose archive duty keeps holders' data. Erasing an erased holder again does nothing.
     pub fn erase(&self, program: &str, card: &str, by: &str) -> Result<Erasure> {
+        self.held_back(program, || self.erase_now(program, card, by))
+    }
+
+    fn erase_now(&self, program: &str, card: &str, by: &str) -> Result<Erasure> {
         let program = self.program(program)?;
         ids::check(ids::Kind::Card, "card", card)?;
         let id = program.id().to_string();
@@ -410,6 +457,7 @@ impl Host {
                     },
                 });
             }
+            held(&id, state, &card)?;
             let balances = state.balances(&card, now);
             for asset in &rules.settle {
                 if let Some(units) = balances.get(asset).filter(|u| **u > 0) {
@@ -466,6 +514,16 @@ impl Host {
         restricted: bool,
         by: &str,
     ) -> Result<CardView> {
+        self.held_back(program, || self.restrict_now(program, card, restricted, by))
+    }
+
+    fn restrict_now(
+        &self,
+        program: &str,
+        card: &str,
+        restricted: bool,
+        by: &str,
+    ) -> Result<CardView> {
         let program = self.program(program)?;
         ids::check(ids::Kind::Card, "card", card)?;
         let id = program.id().to_string();
@@ -481,6 +539,7 @@ impl Host {
                         card: card.clone(),
                     });
                 }
+                held(&id, state, card)?;
                 if state.restricted(card) == restricted {
                     return Ok(Staged::nothing(card_view(&id, state, card, now)));
                 }
@@ -654,6 +713,14 @@ impl Host {
         request: &Request,
         reporter: Option<Reporter>,
     ) -> Result<(Arc<Program>, Decision)> {
+        self.held_back(&request.program, || self.decide_now(request, reporter))
+    }
+
+    fn decide_now(
+        &self,
+        request: &Request,
+        reporter: Option<Reporter>,
+    ) -> Result<(Arc<Program>, Decision)> {
         let program = self.program(&request.program)?;
         let party = decide::check_request(&program, request)?;
         // The fingerprint is what a decision is recorded and compared under, computed here,
@@ -692,6 +759,7 @@ impl Host {
             id: request.id.as_deref(),
             fingerprint: fingerprint.as_deref(),
             looked_up,
+            alone: None,
         };
         // Evaluated here, on this thread, in parallel with the program's other callers;
         // the lane checks it and keeps it, or decides again (see `ledger/commit.rs`).
@@ -715,6 +783,7 @@ impl Host {
                 id: request.id.as_deref(),
                 fingerprint: fingerprint.as_deref(),
                 looked_up,
+                alone: None,
             };
             // Only the first run can keep the proposal: a run again after a lost race is
             // on a state caught up with other writers, which no proposal was checked on.
@@ -725,5 +794,25 @@ impl Host {
             decide::decide_on(&sandbox, &deciding, &asked, tx.state(), proposed)
         })?;
         Ok((program, decision))
+    }
+}
+
+/// Refuses a change to `card`'s holder while a venue's lease lets it read the holder as
+/// the city last sent it: the venue may be deciding on it alone (see `crate::offline`).
+fn held(program: &str, state: &crate::ledger::State, card: &str) -> Result<()> {
+    if state.holder(card).is_none() {
+        return Ok(());
+    }
+    let Some(lens) = crate::offline::Lens::city(state.tenures(), None) else {
+        return Ok(());
+    };
+    match lens.holder_held(card) {
+        Some(venue) => Err(Error::Held {
+            program: program.to_string(),
+            card: card.to_string(),
+            why: format!("venue `{venue}` decides on its holder as it last knew it"),
+            venues: lens.venues_on(card),
+        }),
+        None => Ok(()),
     }
 }

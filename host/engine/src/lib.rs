@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod loader;
 mod model;
 pub mod observe;
+pub mod offline;
 mod policy;
 mod program;
 pub mod replay;

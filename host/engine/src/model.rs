@@ -332,6 +332,13 @@ pub struct Decision {
     /// The venue host the request came through, if it came through one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venue: Option<String>,
+    /// Decided by the venue alone, under its lease, while it could not reach its city
+    /// (see docs/offline.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
+    /// Not decided yet: kept by the venue, decided by the city when the venue is back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// One rule a policy evaluated, in an explained decision.

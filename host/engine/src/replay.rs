@@ -136,6 +136,9 @@ pub fn replay(
         let mut erased: std::collections::HashSet<String> = Default::default();
         for event in original.read(id, 0)? {
             match event.change {
+                // The final order is re-decided as it stands, without what was lent:
+                // a decision a venue made alone must be allowed here as at the city.
+                Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. } => {}
                 change @ (Change::Redacted { .. }
                 | Change::Erased { .. }
                 | Change::Restricted { .. }) => {

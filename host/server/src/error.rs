@@ -49,7 +49,11 @@ impl From<Error> for ApiError {
                 tracing::warn!("refused: {e}");
                 StatusCode::FORBIDDEN
             }
-            Error::IdReused(_) | Error::Replaced { .. } | Error::Kept(_) => StatusCode::CONFLICT,
+            Error::IdReused(_)
+            | Error::Replaced { .. }
+            | Error::Kept(_)
+            | Error::Held { .. }
+            | Error::Refused(_) => StatusCode::CONFLICT,
             Error::Load { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unavailable { .. } => {
                 tracing::error!("{e}");

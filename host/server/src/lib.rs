@@ -23,6 +23,7 @@
 //! (loading and hot reload), `signals` and `shadow`; `console` the web console (`/console`),
 //! plain files compiled in, built on the public routes alone.
 
+pub mod alone;
 pub mod auth;
 pub mod console;
 pub mod limits;

@@ -75,6 +75,8 @@ pub(crate) struct AppState {
     pub(crate) upstream: Option<Arc<dyn Upstream>>,
     /// The venue hosts that call this host.
     pub(crate) venues: Arc<Venues>,
+    /// A venue host's offline state: its outbox, what it sent, whether it decides alone.
+    pub(crate) alone: Option<Arc<crate::alone::Alone>>,
 }
 
 /// The server's shared parts, made once by [`Server::new`] (or [`Server::run`], from a
@@ -107,6 +109,10 @@ impl Server {
             }),
         );
         metrics.watch_venues(venues.clone());
+        let alone = options
+            .upstream
+            .as_ref()
+            .map(|city| Arc::new(crate::alone::Alone::new(host.clone(), city.clone())));
         Server {
             state: AppState {
                 host,
@@ -123,10 +129,17 @@ impl Server {
                 publishing: Arc::default(),
                 upstream: options.upstream,
                 venues,
+                alone,
             },
             tls: options.tls,
             connections,
         }
+    }
+
+    /// A venue host's offline state (none at a city host): its thread brings back what
+    /// it decided alone ([`crate::alone::Alone::run`]).
+    pub fn alone(&self) -> Option<Arc<crate::alone::Alone>> {
+        self.state.alone.clone()
     }
 
     /// The server's metrics (hot reloads are counted by [`watch`](crate::watch)).
@@ -201,6 +214,11 @@ fn router(state: AppState) -> Router {
         .route("/v1/venue/programs/{program}/bundle", get(venues::bundle))
         .route("/v1/venue/programs/{program}/journal", get(venues::journal))
         .route("/v1/venue/programs/{program}/base", get(venues::base))
+        .route(
+            "/v1/venue/programs/{program}/lease",
+            post(venues::lease).delete(venues::end_lease),
+        )
+        .route("/v1/venue/programs/{program}/upload", post(venues::upload))
         .route("/v1/venue/status", put(venues::status))
         .route("/v1/venues", get(venues::venues))
         .route(

@@ -120,7 +120,13 @@ impl Validated {
         let host = Arc::new(
             Host::new(Arc::new(Sandbox::new()?), ledger.open()?)
                 .with_trust(trust)
-                .with_demo_holders(venue.is_none()),
+                .with_demo_holders(venue.is_none())
+                // A city waits a moment for a connected venue to hand back a lease that
+                // holds a change back (docs/offline.md).
+                .with_patience(match venue.is_none() {
+                    true => std::time::Duration::from_secs(5),
+                    false => std::time::Duration::ZERO,
+                }),
         );
         host.ledger().snapshot_every(snapshot_every);
         let served = load_programs(&host, &policies)?;
@@ -201,6 +207,12 @@ impl Validated {
             };
             if let Some(venue) = &venue {
                 venue.start(host.clone(), policies.clone())?;
+                if let Some(alone) = api.alone() {
+                    std::thread::Builder::new()
+                        .name("venue-alone".to_string())
+                        .spawn(move || alone.run())
+                        .map_err(StartError::from)?;
+                }
             }
             if !compact_every.is_zero() {
                 compact_in_background(host.clone(), compact_every, bound_times, venue.is_none());

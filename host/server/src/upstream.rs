@@ -19,6 +19,9 @@ use crate::start::StartError;
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// For a decision: the city's journal position once it was answered
+    /// (`Cardrules-Position`), so that the venue knows when its copy holds it.
+    pub position: Option<u64>,
 }
 
 /// Why the city host could not be asked: it is unreachable, timed out, or answered
@@ -167,4 +170,39 @@ pub struct JournalEvent {
 pub struct JournalPage {
     pub program: String,
     pub events: Vec<JournalEvent>,
+}
+
+/// What a city answers a venue that takes or hands back its lease of a program
+/// (`POST`/`DELETE /v1/venue/programs/{program}/lease`): the lease it holds now (none
+/// after a hand-back, or where the program lends nothing) and the journal position that
+/// records it — the venue decides under it once its copy reaches that position.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LeaseBody {
+    pub program: String,
+    /// The venue's name, as its city knows it (its token's).
+    pub venue: String,
+    #[schema(value_type = Option<Object>)]
+    pub lease: Option<cardrules::offline::Lease>,
+    pub position: u64,
+}
+
+/// What a venue uploads of a program (`POST /v1/venue/programs/{program}/upload`): the
+/// requests it took while it could not reach its city, in its order.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UploadBody {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<cardrules::offline::Uploaded>,
+}
+
+/// What the city made of an upload: how many decisions it appended, how many kept
+/// requests it decided, how many it held already; and its journal position after it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UploadedBody {
+    pub appended: usize,
+    pub decided: usize,
+    pub already: usize,
+    pub position: u64,
 }

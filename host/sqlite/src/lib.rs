@@ -68,6 +68,12 @@ CREATE INDEX IF NOT EXISTS events_by_card ON events (program, card, seq);
 /// what a city host knows of each venue host (see `Journal::save_venue`); `access_log`
 /// who read or changed a holder's personal data (see `Journal::record_access`).
 const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    program TEXT NOT NULL,
+    seq     INTEGER NOT NULL,           -- the venue's own order
+    entry   TEXT NOT NULL,              -- JSON: the request, its answer, its change
+    PRIMARY KEY (program, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS venues (
     name    TEXT PRIMARY KEY,
     status  TEXT NOT NULL,              -- JSON, as `GET /v1/venues` shows it
@@ -615,6 +621,51 @@ impl Journal for SqliteLedger {
         )
         .map(|_| ())
         .map_err(|e| fail(&context, e))
+    }
+
+    fn keep_outbox(&self, program: &str, seq: u64, entry: &str) -> Result<()> {
+        let context = format!("cannot keep what the venue decided alone in `{program}`");
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let conn = self.writer.lock();
+        conn.execute(
+            "INSERT INTO outbox (program, seq, entry) VALUES (?1, ?2, ?3)",
+            params![program, seq, entry],
+        )
+        .map(|_| ())
+        .map_err(|e| fail(&context, e))
+    }
+
+    fn outbox(&self, program: &str) -> Result<Vec<(u64, String)>> {
+        let context = format!("cannot read the outbox of `{program}`");
+        self.with_reader(|conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT seq, entry FROM outbox WHERE program = ?1 ORDER BY seq")
+                .map_err(|e| fail(&context, e))?;
+            let rows = statement
+                .query_map(params![program], |row| {
+                    Ok((
+                        u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        row.get(1)?,
+                    ))
+                })
+                .map_err(|e| fail(&context, e))?;
+            rows.map(|row| row.map_err(|e| fail(&context, e))).collect()
+        })
+    }
+
+    fn drop_outbox(&self, program: &str, seqs: &[u64]) -> Result<()> {
+        let context = format!("cannot clear the outbox of `{program}`");
+        let mut conn = self.writer.lock();
+        let txn = conn.transaction().map_err(|e| fail(&context, e))?;
+        for seq in seqs {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            txn.execute(
+                "DELETE FROM outbox WHERE program = ?1 AND seq = ?2",
+                params![program, seq],
+            )
+            .map_err(|e| fail(&context, e))?;
+        }
+        txn.commit().map_err(|e| fail(&context, e))
     }
 
     fn venues(&self) -> Result<Vec<(String, String)>> {

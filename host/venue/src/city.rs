@@ -185,10 +185,20 @@ impl Upstream for City {
                 .header("Content-Type", "application/json")
                 .send(body),
             ("GET", _) => self.forward.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .forward
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             _ => return Err(Unreachable(format!("`{method}` is not forwarded"))),
         };
         let mut response = self.reached(sent).map_err(|e| Unreachable(e.to_string()))?;
         let status = response.status().as_u16();
+        let position = response
+            .headers()
+            .get("cardrules-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = response
             .body_mut()
             .with_config()
@@ -201,7 +211,11 @@ impl Upstream for City {
                 "it answered {status} with a body that is not JSON"
             )));
         }
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            position,
+        })
     }
 
     fn describe(&self) -> String {

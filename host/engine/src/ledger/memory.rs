@@ -14,6 +14,8 @@ use crate::error::Result;
 pub struct MemoryLedger {
     programs: Mutex<HashMap<String, Program>>,
     venues: Mutex<std::collections::BTreeMap<String, String>>,
+    /// program → seq → entry: a venue's outbox.
+    outbox: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u64, String>>>,
     accesses: Mutex<Vec<super::Access>>,
 }
 
@@ -70,6 +72,33 @@ impl Journal for MemoryLedger {
         self.venues
             .lock()
             .insert(venue.to_string(), status.to_string());
+        Ok(())
+    }
+
+    fn keep_outbox(&self, program: &str, seq: u64, entry: &str) -> Result<()> {
+        self.outbox
+            .lock()
+            .entry(program.to_string())
+            .or_default()
+            .insert(seq, entry.to_string());
+        Ok(())
+    }
+
+    fn outbox(&self, program: &str) -> Result<Vec<(u64, String)>> {
+        Ok(self
+            .outbox
+            .lock()
+            .get(program)
+            .map(|kept| kept.iter().map(|(seq, e)| (*seq, e.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn drop_outbox(&self, program: &str, seqs: &[u64]) -> Result<()> {
+        if let Some(kept) = self.outbox.lock().get_mut(program) {
+            for seq in seqs {
+                kept.remove(seq);
+            }
+        }
         Ok(())
     }
 

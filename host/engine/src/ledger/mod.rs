@@ -205,6 +205,20 @@ pub enum Change {
         restricted: bool,
         by: String,
     },
+    /// The city lent `venue` what it may decide alone while it cannot reach the city
+    /// (see `crate::offline`), replacing any lease it held.
+    Leased {
+        venue: String,
+        at: i64,
+        lease: crate::offline::Lease,
+    },
+    /// `venue`'s lease ended: handed back by the venue once everything it decided alone
+    /// was uploaded, or ended by an operator (`by`).
+    Returned { venue: String, at: i64, by: String },
+    /// The city asked `venue` for its lease back (something it holds is wanted at the
+    /// city): the venue stops deciding under it as soon as its copy shows this, and
+    /// hands it back.
+    Recalled { venue: String, at: i64 },
 }
 
 /// One entry of a program's journal.
@@ -245,6 +259,8 @@ impl Change {
             | Change::Redacted { card, .. }
             | Change::Erased { card, .. }
             | Change::Restricted { card, .. } => card,
+            // About a venue, no card.
+            Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. } => "",
         }
     }
 
@@ -275,7 +291,10 @@ impl Change {
             Change::Registered { at, .. } | Change::Redacted { at, .. } => *at,
             Change::Decided { at, .. }
             | Change::Erased { at, .. }
-            | Change::Restricted { at, .. } => Some(*at),
+            | Change::Restricted { at, .. }
+            | Change::Leased { at, .. }
+            | Change::Returned { at, .. }
+            | Change::Recalled { at, .. } => Some(*at),
         }
     }
 
@@ -327,7 +346,12 @@ impl Change {
                     fuel: *fuel,
                 })
             }
-            Change::Redacted { .. } | Change::Erased { .. } | Change::Restricted { .. } => None,
+            Change::Redacted { .. }
+            | Change::Erased { .. }
+            | Change::Restricted { .. }
+            | Change::Leased { .. }
+            | Change::Returned { .. }
+            | Change::Recalled { .. } => None,
         }
     }
 
@@ -476,6 +500,30 @@ pub trait Journal: Send + Sync {
     /// forgets it.
     fn save_venue(&self, venue: &str, status: &str) -> Result<()> {
         let _ = (venue, status);
+        Ok(())
+    }
+
+    /// Keeps `entry` (JSON) as number `seq` of `program`'s outbox: what a venue host
+    /// decided alone or kept for its city, durable before it answers (see
+    /// `crate::offline`), beside the journal and never in it. A journal that keeps none
+    /// refuses: a venue deciding alone needs one.
+    fn keep_outbox(&self, program: &str, seq: u64, entry: &str) -> Result<()> {
+        let _ = (seq, entry);
+        Err(crate::Error::host(
+            format!("cannot keep what the venue decided alone in `{program}`"),
+            format!("{} keeps no outbox", self.describe()),
+        ))
+    }
+
+    /// `program`'s outbox, in order.
+    fn outbox(&self, program: &str) -> Result<Vec<(u64, String)>> {
+        let _ = program;
+        Ok(Vec::new())
+    }
+
+    /// Removes entries `seqs` of `program`'s outbox (the city's journal holds them now).
+    fn drop_outbox(&self, program: &str, seqs: &[u64]) -> Result<()> {
+        let _ = (program, seqs);
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::model::{Decision, Request};
 pub struct EventRow<'a> {
     /// Position in the program's journal, from 1.
     pub seq: i64,
-    /// `registered`, `decided`, `redacted`, `erased` or `restricted`.
+    /// `registered`, `decided`, `redacted`, `erased`, `restricted`, `leased` or `returned`.
     pub kind: &'static str,
     /// The card registered, or the card the decision was for.
     pub card: &'a str,
@@ -44,6 +44,9 @@ impl Change {
             Change::Redacted { card, at, .. } => ("redacted", card.as_str(), *at, None),
             Change::Erased { card, at, .. } => ("erased", card.as_str(), Some(*at), None),
             Change::Restricted { card, at, .. } => ("restricted", card.as_str(), Some(*at), None),
+            Change::Leased { at, .. } => ("leased", "", Some(*at), None),
+            Change::Returned { at, .. } => ("returned", "", Some(*at), None),
+            Change::Recalled { at, .. } => ("recalled", "", Some(*at), None),
         };
         Ok(EventRow {
             seq,

@@ -28,6 +28,7 @@ use crate::error::Result;
 use crate::ledger::reads::ReadSet;
 use crate::ledger::{Reader, State, View};
 use crate::model::{AttributeValue, Holder};
+use crate::offline::{Lens, Uncovered};
 
 /// The fuel each call is charged, from measurements (see `tests/hostile.rs`,
 /// `host_calls_cost_fuel_in_proportion_to_their_time`, and the README): on the reference
@@ -92,6 +93,10 @@ pub(crate) struct Calls {
     witnessed: Option<Witnessed>,
     /// The keys of the ledger the policy read, kept for a proposal (see `ledger/reads.rs`).
     keys: Option<ReadSet>,
+    /// What the deciding side may use of what is lent to venues, if anything is (see
+    /// `crate::offline`), and the first read it did not cover.
+    pub(crate) lens: Option<Arc<Lens>>,
+    pub(crate) uncovered: Option<Uncovered>,
 }
 
 /// A host call that failed: the import and why, kept as the error's source so that the
@@ -158,13 +163,32 @@ impl Calls {
             due: 0,
             witnessed: explain.then(Witnessed::default),
             keys,
+            lens: None,
+            uncovered: None,
+        }
+    }
+
+    /// Holds a read to the lens, if there is one; keeps the first it does not cover.
+    fn cover(&mut self, check: impl FnOnce(&Lens) -> Result<(), Uncovered>) {
+        if let Some(lens) = &self.lens
+            && self.uncovered.is_none()
+            && let Err(why) = check(lens)
+        {
+            self.uncovered = Some(why);
         }
     }
 
     /// Hands the lent state back, once the policy is done, with what it read if asked:
     /// the reads as explained, and the keys read.
-    pub(crate) fn into_parts(self) -> (Option<Lent>, Option<Witnessed>, Option<ReadSet>) {
-        (self.state, self.witnessed, self.keys)
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Option<Lent>,
+        Option<Witnessed>,
+        Option<ReadSet>,
+        Option<Uncovered>,
+    ) {
+        (self.state, self.witnessed, self.keys, self.uncovered)
     }
 
     /// Keeps a read, when explaining: `record` builds it only then.
@@ -247,6 +271,7 @@ impl Calls {
             |view| view.count_entries(card, counter, from, to),
             |view| view.count(card, counter, from, to),
         )?;
+        self.cover(|lens| lens.count(card, counter));
         self.witness(|w| {
             w.numbers.push(n as i64);
             w.ends.push(to);
@@ -271,6 +296,7 @@ impl Calls {
             |view| view.count_entries(card, counter, start, end),
             |view| view.count(card, counter, start, end),
         )?;
+        self.cover(|lens| lens.count(card, counter));
         self.witness(|w| {
             w.numbers.push(n as i64);
             let args =
@@ -289,6 +315,7 @@ impl Calls {
             |_| 0,
             |view| view.last_use(card, counter),
         )?;
+        self.cover(|lens| lens.count(Some(card), counter));
         self.witness(|_| {
             let args = json!({"card": card, "counter": counter});
             ("ledger.last-use", args, json!(last.map(instant)))
@@ -299,12 +326,20 @@ impl Calls {
     /// `ledger.balance`: unexpired units of `asset` held by `card` at `at`.
     pub(crate) fn balance(&mut self, card: &str, asset: &str, at: i64) -> wasmtime::Result<i64> {
         self.charge(cost::CALL + bytes(&[card, asset]));
-        let units = self.read(
+        let mut units = self.read(
             "ledger.balance",
             |keys| keys.lots(card),
             |view| view.lot_entries(card),
             |view| view.balance(card, asset, at),
         )?;
+        if let Some(lens) = &self.lens {
+            match lens.balance(card, asset, units) {
+                Ok(usable) => units = usable,
+                Err(why) => {
+                    self.uncovered.get_or_insert(why);
+                }
+            }
+        }
         self.witness(|w| {
             w.numbers.push(units);
             let args = json!({"card": card, "asset": asset, "at": instant(at)});
@@ -327,6 +362,8 @@ impl Calls {
             |_| 0,
             |view| view.holder(card).map(|h| (holder_size(h), convert(h))),
         )?;
+        let exists = found.is_some();
+        self.cover(|lens| lens.holder(card, exists));
         let found = found.map(|(size, holder)| {
             self.charge(size as u64 * cost::PER_BYTE);
             holder

@@ -165,6 +165,15 @@ pub(crate) struct Evaluated {
     pub witnessed: Option<Witnessed>,
     /// The keys of the ledger it read, when evaluated as a proposal.
     pub keys: Option<ReadSet>,
+    /// Through a lens (something lent to venues): the first read it did not cover.
+    pub uncovered: Option<crate::offline::Uncovered>,
+}
+
+/// How an evaluation reads the ledger besides answering: keeping the keys it read (a
+/// proposal), and through a lens (something is lent to venues: see `crate::offline`).
+struct Reading {
+    keys: Option<ReadSet>,
+    lens: Option<Arc<crate::offline::Lens>>,
 }
 
 impl Sandbox {
@@ -358,9 +367,11 @@ impl Sandbox {
         state: &mut State,
         prepared: Prepared,
         explain: bool,
+        lens: Option<Arc<crate::offline::Lens>>,
     ) -> Evaluated {
         let lent = Lent::Owned(std::mem::take(state));
-        let (mut evaluated, lent) = self.run(policy, context, lent, prepared, explain, None);
+        let reading = Reading { keys: None, lens };
+        let (mut evaluated, lent) = self.run(policy, context, lent, prepared, explain, reading);
         match lent {
             Some(Lent::Owned(lent)) => *state = lent,
             _ => {
@@ -384,7 +395,11 @@ impl Sandbox {
         keys: ReadSet,
     ) -> Evaluated {
         let lent = Lent::Shared(reader);
-        self.run(policy, context, lent, prepared, explain, Some(keys))
+        let reading = Reading {
+            keys: Some(keys),
+            lens: None,
+        };
+        self.run(policy, context, lent, prepared, explain, reading)
             .0
     }
 
@@ -395,9 +410,16 @@ impl Sandbox {
         lent: Lent,
         prepared: Prepared,
         explain: bool,
-        keys: Option<ReadSet>,
+        reading: Reading,
     ) -> (Evaluated, Option<Lent>) {
-        let mut store = store::new(&self.engine, Some(lent), context.clone(), explain, keys);
+        let mut store = store::new(
+            &self.engine,
+            Some(lent),
+            context.clone(),
+            explain,
+            reading.keys,
+        );
+        store.data_mut().calls.lens = reading.lens;
         let result = policy.bound.evaluate(&mut store, prepared);
         let fuel = store::fuel_used(&store);
         let answer = match result {
@@ -408,12 +430,13 @@ impl Sandbox {
             )),
             Err(e) => Ok(Err(store::failure(&e, store.data(), fuel))),
         };
-        let (lent, witnessed, keys) = store.into_data().calls.into_parts();
+        let (lent, witnessed, keys, uncovered) = store.into_data().calls.into_parts();
         let evaluated = Evaluated {
             answer,
             fuel,
             witnessed,
             keys,
+            uncovered,
         };
         (evaluated, lent)
     }

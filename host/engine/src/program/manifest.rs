@@ -68,6 +68,46 @@ pub struct Manifest {
     /// without it.
     #[serde(default)]
     pub retention: Retention,
+    /// What a venue host may decide while it cannot reach its city (`[offline]`); left
+    /// out, a venue decides nothing alone.
+    #[serde(default)]
+    pub offline: OfflineTerms,
+}
+
+/// `[offline]`: what a program lends a venue host so that it can decide alone while it
+/// cannot reach its city, and what it keeps for the city (docs/offline.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OfflineTerms {
+    /// How long a lease lets a venue decide alone after the city granted it ("12h").
+    #[serde(default, deserialize_with = "period")]
+    pub lease: Option<jiff::SignedDuration>,
+    /// Actions a venue decides alone, on what its lease covers (else denied `offline`).
+    #[serde(default)]
+    pub decide: Vec<String>,
+    /// Actions a venue keeps while it is offline and the city decides when it is back.
+    #[serde(default)]
+    pub defer: Vec<String>,
+    /// Counters the venue holds alone while its lease runs; `{offer}` stands for each
+    /// offer at the venue's locations, `{location}` for each of its locations.
+    #[serde(default)]
+    pub counters: Vec<String>,
+    /// Whose cards the lease covers: `"all"`, or `"status:…"` — the cards whose holder
+    /// has that status (`{location}` as above) when the lease is granted.
+    #[serde(default)]
+    pub cards: Option<String>,
+    /// Part of each covered card's balance of one asset lent to the venue.
+    #[serde(default)]
+    pub escrow: Option<EscrowTerms>,
+}
+
+/// `[offline.escrow]`: up to `amount` units of `asset` of each covered card, or its whole
+/// balance if less, spendable only by the venue until returned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EscrowTerms {
+    pub asset: String,
+    pub amount: i64,
 }
 
 /// `[retention]`: how long the ledger keeps a program's events, its ended holders and
@@ -473,6 +513,7 @@ pub(crate) fn check_manifest(manifest: &Manifest, directory: Option<&str>) -> Re
             )));
         }
     }
+    check_offline(manifest)?;
     for asset in &manifest.personal_data.settle {
         if !manifest.assets.contains(asset) {
             return Err(Error::invalid(format!(
@@ -512,4 +553,45 @@ fn parse_offers(text: &str, source: &Path) -> Result<Vec<Offer>> {
 /// Parses a `holders.toml` read from `source`.
 pub(crate) fn parse_holders(text: &str, source: &Path) -> Result<Vec<Holder>> {
     Ok(parse_toml::<Holders>(text, source)?.holders)
+}
+
+/// `[offline]` must be whole: a lease length when anything is decided alone, an escrow of
+/// one of the program's assets within the ledger's bounds, and cards named as the host
+/// understands them.
+fn check_offline(manifest: &Manifest) -> Result<()> {
+    let terms = &manifest.offline;
+    let bad = |why: String| Err(Error::invalid(format!("`policy.toml`, `[offline]`: {why}")));
+    if !terms.decide.is_empty() && terms.lease.is_none() {
+        return bad("`decide` names actions, so `lease` must say how long a lease runs".into());
+    }
+    if let Some(action) = terms.decide.iter().find(|a| terms.defer.contains(a)) {
+        return bad(format!("action `{action}` is both decided and deferred"));
+    }
+    if let Some(cards) = &terms.cards
+        && cards != "all"
+        && !cards.starts_with("status:")
+    {
+        return bad(format!(
+            "`cards` is `{cards}`: it must be \"all\" or \"status:<status>\""
+        ));
+    }
+    if let Some(escrow) = &terms.escrow {
+        if !manifest.assets.contains(&escrow.asset) {
+            return bad(format!(
+                "the escrow's asset `{}` is not among the program's `assets`",
+                escrow.asset
+            ));
+        }
+        if !(1..=crate::ledger::MAX_UNITS).contains(&escrow.amount) {
+            return bad(format!(
+                "the escrow's `amount` must be between 1 and {}, not {}",
+                crate::ledger::MAX_UNITS,
+                escrow.amount
+            ));
+        }
+        if terms.cards.is_none() {
+            return bad("an escrow needs `cards`: whose balances are lent".into());
+        }
+    }
+    Ok(())
 }

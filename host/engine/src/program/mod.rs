@@ -32,6 +32,10 @@ pub const ERASED: &str = "erased";
 /// The card's holder is restricted: its data is kept, nothing is decided.
 pub const RESTRICTED: &str = "restricted";
 
+/// The venue cannot decide the request alone while it cannot reach its city: its lease
+/// does not cover what the decision reads or changes (see docs/offline.md).
+pub const OFFLINE: &str = "offline";
+
 /// English messages for the host's own reasons, used when a manifest has none.
 pub(crate) const HOST_MESSAGES: &[(&str, &str)] = &[
     (UNKNOWN_CARD, "This card is not known to the program."),
@@ -50,6 +54,10 @@ pub(crate) const HOST_MESSAGES: &[(&str, &str)] = &[
     (
         RESTRICTED,
         "This card is restricted: nothing can be done with it for now.",
+    ),
+    (
+        OFFLINE,
+        "This cannot be decided while the venue is offline.",
     ),
 ];
 
@@ -245,6 +253,11 @@ impl Program {
             context: self.context.clone(),
             reasons: self.reasons.clone(),
         })
+    }
+
+    /// Whether `reason` is one the policy declares or the host gives.
+    pub fn knows_reason(&self, reason: &str) -> bool {
+        self.reasons.contains(reason)
     }
 
     /// The message for `reason` in `language` (default: the program's first language).

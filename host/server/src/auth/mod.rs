@@ -187,6 +187,9 @@ pub enum Route {
     Erase,
     /// `PUT /v1/programs/{program}/holders/{card}/restriction`
     Restrict,
+    /// `POST`/`DELETE /v1/venue/programs/{program}/lease` and `POST …/upload`: a venue
+    /// takes or hands back its lease, and uploads what it decided alone
+    Lease,
 }
 
 impl Route {
@@ -213,11 +216,12 @@ impl Route {
             Route::Export => "GET /v1/programs/{program}/cards/{card}/export",
             Route::Erase => "DELETE /v1/programs/{program}/holders/{card}",
             Route::Restrict => "PUT /v1/programs/{program}/holders/{card}/restriction",
+            Route::Lease => "POST /v1/venue/programs/{program}/lease",
         }
     }
 
     /// Every route whose use depends on the role.
-    pub const ALL: [Route; 20] = [
+    pub const ALL: [Route; 21] = [
         Route::Decide,
         Route::Card,
         Route::Register,
@@ -238,6 +242,7 @@ impl Route {
         Route::Export,
         Route::Erase,
         Route::Restrict,
+        Route::Lease,
     ];
 }
 
@@ -283,7 +288,16 @@ impl Role {
                 Program,
                 Export,
             ],
-            Role::Venue => &[Decide, Card, Allowances, History, Why, Rollout, VenueStatus],
+            Role::Venue => &[
+                Decide,
+                Card,
+                Allowances,
+                History,
+                Why,
+                Rollout,
+                VenueStatus,
+                Lease,
+            ],
         }
     }
 }
@@ -392,6 +406,14 @@ impl Caller {
     /// The venue the caller is, if it is a venue host's token: its name.
     pub fn venue(&self) -> Option<&str> {
         (self.role == Role::Venue).then_some(self.name.as_str())
+    }
+
+    /// A venue's catalogue locations (none for every other role).
+    pub fn locations(&self) -> Vec<String> {
+        self.locations
+            .as_ref()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether the token has expired at `now` (seconds since the epoch).

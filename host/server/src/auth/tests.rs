@@ -112,25 +112,34 @@ fn the_rights_of_each_role() {
         Export,
         Erase,
         Restrict,
+        Lease,
     ];
     let (t, f) = (true, false);
     for (who, allowed) in [
         (
             &till,
-            [t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f, f, f, f],
+            [
+                t, t, t, t, f, f, f, f, f, f, f, f, t, t, f, t, f, f, f, f, f,
+            ],
         ),
         (
             &desk,
-            [t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f, t, f, f],
+            [
+                t, t, t, t, t, t, f, f, t, f, f, f, t, t, f, t, f, t, f, f, f,
+            ],
         ),
-        (&ops, [t; 20]),
+        (&ops, [t; 21]),
         (
             &parent,
-            [t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f, t, f, f],
+            [
+                t, t, t, t, f, t, f, f, f, f, f, f, t, t, f, t, f, t, f, f, f,
+            ],
         ),
         (
             &venue,
-            [t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f, f, f, f],
+            [
+                t, t, t, t, f, f, f, f, f, t, t, f, f, f, f, t, f, f, f, f, t,
+            ],
         ),
     ] {
         for (route, allowed) in routes.into_iter().zip(allowed) {

@@ -213,7 +213,9 @@ pub(crate) async fn card(
     access.check(|c| c.may_call(Route::Card))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
     if let Some(city) = &state.upstream {
-        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None)
+            .await
+            .map(|(response, _)| response);
     }
     let host = state.host.clone();
     let (p, c) = (program.clone(), card.clone());

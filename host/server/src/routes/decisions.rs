@@ -75,12 +75,17 @@ pub(crate) async fn decide(
         false => Reporter::Till,
     };
     let bound = state.bound_times;
-    let decision = blocking(&state, move || match bound {
-        true => host.decide_as(&request, reporter),
-        false => host.decide_by(&request),
+    let through_venue = access.venue().is_some();
+    let decision = blocking(&state, move || {
+        let decided = match bound {
+            true => host.decide_as(&request, reporter),
+            false => host.decide_by(&request),
+        }?;
+        let position = through_venue.then(|| host.ledger().position(&request.program));
+        Ok((decided, position))
     })
     .await;
-    let (served, decision) = decision?;
+    let ((served, decision), position) = decision?;
     state
         .metrics
         .decided(&served, &action, &decision, started.elapsed());
@@ -95,5 +100,13 @@ pub(crate) async fn decide(
         replayed = decision.replayed,
         "decision"
     );
-    Ok(Json(decision).into_response())
+    let mut response = Json(decision).into_response();
+    if let Some(position) = position {
+        // A venue learns when its copy of the journal holds this decision.
+        response.headers_mut().insert(
+            "cardrules-position",
+            axum::http::HeaderValue::from(position),
+        );
+    }
+    Ok(response)
 }

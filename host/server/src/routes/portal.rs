@@ -100,7 +100,9 @@ pub(crate) async fn allowances(
     access.check(|c| c.may_call(Route::Allowances))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
     if let Some(city) = &state.upstream {
-        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None)
+            .await
+            .map(|(response, _)| response);
     }
     let params = Params::of(query, &["at", "action", "offer", "language"])?;
     let at = params
@@ -154,7 +156,9 @@ pub(crate) async fn history(
     access.check(|c| c.may_call(Route::History))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
     if let Some(city) = &state.upstream {
-        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None)
+            .await
+            .map(|(response, _)| response);
     }
     let params = Params::of(query, &["since", "until", "limit", "after"])?;
     let page = HistoryPage::parse(
@@ -205,7 +209,9 @@ pub(crate) async fn why(
     access.check(|c| c.may_call(Route::Why))?;
     access.check(|c| c.may_act_for_card(&program, &card))?;
     if let Some(city) = &state.upstream {
-        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None).await;
+        return upstream::forward(&state, city.clone(), "GET", path_and_query(&uri), None)
+            .await
+            .map(|(response, _)| response);
     }
     let params = Params::of(query, &["language"])?;
     let language = params.get("language").map(str::to_string);

@@ -26,7 +26,27 @@ pub(crate) async fn forward_decision(
 ) -> ApiResult<Response> {
     // A program this venue does not serve is unknown here, as it would be at any host.
     state.host.program(&request.program)?;
-    forward(
+    let Some(alone) = state.alone.clone() else {
+        return forward(
+            state,
+            upstream,
+            "POST",
+            "/v1/decisions".to_string(),
+            Some(text),
+        )
+        .await
+        .map(|(response, _)| response);
+    };
+    if alone.offline() && !request.dry_run {
+        // Cut off (or bringing back what it decided alone): decided here, under its lease.
+        let (deciding, asked) = (alone.clone(), request.clone());
+        let decided = crate::routes::blocking(state, move || deciding.decide(&asked)).await?;
+        if let Some(decided) = decided {
+            return Ok(axum::Json(decided).into_response());
+        }
+    }
+    alone.sending(request);
+    match forward(
         state,
         upstream,
         "POST",
@@ -34,6 +54,18 @@ pub(crate) async fn forward_decision(
         Some(text),
     )
     .await
+    {
+        Ok((response, position)) => {
+            alone.answered(request, position);
+            Ok(response)
+        }
+        Err(e) => {
+            if let Some(why) = state.upstream.as_ref().and_then(|u| u.unreachable()) {
+                alone.lost(&why);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Forwards `method path_and_query` (with `body`) to the city host and answers what it
@@ -44,7 +76,7 @@ pub(crate) async fn forward(
     method: &'static str,
     path_and_query: String,
     body: Option<String>,
-) -> ApiResult<Response> {
+) -> ApiResult<(Response, Option<u64>)> {
     let pass = crate::routes::enter(state)?;
     let city = upstream.describe();
     let sent = tokio::task::spawn_blocking(move || {
@@ -60,14 +92,18 @@ pub(crate) async fn forward(
         )
     })?;
     match sent {
-        Ok(Answer { status, body }) => {
+        Ok(Answer {
+            status,
+            body,
+            position,
+        }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut response = (status, body).into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            Ok(response)
+            Ok((response, position))
         }
         Err(why) => {
             tracing::warn!("cannot reach the city host `{city}`: {}", why.0);

@@ -375,3 +375,131 @@ pub(crate) async fn base(
         })),
     }
 }
+
+/// The calling venue's name, or a 403 for any other caller: a lease is a venue's.
+fn venue_of(access: &Access) -> ApiResult<String> {
+    access.venue().map(str::to_string).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only a venue host's token takes, hands back or uploads under a lease",
+        )
+    })
+}
+
+/// Lends the calling venue what `program` lets it decide alone while it cannot reach
+/// this city (docs/offline.md), for its token's locations, replacing the lease it held.
+/// The venue uploads what it decided alone under its old lease first.
+#[utoipa::path(post, path = "/v1/venue/programs/{program}/lease", tag = "venues",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id")),
+    responses(
+        (status = 200, description = "The lease (none if the program lends nothing) and the position recording it", body = crate::upstream::LeaseBody),
+        Refused,
+        (status = 404, description = "Unknown program", body = ErrorBody),
+        (status = 409, description = "The venue holds decisions it made alone that were not uploaded", body = ErrorBody),
+    ))]
+pub(crate) async fn lease(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult<Json<crate::upstream::LeaseBody>> {
+    let UrlPath(program) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Lease))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let venue = venue_of(&access)?;
+    let locations = access.caller().map(|c| c.locations()).unwrap_or_default();
+    seen(&state, &access).await;
+    let host = state.host.clone();
+    let p = program.clone();
+    let name = venue.clone();
+    let (lease, position) = blocking(&state, move || {
+        let lease = host.lease(&p, &venue, &locations)?;
+        Ok((lease, host.ledger().position(&p)))
+    })
+    .await?;
+    Ok(Json(crate::upstream::LeaseBody {
+        program,
+        venue: name,
+        lease,
+        position,
+    }))
+}
+
+/// The calling venue hands its lease of `program` back: what it held is the city's
+/// again. It uploads what it decided alone first.
+#[utoipa::path(delete, path = "/v1/venue/programs/{program}/lease", tag = "venues",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id")),
+    responses(
+        (status = 200, description = "No lease held any more, and the position recording it", body = crate::upstream::LeaseBody),
+        Refused,
+        (status = 404, description = "Unknown program", body = ErrorBody),
+    ))]
+pub(crate) async fn end_lease(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult<Json<crate::upstream::LeaseBody>> {
+    let UrlPath(program) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Lease))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let venue = venue_of(&access)?;
+    seen(&state, &access).await;
+    let host = state.host.clone();
+    let p = program.clone();
+    let name = venue.clone();
+    let position = blocking(&state, move || {
+        host.end_lease(&p, &venue, &venue)?;
+        Ok(host.ledger().position(&p))
+    })
+    .await?;
+    Ok(Json(crate::upstream::LeaseBody {
+        program,
+        venue: name,
+        lease: None,
+        position,
+    }))
+}
+
+/// Takes in what the calling venue decided alone, or kept, while it could not reach
+/// this city: verified against its lease and appended in its order, each request once
+/// (a retried or duplicated upload appends nothing twice). Refused whole (409) when
+/// anything in it is not what the policy decides on the venue's lease.
+#[utoipa::path(post, path = "/v1/venue/programs/{program}/upload", tag = "venues",
+    security(("bearer" = [])),
+    params(("program" = String, Path, description = "The program id")),
+    request_body(content = crate::upstream::UploadBody, description = "The requests, in the venue's order", content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was appended and decided", body = crate::upstream::UploadedBody),
+        BadBody,
+        Refused,
+        (status = 404, description = "Unknown program", body = ErrorBody),
+        (status = 409, description = "The upload is refused whole: nothing was appended", body = ErrorBody),
+    ))]
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    path: Result<UrlPath<String>, PathRejection>,
+    body: Body,
+) -> ApiResult<Json<crate::upstream::UploadedBody>> {
+    let UrlPath(program) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Lease))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let venue = venue_of(&access)?;
+    let sent: crate::upstream::UploadBody =
+        json_body(body, state.body_limit, state.limits.idle_timeout, "upload").await?;
+    seen(&state, &access).await;
+    let host = state.host.clone();
+    let p = program.clone();
+    let (done, position) = blocking(&state, move || {
+        let (done, _) = host.upload(&p, &venue, sent.items)?;
+        Ok((done, host.ledger().position(&p)))
+    })
+    .await?;
+    Ok(Json(crate::upstream::UploadedBody {
+        appended: done.appended,
+        decided: done.decided,
+        already: done.already,
+        position,
+    }))
+}

@@ -48,6 +48,9 @@ pub(crate) struct Image {
     /// The last lot id given.
     next_lot: i64,
     cards: Vec<Card>,
+    /// venue → its lease and what it spent of it (see `crate::offline`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    tenures: std::collections::BTreeMap<String, crate::offline::Tenure>,
 }
 
 impl Image {
@@ -110,6 +113,7 @@ impl State {
             seq: self.seq,
             next_lot: self.next_lot,
             cards,
+            tenures: (*self.tenures).clone(),
         }
     }
 
@@ -127,6 +131,7 @@ impl State {
             seq: image.seq,
             next_lot: image.next_lot,
             recent: Recent::after(image.seq),
+            tenures: std::sync::Arc::new(image.tenures),
             ..State::default()
         };
         // counter → its total over every card (tallies over all cards are built when a

@@ -97,6 +97,8 @@ enum Undo {
     Seq(u64),
     Erased(String, Option<CardState>),
     Restricted(String, bool),
+    /// A venue's lease and what it spent, before a change.
+    Tenure(String, Option<crate::offline::Tenure>),
 }
 
 /// A point to roll back to (see [`State::mark`]).
@@ -151,6 +153,9 @@ pub struct State {
     erased: HashMap<String, CardState>,
     /// The cards whose holder is restricted: data kept, nothing decided.
     restricted: std::collections::HashSet<String>,
+    /// venue → its lease and what it spent of it (see `crate::offline`): shared, so that
+    /// a decision's lens takes it without copying; changed copy-on-write.
+    tenures: Arc<std::collections::BTreeMap<String, crate::offline::Tenure>>,
     /// The journal position this state includes: the program's last event applied.
     seq: u64,
     undo: Vec<Undo>,
@@ -396,6 +401,12 @@ impl State {
                 }
                 Undo::Restricted(card, false) => {
                     self.restricted.remove(&card);
+                }
+                Undo::Tenure(venue, Some(old)) => {
+                    Arc::make_mut(&mut self.tenures).insert(venue, old);
+                }
+                Undo::Tenure(venue, None) => {
+                    Arc::make_mut(&mut self.tenures).remove(&venue);
                 }
             }
         }
@@ -771,14 +782,37 @@ impl State {
                 self.restrict(card, *restricted);
                 Ok(())
             }
+            Change::Leased { venue, lease, .. } => {
+                self.put_tenure(venue, Some(crate::offline::Tenure::new(lease.clone())));
+                Ok(())
+            }
+            Change::Returned { venue, .. } => {
+                self.put_tenure(venue, None);
+                Ok(())
+            }
+            Change::Recalled { venue, .. } => {
+                if let Some(tenure) = self.tenures.get(venue) {
+                    let mut tenure = tenure.clone();
+                    tenure.recalled = true;
+                    self.put_tenure(venue, Some(tenure));
+                }
+                Ok(())
+            }
             Change::Decided {
                 card,
                 at,
                 request_id,
                 effects,
+                decision,
                 ..
             } => {
                 self.apply(card, *at, effects)?;
+                if self.lends() {
+                    // Only where something is lent: which venue a decision came through is
+                    // in its answer, read here rather than carried by every event.
+                    let venue = crate::offline::venue_of(decision);
+                    self.spend_escrow(venue.as_deref(), card, effects)?;
+                }
                 // A change read from the journal, at the next position: committed.
                 if let Some(id) = request_id {
                     self.recent.remember(id, self.seq + 1);
@@ -793,6 +827,9 @@ impl State {
     /// ids are the journal's.)
     pub fn canonical(&self) -> String {
         let mut out = String::new();
+        for (venue, tenure) in self.tenures.iter() {
+            out.push_str(&format!("venue {venue}: {tenure:?}\n"));
+        }
         let mut cards: Vec<&str> = self
             .holders
             .keys()
@@ -823,5 +860,70 @@ impl State {
             }
         }
         out
+    }
+}
+
+impl State {
+    /// The venues' leases and what each spent (see `crate::offline`).
+    pub fn tenures(&self) -> &Arc<std::collections::BTreeMap<String, crate::offline::Tenure>> {
+        &self.tenures
+    }
+
+    /// Whether any venue holds a lease on this program.
+    pub fn lends(&self) -> bool {
+        self.tenures.values().any(|t| t.lease.is_some())
+    }
+
+    /// Sets (or, with `None`, ends) `venue`'s tenure.
+    pub(crate) fn put_tenure(&mut self, venue: &str, tenure: Option<crate::offline::Tenure>) {
+        let tenures = Arc::make_mut(&mut self.tenures);
+        let old = match tenure {
+            Some(tenure) => tenures.insert(venue.to_string(), tenure),
+            None => tenures.remove(venue),
+        };
+        self.undo.push(Undo::Tenure(venue.to_string(), old));
+    }
+
+    /// Counts what a decision that came through `venue` spent on `card` against that
+    /// venue's escrow (what it spends is escrowed to it first), then holds the card to
+    /// every escrow on it: its balance never falls below what is still lent. A decision
+    /// that would spend money lent to a venue is refused.
+    pub(crate) fn spend_escrow(
+        &mut self,
+        venue: Option<&str>,
+        card: &str,
+        effects: &[Effect],
+    ) -> Result<(), Refused> {
+        if let Some(venue) = venue
+            && let Some(tenure) = self.tenures.get(venue)
+            && let Some(spent) = tenure.spending(card, effects)
+        {
+            let mut tenure = tenure.clone();
+            tenure.spend(card, spent);
+            self.put_tenure(venue, Some(tenure));
+        }
+        if crate::offline::planted::EscrowNotHeld::planted() {
+            return Ok(());
+        }
+        for effect in effects {
+            let Some(asset) = effect.asset() else {
+                continue;
+            };
+            let lent = crate::offline::lent(&self.tenures, card, asset);
+            if lent > 0 {
+                let balance: i64 = self
+                    .lots(card)
+                    .iter()
+                    .filter(|lot| lot.asset == asset)
+                    .map(|lot| lot.amount)
+                    .sum();
+                if balance < lent {
+                    return Err(Refused(format!(
+                        "card `{card}` would hold {balance} `{asset}`, less than the {lent} lent to venues"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }

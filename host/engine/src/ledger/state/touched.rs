@@ -24,6 +24,9 @@ impl State {
                 // Not readable by a policy: lot ids, request ids (the lane looks those up
                 // again itself), a card's earlier cards, the journal position.
                 Undo::NextLot(_) | Undo::Recorded(_) | Undo::Previous(_) | Undo::Seq(_) => {}
+                // Leases change what a lens shows, not the state's keys: a lane does not
+                // keep proposals while anything is lent (see `decide::decide_on`).
+                Undo::Tenure(..) => {}
             }
         }
         keys.sort_unstable();
