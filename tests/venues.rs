@@ -1352,8 +1352,21 @@ fn a_venue_cut_off_from_its_city_decides_alone_and_its_city_takes_it_back_exactl
             "bakkens-hjerte",
         ],
     );
+    let (kode_token, e4) = token(
+        dir.path(),
+        &[
+            "--name",
+            "kode",
+            "--role",
+            "venue",
+            "--program",
+            "bergen",
+            "--location",
+            "kode",
+        ],
+    );
     let auth = dir.path().join("city-auth.toml");
-    std::fs::write(&auth, [e1, e2, e3].join("\n\n") + "\n").unwrap();
+    std::fs::write(&auth, [e1, e2, e3, e4].join("\n\n") + "\n").unwrap();
     let port = free_port();
     let city_url = format!("http://127.0.0.1:{port}");
     let start_city = || {
@@ -1389,6 +1402,20 @@ fn a_venue_cut_off_from_its_city_decides_alone_and_its_city_takes_it_back_exactl
                 && holds_lease(&club_host, &club.admin, "albertslund", "bakkens-hjerte")
         },
     );
+    // The city shows what each venue holds.
+    let kino_status = venue_status(&city, &admin, "bergen-kino").expect("known");
+    let lease = &kino_status["leases"][0];
+    assert_eq!(
+        (&lease["program"], &lease["cards"]),
+        (&json!("bergen"), &json!("all")),
+        "{kino_status}"
+    );
+    assert!(
+        lease["counters"].to_string().contains("visit:bergen-kino"),
+        "{kino_status}"
+    );
+    let club_status = venue_status(&city, &admin, "bakkens-hjerte").expect("known");
+    assert_eq!(club_status["leases"][0]["escrowed"], 10000, "{club_status}");
     let decide = |host: &Server, till: &str, body: Value| {
         call(host, Some(till), "POST", "/v1/decisions", &body.to_string())
     };
@@ -1586,9 +1613,16 @@ fn a_venue_cut_off_from_its_city_decides_alone_and_its_city_takes_it_back_exactl
     assert_eq!(status, 409, "{refused}");
     let (status, _) = upload(&club_token, "bergen", json!([]));
     assert_eq!(status, 403);
+    // Another Bergen venue cannot upload the cinema's decisions as its own: its lease
+    // holds none of the cinema's counters.
+    let theirs = json!([{"request": kino_at("AK-1002", "theirs-1"),
+        "decision": {"allow": true, "reason": "ok", "message": "", "admitted": 1, "price": 0, "notes": [], "balances": {},
+                     "policy": online["policy"].clone(), "offline": true}}]);
+    let (status, refused) = upload(&kode_token, "bergen", theirs);
+    assert_eq!(status, 409, "{refused}");
     let (status, _) = upload(&admin, "bergen", json!([]));
     assert_eq!(status, 403);
-    for id in ["forged-1", "elsewhere-1"] {
+    for id in ["forged-1", "elsewhere-1", "theirs-1"] {
         for card in ["AK-1002", "AK-1003"] {
             assert!(
                 decided_at_city(&city, &admin, "bergen", card)

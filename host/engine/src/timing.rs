@@ -139,9 +139,8 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(
     Ok(duration)
 }
 
-/// `at` (seconds since the epoch) as RFC 3339, or the seconds if out of range: for
-/// messages.
-pub(crate) fn show(at: i64) -> String {
+/// `at` (seconds since the epoch) as RFC 3339, or the seconds if out of range.
+pub fn instant_text(at: i64) -> String {
     match jiff::Timestamp::from_second(at) {
         Ok(t) => t.to_string(),
         Err(_) => at.to_string(),

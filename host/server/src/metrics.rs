@@ -248,6 +248,17 @@ fn encode_venues(
             ConstGauge::new(count).encode(metric.encode_family(&labels)?)?;
         }
     }
+    let mut metric = encoder.encode_descriptor(
+        "venue_backlog",
+        "Requests the venue host decided alone or kept while it could not reach this city, not yet taken in.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for venue in &list {
+        let labels = [("venue", venue.venue.as_str())];
+        ConstGauge::new(i64::try_from(venue.backlog).unwrap_or(i64::MAX))
+            .encode(metric.encode_family(&labels)?)?;
+    }
     Ok(())
 }
 

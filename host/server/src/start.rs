@@ -206,6 +206,9 @@ impl Validated {
                 None
             };
             if let Some(venue) = &venue {
+                if let Some(alone) = api.alone() {
+                    venue.watch(alone);
+                }
                 venue.start(host.clone(), policies.clone())?;
                 if let Some(alone) = api.alone() {
                     std::thread::Builder::new()

@@ -60,6 +60,11 @@ pub trait VenueRole: Send + Sync {
     /// Starts following the city for `host`, whose programs are kept in `policies`, on
     /// threads of its own that run until the process ends.
     fn start(&self, host: Arc<Host>, policies: PathBuf) -> Result<(), StartError>;
+
+    /// The venue's offline state, whose backlog it reports to its city.
+    fn watch(&self, alone: Arc<crate::alone::Alone>) {
+        let _ = alone;
+    }
 }
 
 /// A program as a venue host serves it.

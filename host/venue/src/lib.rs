@@ -58,6 +58,10 @@ impl VenueRole for Venue {
         self.city.clone()
     }
 
+    fn watch(&self, alone: Arc<cardrules_server::alone::Alone>) {
+        *self.report.alone.lock() = Some(alone);
+    }
+
     fn start(&self, host: Arc<Host>, policies: PathBuf) -> Result<(), StartError> {
         tracing::info!(
             "venue host of the city host `{}`: programs, journals and decisions come from it",

@@ -23,6 +23,8 @@ const REFUSALS_KEPT: usize = 5;
 pub(crate) struct Report {
     state: Mutex<(VenueReport, bool)>,
     changed: Condvar,
+    /// The venue's offline state: its backlog is reported.
+    pub(crate) alone: Mutex<Option<std::sync::Arc<cardrules_server::alone::Alone>>>,
 }
 
 impl Report {
@@ -103,6 +105,9 @@ pub(crate) fn run(city: &City, report: &Report) {
     loop {
         let mut sent = report.next(EVERY);
         std::thread::sleep(SETTLE);
+        if let Some(alone) = report.alone.lock().as_ref() {
+            sent.backlog = alone.backlog();
+        }
         sent.release = env!("CARGO_PKG_VERSION").to_string();
         let body = match serde_json::to_string(&sent) {
             Ok(body) => body,

@@ -114,7 +114,7 @@ impl Lens {
         if *now >= lease.expires {
             return Err(Uncovered(format!(
                 "the lease of venue `{venue}` ran out at {}",
-                crate::timing::show(lease.expires)
+                crate::timing::instant_text(lease.expires)
             )));
         }
         Ok((tenure, lease))

@@ -318,9 +318,45 @@ pub(crate) async fn venues(
     Extension(access): Extension<Access>,
 ) -> ApiResult<Json<VenuesView>> {
     access.check(|c| c.may_call(Route::Venues))?;
-    Ok(Json(VenuesView {
-        venues: state.venues.list(),
-    }))
+    let mut venues = state.venues.list();
+    // What each venue holds, from this city's own ledger (journaled leases).
+    let host = state.host.clone();
+    let leases = blocking(&state, move || {
+        let mut leases: Vec<(String, serde_json::Value)> = Vec::new();
+        for program in host.programs() {
+            let tenures = host.ledger().read(program.id(), |s| (**s.tenures()).clone())?;
+            for (venue, tenure) in tenures {
+                if let Some(lease) = &tenure.lease {
+                    let escrowed: i64 = lease.escrow.values().sum();
+                    let spent: i64 = tenure.spent.values().sum();
+                    leases.push((
+                        venue,
+                        serde_json::json!({
+                            "program": program.id(),
+                            "granted": cardrules::timing::instant_text(lease.granted),
+                            "expires": cardrules::timing::instant_text(lease.expires),
+                            "recalled": tenure.recalled,
+                            "counters": lease.counters,
+                            "cards": lease.cards.as_ref().map_or(serde_json::json!("all"), |c| serde_json::json!(c.len())),
+                            "asset": lease.asset,
+                            "escrowed": escrowed,
+                            "spent": spent,
+                        }),
+                    ));
+                }
+            }
+        }
+        Ok(leases)
+    })
+    .await?;
+    for status in &mut venues {
+        status.leases = leases
+            .iter()
+            .filter(|(venue, _)| *venue == status.venue)
+            .map(|(_, lease)| lease.clone())
+            .collect();
+    }
+    Ok(Json(VenuesView { venues }))
 }
 
 /// The base snapshot of `program`'s journal, when the city's retention removed its first
