@@ -388,7 +388,10 @@ fn final_order_violations(
         }
         if matches!(
             event.change,
-            Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. }
+            Change::Leased { .. }
+                | Change::Returned { .. }
+                | Change::Recalled { .. }
+                | Change::Waiting { .. }
         ) {
             continue;
         }

@@ -706,7 +706,10 @@ impl World {
                 }
                 if matches!(
                     event.change,
-                    Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. }
+                    Change::Leased { .. }
+                        | Change::Returned { .. }
+                        | Change::Recalled { .. }
+                        | Change::Waiting { .. }
                 ) {
                     continue;
                 }
@@ -794,12 +797,15 @@ fn thousands_of_seeded_runs_lose_nothing_and_allow_nothing_the_city_would_deny()
     };
     let mut offline = 0usize;
     let mut allowed_offline = 0usize;
+    let mut waited = 0usize;
     for &seed in &seeds {
         match run(seed, 150, &programs, &sandbox) {
             Ok(world) => {
                 for decision in world.answers.given.values() {
                     offline += usize::from(decision.offline);
                     allowed_offline += usize::from(decision.offline && decision.allow);
+                    // Kept waiting at the city for a cut-off club (a parent's block).
+                    waited += usize::from(decision.pending && !decision.offline);
                 }
             }
             Err(why) if std::env::var("CARDRULES_SIM_DUMP").is_ok() => {
@@ -832,8 +838,12 @@ fn thousands_of_seeded_runs_lose_nothing_and_allow_nothing_the_city_would_deny()
         }
     }
     eprintln!(
-        "{} seeds: {offline} decisions made offline, {allowed_offline} of them allowed",
+        "{} seeds: {offline} decisions made offline, {allowed_offline} of them allowed; {waited} blocks kept waiting for a club",
         seeds.len()
+    );
+    assert!(
+        waited > 0 || seeds.len() < 100,
+        "no block ever waited for a club: the runs prove nothing of it"
     );
     assert!(
         allowed_offline > 0,

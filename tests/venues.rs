@@ -1416,6 +1416,19 @@ fn a_venue_cut_off_from_its_city_decides_alone_and_its_city_takes_it_back_exactl
     );
     let club_status = venue_status(&city, &admin, "bakkens-hjerte").expect("known");
     assert_eq!(club_status["leases"][0]["escrowed"], 10000, "{club_status}");
+    // The card shows what of its balance the club holds.
+    let (_, card) = call(
+        &city,
+        Some(&admin),
+        "GET",
+        "/v1/programs/albertslund/cards/BK-2001",
+        "",
+    );
+    assert_eq!(
+        card["held"],
+        json!([{"venue": "bakkens-hjerte", "asset": "DKK", "units": 10000}]),
+        "{card}"
+    );
     let decide = |host: &Server, till: &str, body: Value| {
         call(host, Some(till), "POST", "/v1/decisions", &body.to_string())
     };

@@ -372,6 +372,10 @@ fn decide_concluded(
                 decision: encoded.clone(),
             },
         );
+        // Decided at last: it waits for no venue's lease any more.
+        if !state.tenures().is_empty() {
+            state.stop_waiting(id);
+        }
     }
     let effects = if decision.allow {
         answer.effects

@@ -57,6 +57,9 @@ pub enum EntryKind {
     Leased,
     /// A venue's lease ended (`card` empty).
     Returned,
+    /// A request the city keeps waiting for a venue's lease; decided later (its own
+    /// entry).
+    Pending,
 }
 
 /// One entry of a statement.
@@ -241,6 +244,26 @@ pub(crate) fn entry(program: &str, event: Event) -> Result<Entry> {
             at: at(Some(when)),
             ..Entry::empty()
         },
+        Change::Waiting {
+            card,
+            at: when,
+            request_id,
+            request,
+            ..
+        } => {
+            let action = serde_json::from_str::<serde_json::Value>(&request)
+                .ok()
+                .and_then(|r| r.get("action").and_then(|a| a.as_str()).map(str::to_string));
+            Entry {
+                seq,
+                kind: EntryKind::Pending,
+                card,
+                at: at(Some(when)),
+                id: Some(request_id),
+                action,
+                ..Entry::empty()
+            }
+        }
         Change::Returned { at: when, .. } | Change::Recalled { at: when, .. } => Entry {
             seq,
             kind: EntryKind::Returned,

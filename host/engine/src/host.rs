@@ -48,6 +48,21 @@ pub struct CardView {
     /// The holder's attributes (addition: a guardian's portal shows the limits it set).
     pub attributes: BTreeMap<String, AttributeValue>,
     pub balances: BTreeMap<String, i64>,
+    /// (Addition.) Part of the balances lent to a venue for deciding alone while it cannot
+    /// reach the city (docs/offline.md): only that venue may spend it until it hands it
+    /// back. A parents' portal shows it as part of the balance, held by the venue.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+}
+
+/// Units of an asset of a card escrowed to a venue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Held {
+    pub venue: String,
+    pub asset: String,
+    pub units: i64,
 }
 
 /// Everything the ledger holds about a holder ([`Host::export`]).
@@ -108,6 +123,19 @@ pub(crate) fn card_view(
         municipality: None,
         attributes: BTreeMap::new(),
         balances: state.balances(card, at),
+        held: state
+            .tenures()
+            .iter()
+            .filter_map(|(venue, tenure)| {
+                let asset = tenure.lease.as_ref()?.asset.clone()?;
+                let units = tenure.remaining(card, &asset);
+                (units > 0).then(|| Held {
+                    venue: venue.clone(),
+                    asset,
+                    units,
+                })
+            })
+            .collect(),
     };
     if let Some(holder) = state.holder(card) {
         return Some(CardView {
@@ -713,7 +741,97 @@ impl Host {
         request: &Request,
         reporter: Option<Reporter>,
     ) -> Result<(Arc<Program>, Decision)> {
-        self.held_back(&request.program, || self.decide_now(request, reporter))
+        let program = self.program(&request.program)?;
+        let waits = !request.dry_run
+            && request.id.is_some()
+            && program
+                .files
+                .manifest
+                .offline
+                .wait
+                .contains(&request.action);
+        if waits && let Some(id) = &request.id {
+            // A retry of a request that waits for a venue's lease: still pending.
+            let waiting = self
+                .ledger
+                .read(program.id(), |s| s.waiting_for(id).is_some())?;
+            if waiting {
+                return Ok((program.clone(), crate::offline::pending(&program, request)));
+            }
+        }
+        match self.held_back(&request.program, || self.decide_now(request, reporter)) {
+            Err(Error::Held { venues, .. }) if waits && !venues.is_empty() => {
+                self.keep_waiting(&program, request, &venues[0])
+            }
+            other => other,
+        }
+    }
+
+    /// Keeps `request` waiting for `venue`'s lease (its program's `[offline] wait`):
+    /// journaled, answered `pending`, decided once the venue hands its lease back.
+    fn keep_waiting(
+        &self,
+        program: &Arc<Program>,
+        request: &Request,
+        venue: &str,
+    ) -> Result<(Arc<Program>, Decision)> {
+        let fingerprint = decide::fingerprint(request)?;
+        let (id, card, venue) = (
+            request.id.clone().unwrap_or_default(),
+            request.card.clone(),
+            venue.to_string(),
+        );
+        let at = request.at.as_second();
+        self.ledger.submit(program.id(), move |tx| {
+            let state = tx.state();
+            if state.waiting_for(&id).is_some() {
+                return Ok(Staged::nothing(()));
+            }
+            let change = Change::Waiting {
+                card: card.clone(),
+                at,
+                venue: venue.clone(),
+                request_id: id.clone(),
+                request: fingerprint.clone(),
+            };
+            state
+                .apply_change(&change)
+                .map_err(|refused| Error::invalid(refused.0))?;
+            Ok(Staged {
+                changes: vec![change],
+                answer: (),
+            })
+        })?;
+        tracing::info!(
+            program = program.id(),
+            card = request.card,
+            action = request.action,
+            "kept waiting for a venue's lease: decided once the venue hands it back"
+        );
+        Ok((program.clone(), crate::offline::pending(program, request)))
+    }
+
+    /// Decides what waits for `venue`'s lease of `program`, in order, now that the venue
+    /// handed it back (or is about to take a new one, everything it decided alone in).
+    pub(crate) fn decide_waiting(&self, program: &str, venue: &str) -> Result<()> {
+        let waiting = self.ledger.read(program, |s| {
+            s.tenures()
+                .get(venue)
+                .map(|t| t.waiting.clone())
+                .unwrap_or_default()
+        })?;
+        for (id, text) in waiting {
+            let request: Request = serde_json::from_str(&text).map_err(|e| {
+                Error::ledger(format!("a waiting request `{id}` cannot be read"), e)
+            })?;
+            match self.decide_now(&request, None) {
+                Ok(_) => {}
+                // Still held (by another venue): it waits on.
+                Err(Error::Held { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn decide_now(

@@ -41,7 +41,7 @@ pub mod why;
 pub use attributes::Setter;
 pub use calendar::{Calendar, Period};
 pub use error::{Error, Result, Source};
-pub use host::{CardView, Erasure, Export, Host, Registration};
+pub use host::{CardView, Erasure, Export, Held, Host, Registration};
 pub use ledger::{Journal, Ledger, MemoryLedger};
 pub use model::{
     AttributeValue, CardState, Check, Decision, Holder, INSTANTS, MAX_OFFSET_SECONDS, Offer,

@@ -138,7 +138,10 @@ pub fn replay(
             match event.change {
                 // The final order is re-decided as it stands, without what was lent:
                 // a decision a venue made alone must be allowed here as at the city.
-                Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. } => {}
+                Change::Leased { .. }
+                | Change::Returned { .. }
+                | Change::Recalled { .. }
+                | Change::Waiting { .. } => {}
                 change @ (Change::Redacted { .. }
                 | Change::Erased { .. }
                 | Change::Restricted { .. }) => {

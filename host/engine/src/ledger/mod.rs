@@ -219,6 +219,17 @@ pub enum Change {
     /// city): the venue stops deciding under it as soon as its copy shows this, and
     /// hands it back.
     Recalled { venue: String, at: i64 },
+    /// A request the city keeps waiting (answered `pending`) for `venue`'s lease, which
+    /// holds what it changes; decided once the venue hands the lease back.
+    Waiting {
+        card: String,
+        at: i64,
+        venue: String,
+        #[serde(rename = "request-id")]
+        request_id: String,
+        /// The request, as fingerprinted (JSON).
+        request: String,
+    },
 }
 
 /// One entry of a program's journal.
@@ -261,6 +272,7 @@ impl Change {
             | Change::Restricted { card, .. } => card,
             // About a venue, no card.
             Change::Leased { .. } | Change::Returned { .. } | Change::Recalled { .. } => "",
+            Change::Waiting { card, .. } => card,
         }
     }
 
@@ -294,7 +306,8 @@ impl Change {
             | Change::Restricted { at, .. }
             | Change::Leased { at, .. }
             | Change::Returned { at, .. }
-            | Change::Recalled { at, .. } => Some(*at),
+            | Change::Recalled { at, .. }
+            | Change::Waiting { at, .. } => Some(*at),
         }
     }
 
@@ -351,7 +364,8 @@ impl Change {
             | Change::Restricted { .. }
             | Change::Leased { .. }
             | Change::Returned { .. }
-            | Change::Recalled { .. } => None,
+            | Change::Recalled { .. }
+            | Change::Waiting { .. } => None,
         }
     }
 

@@ -47,6 +47,8 @@ impl Change {
             Change::Leased { at, .. } => ("leased", "", Some(*at), None),
             Change::Returned { at, .. } => ("returned", "", Some(*at), None),
             Change::Recalled { at, .. } => ("recalled", "", Some(*at), None),
+            // Not under its request id: that is the decision's, once it is made.
+            Change::Waiting { card, at, .. } => ("waiting", card.as_str(), Some(*at), None),
         };
         Ok(EventRow {
             seq,

@@ -88,6 +88,10 @@ pub struct Tenure {
     /// hands it back; it still holds what it held until then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// Requests the city keeps waiting for this venue's lease (its program's `wait`
+    /// actions), in order: request id → the request (JSON, as fingerprinted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<(String, String)>,
 }
 
 impl Tenure {
@@ -96,6 +100,7 @@ impl Tenure {
             lease: Some(lease),
             spent: BTreeMap::new(),
             recalled: false,
+            waiting: Vec::new(),
         }
     }
 
@@ -275,7 +280,8 @@ pub(crate) fn lease_for(
     })
 }
 
-/// What a venue answers for a request it keeps for the city: `pending`, nothing decided.
+/// What is answered for a request kept for later: by a venue alone for its city, or by
+/// the city for a venue's lease (`pending`, nothing decided yet).
 pub fn pending(program: &Program, request: &crate::model::Request) -> crate::model::Decision {
     crate::model::Decision {
         allow: false,
@@ -296,7 +302,8 @@ pub fn pending(program: &Program, request: &crate::model::Request) -> crate::mod
         checks: None,
         reads: None,
         venue: request.venue.clone(),
-        offline: true,
+        // Kept by a venue alone, or waiting at the city for a venue's lease.
+        offline: request.venue.is_some(),
         pending: true,
     }
 }

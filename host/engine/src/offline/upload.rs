@@ -57,6 +57,14 @@ impl Host {
     /// is how many requests the venue uploaded in all, as it counts them. None if the
     /// program lends nothing.
     pub fn lease(&self, program: &str, venue: &str, locations: &[String]) -> Result<Option<Lease>> {
+        // What the city kept waiting for the venue's old lease is decided first, after
+        // everything the venue decided alone (it takes a lease once all is uploaded).
+        let waits = self
+            .tenure(program, venue)?
+            .is_some_and(|t| !t.waiting.is_empty());
+        if waits {
+            self.end_lease(program, venue, venue)?;
+        }
         let program = self.program(program)?;
         ids::check(ids::Kind::Request, "venue", venue)?;
         let now = self.clock.now().as_second();
@@ -86,6 +94,12 @@ impl Host {
     /// it decided alone, or an operator giving up on a venue that does not come back):
     /// what it held is the city's again. Nothing happens if it holds none.
     pub fn end_lease(&self, program: &str, venue: &str, by: &str) -> Result<bool> {
+        let ended = self.end_lease_now(program, venue, by)?;
+        self.decide_waiting(program, venue)?;
+        Ok(ended)
+    }
+
+    fn end_lease_now(&self, program: &str, venue: &str, by: &str) -> Result<bool> {
         let program = self.program(program)?;
         let now = self.clock.now().as_second();
         let (venue, by) = (venue.to_string(), by.to_string());

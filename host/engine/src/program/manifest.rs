@@ -88,6 +88,11 @@ pub struct OfflineTerms {
     /// Actions a venue keeps while it is offline and the city decides when it is back.
     #[serde(default)]
     pub defer: Vec<String>,
+    /// Actions the city itself keeps waiting (answered `pending`) while a venue that cannot
+    /// be reached holds what they change, and decides once the venue hands its lease
+    /// back — ordered after what the venue decided alone (Albertslund's `block-card`).
+    #[serde(default)]
+    pub wait: Vec<String>,
     /// Counters the venue holds alone while its lease runs; `{offer}` stands for each
     /// offer at the venue's locations, `{location}` for each of its locations.
     #[serde(default)]

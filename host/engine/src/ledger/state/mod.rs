@@ -783,11 +783,39 @@ impl State {
                 Ok(())
             }
             Change::Leased { venue, lease, .. } => {
-                self.put_tenure(venue, Some(crate::offline::Tenure::new(lease.clone())));
+                let mut tenure = crate::offline::Tenure::new(lease.clone());
+                // What waits for the venue's lease waits on under the new one.
+                tenure.waiting = self
+                    .tenures
+                    .get(venue)
+                    .map(|t| t.waiting.clone())
+                    .unwrap_or_default();
+                self.put_tenure(venue, Some(tenure));
                 Ok(())
             }
             Change::Returned { venue, .. } => {
-                self.put_tenure(venue, None);
+                // What waits for the lease stays until the city decides it.
+                let waiting = self
+                    .tenures
+                    .get(venue)
+                    .map(|t| t.waiting.clone())
+                    .unwrap_or_default();
+                let tenure = (!waiting.is_empty()).then(|| crate::offline::Tenure {
+                    waiting,
+                    ..Default::default()
+                });
+                self.put_tenure(venue, tenure);
+                Ok(())
+            }
+            Change::Waiting {
+                venue,
+                request_id,
+                request,
+                ..
+            } => {
+                let mut tenure = self.tenures.get(venue).cloned().unwrap_or_default();
+                tenure.waiting.push((request_id.clone(), request.clone()));
+                self.put_tenure(venue, Some(tenure));
                 Ok(())
             }
             Change::Recalled { venue, .. } => {
@@ -807,6 +835,9 @@ impl State {
                 ..
             } => {
                 self.apply(card, *at, effects)?;
+                if let Some(id) = request_id {
+                    self.stop_waiting(id);
+                }
                 if self.lends() {
                     // Only where something is lent: which venue a decision came through is
                     // in its answer, read here rather than carried by every event.
@@ -867,6 +898,28 @@ impl State {
     /// The venues' leases and what each spent (see `crate::offline`).
     pub fn tenures(&self) -> &Arc<std::collections::BTreeMap<String, crate::offline::Tenure>> {
         &self.tenures
+    }
+
+    /// A request decided at last no longer waits for a venue's lease.
+    pub(crate) fn stop_waiting(&mut self, request_id: &str) {
+        let found = self
+            .tenures
+            .iter()
+            .find(|(_, t)| t.waiting.iter().any(|(id, _)| id == request_id))
+            .map(|(venue, t)| (venue.clone(), t.clone()));
+        if let Some((venue, mut tenure)) = found {
+            tenure.waiting.retain(|(id, _)| id != request_id);
+            let keep = tenure.lease.is_some() || !tenure.waiting.is_empty();
+            self.put_tenure(&venue, keep.then_some(tenure));
+        }
+    }
+
+    /// The venue whose lease `request_id` waits for, if it waits.
+    pub fn waiting_for(&self, request_id: &str) -> Option<&str> {
+        self.tenures
+            .iter()
+            .find(|(_, t)| t.waiting.iter().any(|(id, _)| id == request_id))
+            .map(|(venue, _)| venue.as_str())
     }
 
     /// Whether any venue holds a lease on this program.
