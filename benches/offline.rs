@@ -12,6 +12,9 @@
 //! timed. Nothing is asserted about speed: the figures are printed (README, "Offline").
 
 use std::sync::Arc;
+
+#[path = "../tests/support/final_order.rs"]
+mod final_order;
 use std::time::Instant;
 
 use cardrules::ledger::{Batch, Change};
@@ -295,7 +298,7 @@ fn run_day(
         .expect("reads")
         .into_iter()
         .map(|e| e.change)
-        .filter(|c| !matches!(c, Change::Leased { .. }))
+        .filter(|c| !c.about_leases())
         .collect();
     twin_journal
         .append(&[Batch {
@@ -357,54 +360,18 @@ fn run_day(
             }
         }
     }
-    outcome.violations += final_order_violations(sandbox, programs, day, &city_journal);
-    outcome
-}
-
-/// The city's journal in its final order, on a fresh ledger with nothing lent: each
-/// allowed decision asked again at its place must be allowed.
-fn final_order_violations(
-    sandbox: &Arc<Sandbox>,
-    programs: &[Arc<Program>],
-    day: &Day,
-    journal: &MemoryLedger,
-) -> usize {
+    // A violation: an allow made alone that the city's final order denies at its place.
     let fresh_journal = Arc::new(MemoryLedger::new());
     let fresh = host(sandbox, programs, fresh_journal.clone());
-    let mut violations = 0;
-    let mut position = 0;
-    for event in journal.read(day.program, 0).expect("reads") {
-        if let Change::Decided {
-            request, decision, ..
-        } = &event.change
-        {
-            let decision: Decision = serde_json::from_str(decision).expect("a decision");
-            if decision.allow {
-                let mut request: Request = serde_json::from_str(request).expect("a request");
-                request.id = None;
-                request.dry_run = true;
-                violations += usize::from(!fresh.decide(&request).expect("decides").allow);
-            }
-        }
-        if matches!(
-            event.change,
-            Change::Leased { .. }
-                | Change::Returned { .. }
-                | Change::Recalled { .. }
-                | Change::Waiting { .. }
-        ) {
-            continue;
-        }
-        fresh_journal
-            .append(&[Batch {
-                program: day.program,
-                after: position,
-                changes: &[event.change],
-            }])
-            .expect("appends");
-        position += 1;
-    }
-    violations
+    let denied = final_order::denied_in_final_order(
+        city_journal.as_ref(),
+        day.program,
+        &fresh,
+        &fresh_journal,
+    )
+    .expect("the final order builds");
+    outcome.violations += denied.len();
+    outcome
 }
 
 /// A city and `count` decisions its venue made alone, ready to upload.

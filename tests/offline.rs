@@ -29,6 +29,8 @@ use cardrules::{
 
 mod support;
 use support::files::shipped_policies;
+#[path = "support/final_order.rs"]
+mod final_order;
 
 /// The simulated clock of one party, in seconds.
 struct SimClock(AtomicI64);
@@ -663,70 +665,20 @@ impl World {
                 ));
             }
         }
-        // The final order, on a fresh ledger with nothing lent: each event as recorded
-        // (a state built from them refuses any balance below zero), and before each
-        // allowed decision, that decision asked again there: it must be allowed.
+        // The final order, on a fresh ledger with nothing lent.
         let clock = Arc::new(SimClock(AtomicI64::new(self.now)));
         let journal = Arc::new(MemoryLedger::new());
         let fresh = host(&self.sandbox, &self.programs, journal.clone(), clock);
         for program in ["bergen", "albertslund", "antwerpen"] {
-            let mut position = 0;
-            for event in self
-                .city_journal
-                .read(program, 0)
-                .map_err(|e| e.to_string())?
-            {
-                if let Change::Decided {
-                    request, decision, ..
-                } = &event.change
-                {
-                    let decision: Decision =
-                        serde_json::from_str(decision).map_err(|e| e.to_string())?;
-                    if decision.allow {
-                        let mut request: Request =
-                            serde_json::from_str(request).map_err(|e| e.to_string())?;
-                        request.id = None;
-                        request.dry_run = true;
-                        let again = fresh.decide(&request).map_err(|e| e.to_string())?;
-                        if !again.allow {
-                            return Err(format!(
-                                "event {} of `{program}` ({} of card `{}`{}): allowed as recorded, denied `{}` in the final order",
-                                event.seq,
-                                request.action,
-                                request.card,
-                                if decision.offline {
-                                    ", decided offline"
-                                } else {
-                                    ""
-                                },
-                                again.reason
-                            ));
-                        }
-                    }
-                }
-                if matches!(
-                    event.change,
-                    Change::Leased { .. }
-                        | Change::Returned { .. }
-                        | Change::Recalled { .. }
-                        | Change::Waiting { .. }
-                ) {
-                    continue;
-                }
-                let changes = [event.change];
-                let batch = cardrules::ledger::Batch {
-                    program,
-                    after: position,
-                    changes: &changes,
-                };
-                journal.append(&[batch]).map_err(|e| e.to_string())?;
-                position += 1;
+            let denied = final_order::denied_in_final_order(
+                self.city_journal.as_ref(),
+                program,
+                &fresh,
+                &journal,
+            )?;
+            if let Some(first) = denied.into_iter().next() {
+                return Err(first);
             }
-            // Read whole: a state the recorded effects cannot make is refused here.
-            fresh
-                .ledger()
-                .read(program, |s| s.units())
-                .map_err(|e| format!("the final order of `{program}` cannot be built: {e}"))?;
         }
         Ok(())
     }

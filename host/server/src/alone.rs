@@ -135,7 +135,7 @@ impl Alone {
     }
 
     /// Notes a request about to be forwarded: its card is tainted until the copy holds it.
-    pub(crate) fn sending(&self, request: &Request) -> usize {
+    pub(crate) fn sending(&self, request: &Request) {
         let mut programs = self.programs.lock();
         let program = programs.entry(request.program.clone()).or_default();
         program.sent.push(Sent {
@@ -143,7 +143,6 @@ impl Alone {
             id: request.id.clone(),
             position: None,
         });
-        program.sent.len() - 1
     }
 
     /// The city answered the forwarded request (at `position` of its journal, if said).

@@ -276,6 +276,19 @@ impl Change {
         }
     }
 
+    /// Whether the change is about what the city lends its venues (a lease, its end, its
+    /// recall, a request waiting for one) rather than about holders and their cards: what
+    /// a re-decision of the final order leaves out (see `crate::offline`).
+    pub fn about_leases(&self) -> bool {
+        matches!(
+            self,
+            Change::Leased { .. }
+                | Change::Returned { .. }
+                | Change::Recalled { .. }
+                | Change::Waiting { .. }
+        )
+    }
+
     /// The decision a retry of its request id is answered with, if it is a decision
     /// recorded under an id.
     pub fn recorded(&self) -> Option<(&str, Recorded)> {

@@ -412,14 +412,24 @@ pub(crate) async fn base(
     }
 }
 
-/// The calling venue's name, or a 403 for any other caller: a lease is a venue's.
-fn venue_of(access: &Access) -> ApiResult<String> {
-    access.venue().map(str::to_string).ok_or_else(|| {
+/// For the lease routes: the program of the path, checked against the caller's rights,
+/// and the calling venue's name (a 403 for any other caller: a lease is a venue's).
+async fn leasing(
+    state: &AppState,
+    access: &Access,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> ApiResult<(String, String)> {
+    let UrlPath(program) = path.map_err(path_error)?;
+    access.check(|c| c.may_call(Route::Lease))?;
+    access.check(|c| c.may_act_for(&program))?;
+    let venue = access.venue().map(str::to_string).ok_or_else(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "only a venue host's token takes, hands back or uploads under a lease",
         )
-    })
+    })?;
+    seen(state, access).await;
+    Ok((program, venue))
 }
 
 /// Lends the calling venue what `program` lets it decide alone while it cannot reach
@@ -439,12 +449,8 @@ pub(crate) async fn lease(
     Extension(access): Extension<Access>,
     path: Result<UrlPath<String>, PathRejection>,
 ) -> ApiResult<Json<crate::upstream::LeaseBody>> {
-    let UrlPath(program) = path.map_err(path_error)?;
-    access.check(|c| c.may_call(Route::Lease))?;
-    access.check(|c| c.may_act_for(&program))?;
-    let venue = venue_of(&access)?;
+    let (program, venue) = leasing(&state, &access, path).await?;
     let locations = access.caller().map(|c| c.locations()).unwrap_or_default();
-    seen(&state, &access).await;
     let host = state.host.clone();
     let p = program.clone();
     let name = venue.clone();
@@ -476,11 +482,7 @@ pub(crate) async fn end_lease(
     Extension(access): Extension<Access>,
     path: Result<UrlPath<String>, PathRejection>,
 ) -> ApiResult<Json<crate::upstream::LeaseBody>> {
-    let UrlPath(program) = path.map_err(path_error)?;
-    access.check(|c| c.may_call(Route::Lease))?;
-    access.check(|c| c.may_act_for(&program))?;
-    let venue = venue_of(&access)?;
-    seen(&state, &access).await;
+    let (program, venue) = leasing(&state, &access, path).await?;
     let host = state.host.clone();
     let p = program.clone();
     let name = venue.clone();
@@ -518,13 +520,9 @@ pub(crate) async fn upload(
     path: Result<UrlPath<String>, PathRejection>,
     body: Body,
 ) -> ApiResult<Json<crate::upstream::UploadedBody>> {
-    let UrlPath(program) = path.map_err(path_error)?;
-    access.check(|c| c.may_call(Route::Lease))?;
-    access.check(|c| c.may_act_for(&program))?;
-    let venue = venue_of(&access)?;
+    let (program, venue) = leasing(&state, &access, path).await?;
     let sent: crate::upstream::UploadBody =
         json_body(body, state.body_limit, state.limits.idle_timeout, "upload").await?;
-    seen(&state, &access).await;
     let host = state.host.clone();
     let p = program.clone();
     let (done, position) = blocking(&state, move || {
